@@ -1,0 +1,2 @@
+/* ctl_main.c - placeholder. */
+int main(void) { return 0; }
