@@ -1,0 +1,53 @@
+# atomq - the two-command entry point. The real build is meson (meson.build);
+# this file installs what is missing, configures and calls it.
+#
+#   make run     install deps, build, start atomqd in the foreground
+#   make test    install deps, build, run every test suite
+#   make bench   build a release tree and run the benchmarks
+#
+# Variables: BUILD (default build), MESON_ARGS (extra `meson setup` args),
+# RUN_ARGS (extra atomqd flags), BENCH_ARGS (extra atomq-bench flags).
+
+BUILD ?= build
+RELEASE ?= build-release
+MESON_ARGS ?=
+RUN_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: all deps setup build run test test-unit bench clean help
+
+all: build
+
+help:
+	@sed -n '1,12p' Makefile
+
+deps:
+	@sh tools/setup.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_ARGS)
+
+setup: deps $(BUILD)/build.ninja
+
+build: setup
+	ninja -C $(BUILD)
+
+run: build
+	$(BUILD)/control/atomqd $(RUN_ARGS)
+
+# Every suite: unit, integration, stress. meson exits non-zero on any failure.
+test: build
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+
+test-unit: build
+	meson test -C $(BUILD) --print-errorlogs --suite unit
+
+$(RELEASE)/build.ninja:
+	meson setup $(RELEASE) --buildtype=release $(MESON_ARGS)
+
+bench: deps $(RELEASE)/build.ninja
+	ninja -C $(RELEASE)
+	$(RELEASE)/bench/atomq-bench ring $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD) $(RELEASE)
