@@ -78,7 +78,8 @@ int shm_ring_init(struct shm_ring *r, void *mem, size_t len,
                   uint32_t capacity, uint32_t slot_bytes);
 
 /* Attaches `r` to a ring another side formatted, checking its header.
- * -EPROTO: bad magic or version; -EINVAL: bad geometry or alignment;
+ * -EPROTO: bad magic or version, or head and tail further apart than the
+ * capacity; -EINVAL: bad geometry or alignment, or len below the header;
  * -ENOSPC: the header claims more memory than len. */
 int shm_ring_attach(struct shm_ring *r, void *mem, size_t len);
 
@@ -94,11 +95,13 @@ static inline int shm_ring_enqueue_burst(struct shm_ring *r, const void *objs,
 
         if (r->capacity - used < n) {
                 /* Pairs with the release store of tail in dequeue: the slots
-                 * the consumer freed are no longer being read. */
-                r->tail = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
-                used = head - r->tail;
+                 * the consumer freed are no longer being read. Checked before
+                 * it is cached: a cached bad tail would pass the fast path. */
+                uint64_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+                used = head - tail;
                 if (shm_unlikely(used > r->capacity))
                         return -EPROTO;
+                r->tail = tail;
                 if (r->capacity - used < n)
                         n = (unsigned)(r->capacity - used);
                 if (n == 0)
@@ -127,11 +130,13 @@ static inline int shm_ring_dequeue_burst(struct shm_ring *r, void *objs, unsigne
         uint64_t avail = r->head - tail;
 
         if (avail < n) {
-                /* Pairs with the release store of head in enqueue. */
-                r->head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
-                avail = r->head - tail;
+                /* Pairs with the release store of head in enqueue. Checked
+                 * before it is cached, as tail in enqueue. */
+                uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
+                avail = head - tail;
                 if (shm_unlikely(avail > r->capacity))
                         return -EPROTO;
+                r->head = head;
                 if (avail < n)
                         n = (unsigned)avail;
                 if (n == 0)

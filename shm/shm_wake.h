@@ -39,8 +39,12 @@ static inline void shm_wake_init(struct shm_wake *w)
 /* Announces a sleeper; returns the sequence to hand to shm_wake_wait(). */
 static inline uint32_t shm_wake_prepare(struct shm_wake *w)
 {
-        /* seq_cst RMW: pairs with the fence in shm_wake_notify. */
+        /* seq_cst RMW then a full fence: pairs with the fence in
+         * shm_wake_notify, so the caller's re-check of the ring (an acquire
+         * load) cannot be ordered before the announcement. The fence costs
+         * nothing that matters: this is the path to sleep. */
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
         return atomic_load_explicit(&w->seq, memory_order_seq_cst);
 }
 
