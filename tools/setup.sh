@@ -17,6 +17,7 @@ pkg-config       build
 gcc              build
 liburing-dev     io_uring (network and disk backends)
 libnuma-dev      NUMA placement of the arena
+libxxhash-dev    name and subject hashes
 libcriterion-dev unit tests
 python3          test helpers
 "
