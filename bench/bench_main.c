@@ -1,0 +1,304 @@
+/* bench_main.c - atomq-bench, the bundled load generator: command line,
+ * scenario table and output.
+ *
+ *      atomq-bench ring
+ *      atomq-bench ring --runs 5 --json > ring.jsonl
+ *      atomq-bench ring --svg /tmp/ring.svg --quiet
+ *
+ * A scenario is a function that appends results to a report
+ * (bench_scenario.h); adding one is a file and a row in bench_scenarios[].
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/bench_cpu.h"
+#include "bench/bench_progress.h"
+#include "bench/bench_report.h"
+#include "bench/bench_scenario.h"
+#include "bench/bench_svg.h"
+
+/* Defaults sized so `atomq-bench ring` (8 cases x 3 runs) takes ~17 s:
+ * long enough for stable medians, short enough to run on every change. */
+#define BENCH_DURATION_DEFAULT_S 0.5
+#define BENCH_WARMUP_DEFAULT_S 0.2
+#define BENCH_RUNS_DEFAULT 3
+#define BENCH_DURATION_MIN_S 0.001
+#define BENCH_LIST_VALUE_MAX 65536u
+
+static const struct bench_scenario bench_scenarios[] = {
+        { "ring", "SPSC shm_ring between two pinned threads: throughput and ping-pong latency",
+          "throughput for --sizes (default 8,32,256 bytes) x --bursts (default 1,32);\n"
+          "round trips of an 8-byte message over two rings (case pingpong), and over\n"
+          "two bare cache lines (system baseline, case cacheline: the hardware's floor)",
+          bench_ring_run },
+};
+
+#define BENCH_SCENARIOS_N (sizeof(bench_scenarios) / sizeof(bench_scenarios[0]))
+
+static void bench_usage(FILE *f)
+{
+        fprintf(f,
+                "usage: atomq-bench SCENARIO [options]\n"
+                "\n"
+                "Scenarios:\n");
+        for (size_t i = 0; i < BENCH_SCENARIOS_N; i++) {
+                fprintf(f, "  %-8s %s\n", bench_scenarios[i].name, bench_scenarios[i].summary);
+                /* Indent every line of the details under the name. */
+                const char *d = bench_scenarios[i].details;
+                while (*d) {
+                        size_t len = strcspn(d, "\n");
+                        fprintf(f, "           %.*s\n", (int)len, d);
+                        d += len + (d[len] == '\n');
+                }
+        }
+        fprintf(f,
+                "\n"
+                "Options:\n"
+                "  --duration SECONDS  length of each timed run (default %.1f)\n"
+                "  --warmup SECONDS    untimed run-in before each timed run (default %.1f)\n"
+                "  --runs N            timed runs per case, medians reported (default %d, max %d)\n"
+                "  --cpus A,B          pin the two threads to CPUs A and B (default: the first\n"
+                "                      two this process may use)\n"
+                "  --sizes LIST        message sizes in bytes, comma-separated (at most %d)\n"
+                "  --bursts LIST       messages per burst, comma-separated (at most %d)\n"
+                "  --json              one JSON object per result line on stdout, no table\n"
+                "  --svg FILE          also draw the results as an SVG picture\n"
+                "  --quiet             no progress line and no notes on stderr\n"
+                "  -h, --help          this text\n"
+                "\n"
+                "Examples:\n"
+                "  atomq-bench ring\n"
+                "  atomq-bench ring --runs 5 --json > ring.jsonl\n"
+                "  atomq-bench ring --cpus 0,1 --sizes 8 --bursts 32 --duration 2\n"
+                "  atomq-bench ring --svg /tmp/ring.svg --quiet\n"
+                "\n"
+                "Output: a table, or with --json one object a line with system, scenario, case,\n"
+                "msg_bytes, burst (throughput cases), msgs_per_s (round trips for latency\n"
+                "cases), bytes_per_s, p50_ns p90_ns p99_ns p999_ns max_ns (latency cases),\n"
+                "cpu_share (below 0.95: something else ran on the benchmark's CPUs) and errors.\n"
+                "\n"
+                "Exit status: 0 done; 1 a run failed or counted ordering errors; 2 bad usage.\n",
+                BENCH_DURATION_DEFAULT_S, BENCH_WARMUP_DEFAULT_S, BENCH_RUNS_DEFAULT,
+                BENCH_RUNS_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX);
+}
+
+static int bench_usage_error(const char *opt, const char *want, const char *got)
+{
+        fprintf(stderr, "atomq-bench: %s: expected %s, got '%s' (see --help)\n", opt, want, got);
+        return BENCH_EXIT_USAGE;
+}
+
+static int bench_parse_seconds(const char *opt, const char *s, double min_s, double max_s,
+                               double *out_s)
+{
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < min_s || v > max_s) {
+                char want[64];
+                snprintf(want, sizeof(want), "seconds from %g to %g", min_s, max_s);
+                return bench_usage_error(opt, want, s);
+        }
+        *out_s = v;
+        return 0;
+}
+
+static int bench_parse_unsigned(const char *s, unsigned max, unsigned *out)
+{
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (end == s || errno != 0 || v == 0 || v > max || *s == '-' || *s == '+')
+                return -EINVAL;
+        *out = (unsigned)v;
+        return (int)(end - s);
+}
+
+/* "8,32,256": 1 to BENCH_LIST_MAX numbers from 1 to BENCH_LIST_VALUE_MAX. */
+static int bench_parse_list(const char *opt, const char *s, unsigned *out, unsigned *n)
+{
+        const char *p = s;
+        *n = 0;
+        for (;;) {
+                int used = -EINVAL;
+                if (*n < BENCH_LIST_MAX)
+                        used = bench_parse_unsigned(p, BENCH_LIST_VALUE_MAX, &out[*n]);
+                if (used < 0)
+                        return bench_usage_error(opt, "a comma-separated list of up to 8 "
+                                                      "numbers from 1 to 65536", s);
+                (*n)++;
+                p += used;
+                if (*p == '\0')
+                        return 0;
+                if (*p++ != ',')
+                        return bench_usage_error(opt, "numbers separated by commas", s);
+        }
+}
+
+enum bench_opt_id {
+        BENCH_OPT_DURATION = 256,
+        BENCH_OPT_WARMUP,
+        BENCH_OPT_RUNS,
+        BENCH_OPT_CPUS,
+        BENCH_OPT_SIZES,
+        BENCH_OPT_BURSTS,
+        BENCH_OPT_JSON,
+        BENCH_OPT_SVG,
+        BENCH_OPT_QUIET,
+};
+
+static const struct option bench_long_opts[] = {
+        { "duration", required_argument, NULL, BENCH_OPT_DURATION },
+        { "warmup", required_argument, NULL, BENCH_OPT_WARMUP },
+        { "runs", required_argument, NULL, BENCH_OPT_RUNS },
+        { "cpus", required_argument, NULL, BENCH_OPT_CPUS },
+        { "sizes", required_argument, NULL, BENCH_OPT_SIZES },
+        { "bursts", required_argument, NULL, BENCH_OPT_BURSTS },
+        { "json", no_argument, NULL, BENCH_OPT_JSON },
+        { "svg", required_argument, NULL, BENCH_OPT_SVG },
+        { "quiet", no_argument, NULL, BENCH_OPT_QUIET },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+};
+
+/* Applies one option; returns 0 or an exit status. */
+static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
+{
+        switch (id) {
+        case BENCH_OPT_DURATION:
+                return bench_parse_seconds("--duration", arg, BENCH_DURATION_MIN_S,
+                                           BENCH_DURATION_MAX_S, &o->duration_s);
+        case BENCH_OPT_WARMUP:
+                return bench_parse_seconds("--warmup", arg, 0, BENCH_WARMUP_MAX_S, &o->warmup_s);
+        case BENCH_OPT_RUNS:
+                if (bench_parse_unsigned(arg, BENCH_RUNS_MAX, &o->runs) < 0 ||
+                    arg[strspn(arg, "0123456789")] != '\0')
+                        return bench_usage_error("--runs", "a whole number from 1 to 31", arg);
+                return 0;
+        case BENCH_OPT_CPUS:
+                if (bench_cpus_parse(arg, o->cpus) != 0)
+                        return bench_usage_error("--cpus", "two CPU numbers like 0,1", arg);
+                o->cpus_set = true;
+                return 0;
+        case BENCH_OPT_SIZES:
+                return bench_parse_list("--sizes", arg, o->sizes_bytes, &o->sizes_n);
+        case BENCH_OPT_BURSTS:
+                return bench_parse_list("--bursts", arg, o->bursts, &o->bursts_n);
+        case BENCH_OPT_JSON:
+                o->json = true;
+                return 0;
+        case BENCH_OPT_SVG:
+                o->svg_path = arg;
+                return 0;
+        case BENCH_OPT_QUIET:
+                o->quiet = true;
+                return 0;
+        }
+        return BENCH_EXIT_USAGE;
+}
+
+/* Fills o and *scenario from argv. Returns -1 to go on, or the status to
+ * exit with (0 after --help). */
+static int bench_opts_parse(int argc, char **argv, struct bench_opts *o,
+                            const struct bench_scenario **scenario)
+{
+        *o = (struct bench_opts){ .duration_s = BENCH_DURATION_DEFAULT_S,
+                                  .warmup_s = BENCH_WARMUP_DEFAULT_S,
+                                  .runs = BENCH_RUNS_DEFAULT };
+        opterr = 0; /* our messages name the option */
+        for (;;) {
+                int id = getopt_long(argc, argv, ":h", bench_long_opts, NULL);
+                if (id == -1)
+                        break;
+                if (id == 'h') {
+                        bench_usage(stdout);
+                        return BENCH_EXIT_OK;
+                }
+                if (id == '?' || id == ':') {
+                        const char *what = id == '?' ? "unknown option" : "missing value for";
+                        if (optopt != 0 && optopt < 256)
+                                fprintf(stderr, "atomq-bench: %s '-%c' (see --help)\n", what,
+                                        optopt);
+                        else
+                                fprintf(stderr, "atomq-bench: %s '%s' (see --help)\n", what,
+                                        argv[optind - 1]);
+                        return BENCH_EXIT_USAGE;
+                }
+                int rc = bench_opt_apply(o, id, optarg);
+                if (rc != 0)
+                        return rc;
+        }
+        if (optind >= argc) {
+                fprintf(stderr, "atomq-bench: which scenario? (see --help)\n");
+                bench_usage(stderr);
+                return BENCH_EXIT_USAGE;
+        }
+        if (optind + 1 < argc) {
+                fprintf(stderr, "atomq-bench: unexpected argument '%s' (see --help)\n",
+                        argv[optind + 1]);
+                return BENCH_EXIT_USAGE;
+        }
+        for (size_t i = 0; i < BENCH_SCENARIOS_N; i++)
+                if (strcmp(argv[optind], bench_scenarios[i].name) == 0)
+                        *scenario = &bench_scenarios[i];
+        if (*scenario == NULL) {
+                fprintf(stderr, "atomq-bench: unknown scenario '%s' (see --help)\n", argv[optind]);
+                return BENCH_EXIT_USAGE;
+        }
+        return -1;
+}
+
+/* Prints (and draws) what the report holds; returns an exit status. */
+static int bench_output(const struct bench_opts *o, const struct bench_report *rep)
+{
+        int status = BENCH_EXIT_OK;
+        if (o->json)
+                bench_report_print_json(rep, stdout);
+        else
+                bench_report_print_table(rep, stdout);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "atomq-bench: writing results: %s\n", strerror(errno));
+                status = BENCH_EXIT_FAIL;
+        }
+        if (o->svg_path != NULL) {
+                int rc = bench_svg_write(rep, o->svg_path);
+                if (rc != 0) {
+                        fprintf(stderr, "atomq-bench: --svg %s: %s\n", o->svg_path, strerror(-rc));
+                        status = BENCH_EXIT_FAIL;
+                }
+        }
+        uint64_t errors = bench_report_errors(rep);
+        if (errors != 0) {
+                fprintf(stderr, "atomq-bench: %llu ordering/loss errors: the results are not "
+                                "valid\n", (unsigned long long)errors);
+                status = BENCH_EXIT_FAIL;
+        }
+        return status;
+}
+
+int main(int argc, char **argv)
+{
+        struct bench_opts o;
+        const struct bench_scenario *scenario = NULL;
+        int status = bench_opts_parse(argc, argv, &o, &scenario);
+        if (status >= 0)
+                return status;
+
+        /* ~80 KB: static rather than on the stack. */
+        static struct bench_report rep;
+        struct bench_progress pg;
+        bench_report_init(&rep, o.duration_s, o.warmup_s, o.runs);
+        bench_progress_init(&pg, !o.quiet && isatty(STDERR_FILENO));
+
+        int rc = scenario->run(&o, &pg, &rep);
+        if (rc == -EINVAL)
+                return BENCH_EXIT_USAGE; /* the scenario said which option */
+        /* Results of the cases that finished are still worth printing. */
+        status = bench_output(&o, &rep);
+        return rc != 0 ? BENCH_EXIT_FAIL : status;
+}

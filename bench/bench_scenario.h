@@ -1,0 +1,61 @@
+/* bench_scenario.h - what a scenario of atomq-bench receives and provides.
+ *
+ * bench_main.c parses the common options into struct bench_opts, looks the
+ * scenario up in its table and calls its run function, which appends results
+ * to a struct bench_report. A new scenario is one file, one prototype below
+ * and one entry in the table in bench_main.c:
+ *
+ *      atomq-bench ring --runs 5 --json
+ */
+#ifndef ATOMQ_BENCH_SCENARIO_H
+#define ATOMQ_BENCH_SCENARIO_H
+
+#include <stdbool.h>
+
+struct bench_progress;
+struct bench_report;
+
+/* Exit statuses: a usage error is 2 so scripts can tell it from a failed or
+ * dishonest run (1). */
+#define BENCH_EXIT_OK 0
+#define BENCH_EXIT_FAIL 1
+#define BENCH_EXIT_USAGE 2
+
+/* Bounds on what the command line can ask for. */
+#define BENCH_RUNS_MAX 31
+#define BENCH_LIST_MAX 8           /* entries in --sizes and --bursts */
+#define BENCH_DURATION_MAX_S 3600.0
+#define BENCH_WARMUP_MAX_S 600.0
+
+struct bench_opts {
+        double duration_s;    /* each timed run */
+        double warmup_s;      /* before each timed run, not measured */
+        unsigned runs;        /* timed runs per case; the median is reported */
+        bool json;            /* one JSON object per result line on stdout */
+        bool quiet;           /* no progress line, no notes on stderr */
+        const char *svg_path; /* NULL: no SVG */
+        bool cpus_set;        /* --cpus given: pin to cpus[0] and cpus[1] */
+        int cpus[2];
+        unsigned sizes_n;     /* 0: the scenario's default message sizes */
+        unsigned sizes_bytes[BENCH_LIST_MAX];
+        unsigned bursts_n;    /* 0: the scenario's default bursts */
+        unsigned bursts[BENCH_LIST_MAX];
+};
+
+/* A scenario's run function returns 0 when it ran (errors it counted are in
+ * the results), -EINVAL when an option does not fit it (it has printed which
+ * one; exit 2) or another -errno when it could not run (exit 1). */
+typedef int bench_scenario_run_fn(const struct bench_opts *o,
+                                  struct bench_progress *pg,
+                                  struct bench_report *rep);
+
+struct bench_scenario {
+        const char *name;
+        const char *summary;  /* one line for --help */
+        const char *details;  /* what it measures and its defaults, for --help */
+        bench_scenario_run_fn *run;
+};
+
+bench_scenario_run_fn bench_ring_run;
+
+#endif /* ATOMQ_BENCH_SCENARIO_H */
