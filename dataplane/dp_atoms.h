@@ -48,6 +48,7 @@ enum dp_lifecycle_flags {
         DP_LIFE_TTL_IDLE = 1u << 1,     /* destroyed ttl_ms after last use */
         DP_LIFE_AUTO_DESTROY = 1u << 2, /* destroyed when the last party leaves */
         DP_LIFE_DELETE_ON_ACK = 1u << 3,
+        DP_LIFE_ONE_SHOT = 1u << 4,     /* destroyed after its first delivery */
 };
 
 #endif /* ATOMQ_DP_ATOMS_H */

@@ -15,6 +15,7 @@
 enum dp_entity_flags {
         DP_ENT_F_LIVE = 1u << 0,
         DP_ENT_F_NAMED = 1u << 1,
+        DP_ENT_F_LEAST_LOADED = 1u << 2, /* group routing picks the least loaded */
 };
 
 struct dp_entity {
@@ -37,7 +38,7 @@ struct dp_entity {
         uint32_t ttl_ms;     /* 0: none; meaning set by lifecycle flags */
         uint32_t ext;        /* mode extension record (cursors, ends), or none */
         uint32_t parties;    /* subscribers / attached ends */
-        uint32_t active_s;   /* shard clock seconds at last use (idle TTL) */
+        uint32_t bind_head;  /* first binding (party) + 1, 0: none */
         uint64_t seq;        /* next sequence number or log offset */
 };
 _Static_assert(sizeof(struct dp_entity) == 64, "an entity is one cache line");

@@ -1,15 +1,17 @@
 /* dp_handle.h - 64-bit entity handles: generation, shard, slot.
  *
- *   63            40 39      32 31                    0
- *   +---------------+----------+-----------------------+
- *   | generation 24 | shard 8  | slot 32               |
- *   +---------------+----------+-----------------------+
+ *   63 62          40 39      32 31                    0
+ *   +--+-------------+----------+-----------------------+
+ *   |0 | generation  | shard 8  | slot 32               |
+ *   +--+-------------+----------+-----------------------+
  *
  * The shard says which worker owns the entity, so any thread routes a
  * handle without a lookup. The generation changes every time a slot is
  * destroyed, so a handle kept past its entity's life is recognised as stale
  * (-ESTALE) instead of reaching whatever reused the slot. Generation 0 is
- * never issued, so the handle 0 is never valid and can mean "none".
+ * never issued, so the handle 0 is never valid and can mean "none". Bit 63
+ * is always 0, so a handle and an endpoint reference can share one tagged
+ * 64-bit word (a subscription's target in the trie).
  */
 #ifndef ATOMQ_DP_HANDLE_H
 #define ATOMQ_DP_HANDLE_H
@@ -19,7 +21,7 @@
 #define DP_HANDLE_NONE 0ull
 #define DP_HANDLE_SLOT_BITS 32
 #define DP_HANDLE_SHARD_BITS 8
-#define DP_HANDLE_GEN_BITS 24
+#define DP_HANDLE_GEN_BITS 23
 #define DP_HANDLE_GEN_MASK ((1u << DP_HANDLE_GEN_BITS) - 1)
 #define DP_SHARDS_MAX (1u << DP_HANDLE_SHARD_BITS)
 
@@ -43,7 +45,7 @@ static inline uint32_t dp_handle_gen(uint64_t h)
         return (uint32_t)(h >> 40);
 }
 
-/* The generation after `gen`, skipping 0 when the 24 bits wrap. */
+/* The generation after `gen`, skipping 0 when the 23 bits wrap. */
 static inline uint32_t dp_handle_gen_next(uint32_t gen)
 {
         uint32_t next = (gen + 1) & DP_HANDLE_GEN_MASK;

@@ -133,6 +133,8 @@ static struct dp_entity *dp_table_slot_take(struct dp_table *t, const struct dp_
         e->msgs = e->bytes = 0;
         e->seq = 0;
         e->parties = 0;
+        e->bind_head = 0;
+        e->ext = 0;
         h->live++;
         h->creates++;
         return e;

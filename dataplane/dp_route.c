@@ -1,0 +1,396 @@
+/* dp_route.c - the routing atom: who is told of a message now.
+ *
+ * Entities route to the watchers bound to them (direct: the first; fanout:
+ * all; group: one member per group, round-robin or least-loaded; headers:
+ * those whose filter the message's headers satisfy; match: the subject
+ * subscriptions of the trie). Subject publishes route through the trie,
+ * one member per queue group; a subscription may feed an entity instead of
+ * an endpoint, which is how a mailbox collects a subject while its owner
+ * is away. Requests are a one-shot inbox plus a publish.
+ */
+#include "dataplane/dp_shard_pvt.h"
+#include "dataplane/dp_subject.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void dp_deliver_to(struct dp_shard *s, uint32_t endpoint, uint32_t sid, uint32_t buf,
+                          uint64_t entity, uint64_t seq, uint16_t status)
+{
+        struct dp_dispatch d = { .endpoint = endpoint, .sid = sid, .buf = buf,
+                                 .entity = entity, .seq = seq, .status = status };
+        s->stats->deliveries++;
+        if (s->deliver != NULL)
+                s->deliver(s->deliver_arg, &d);
+}
+
+/* --- bindings --- */
+
+int dp_shard_bind(struct dp_shard *s, uint64_t handle, const struct dp_bind *b)
+{
+        struct dp_entity *e;
+        int rc = dp_table_get(&s->table, handle, &e);
+        if (rc != 0)
+                return rc;
+        if (b->endpoint >= DP_ENDPOINT_MAX || b->end > 1 ||
+            (b->hdr_name != NULL) != (b->hdr_value != NULL))
+                return -EINVAL;
+        for (uint32_t i = e->bind_head; i != 0; i = s->bindings[i - 1].next) {
+                const struct dp_binding *o = &s->bindings[i - 1];
+                if (b->hold && o->hold && o->end == b->end)
+                        return -EBUSY;
+        }
+        if (s->bind_free == 0)
+                return -ENOSPC;
+        uint32_t idx = s->bind_free - 1;
+        struct dp_binding *n = &s->bindings[idx];
+        s->bind_free = n->next;
+        *n = (struct dp_binding){ .endpoint = b->endpoint, .sid = b->sid, .group = b->group,
+                                  .end = b->end, .hold = b->hold };
+        if (b->hdr_name != NULL) {
+                n->hname = dp_hash32(b->hdr_name, strlen(b->hdr_name)) | 1;
+                n->hvalue = dp_hash32(b->hdr_value, strlen(b->hdr_value));
+        }
+        /* Appended, so "direct" reaches the first party bound. */
+        uint32_t *link = &e->bind_head;
+        while (*link != 0)
+                link = &s->bindings[*link - 1].next;
+        n->next = 0;
+        *link = idx + 1;
+        e->parties++;
+        dp_entity_touch(s, e);
+        return 0;
+}
+
+static void dp_binding_free(struct dp_shard *s, uint32_t idx)
+{
+        s->bindings[idx].next = s->bind_free;
+        s->bind_free = idx + 1;
+}
+
+int dp_shard_unbind(struct dp_shard *s, uint64_t handle, uint32_t endpoint, uint32_t sid)
+{
+        struct dp_entity *e;
+        int rc = dp_table_get(&s->table, handle, &e);
+        if (rc != 0)
+                return rc;
+        for (uint32_t *link = &e->bind_head; *link != 0; link = &s->bindings[*link - 1].next) {
+                uint32_t idx = *link - 1;
+                if (s->bindings[idx].endpoint != endpoint || s->bindings[idx].sid != sid)
+                        continue;
+                *link = s->bindings[idx].next;
+                dp_binding_free(s, idx);
+                e->parties--;
+                if (e->parties == 0 && (e->lifecycle & DP_LIFE_AUTO_DESTROY))
+                        dp_entity_destroy(s, e);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+void dp_bindings_release(struct dp_shard *s, struct dp_entity *e)
+{
+        while (e->bind_head != 0) {
+                uint32_t idx = e->bind_head - 1;
+                e->bind_head = s->bindings[idx].next;
+                dp_binding_free(s, idx);
+        }
+        e->parties = 0;
+}
+
+/* --- the routing atom over an entity's watchers --- */
+
+/* Does a "Name: Value" line of the NATS/1.0 header block match the
+ * binding's filter? Names and values compare exactly, after trimming the
+ * spaces around the value. */
+static bool dp_headers_match(const struct dp_binding *b, const uint8_t *h, uint32_t len)
+{
+        const uint8_t *end = h + len, *line = memchr(h, '\n', len);
+        while (line != NULL && line + 1 < end) {
+                const uint8_t *start = line + 1;
+                line = memchr(start, '\n', (size_t)(end - start));
+                const uint8_t *stop = line != NULL ? line : end;
+                if (stop > start && stop[-1] == '\r')
+                        stop--;
+                const uint8_t *colon = memchr(start, ':', (size_t)(stop - start));
+                if (colon == NULL)
+                        continue;
+                const uint8_t *v = colon + 1;
+                while (v < stop && *v == ' ')
+                        v++;
+                const uint8_t *ve = stop;
+                while (ve > v && ve[-1] == ' ')
+                        ve--;
+                if ((dp_hash32(start, (size_t)(colon - start)) | 1) == b->hname &&
+                    dp_hash32(v, (size_t)(ve - v)) == b->hvalue)
+                        return true;
+        }
+        return false;
+}
+
+/* Group routing: the member of `group` to deliver to: the least loaded
+ * (with a load function and the entity's least-loaded flag), else the next
+ * in turn of the shard's rotating counter. */
+static const struct dp_binding *dp_group_pick(struct dp_shard *s, const struct dp_entity *e,
+                                              uint32_t group)
+{
+        const struct dp_binding *best = NULL;
+        uint32_t count = 0, best_load = UINT32_MAX;
+        bool least = (e->flags & DP_ENT_F_LEAST_LOADED) && s->load != NULL;
+        for (uint32_t i = e->bind_head; i != 0; i = s->bindings[i - 1].next) {
+                const struct dp_binding *b = &s->bindings[i - 1];
+                if (b->hold || b->group != group)
+                        continue;
+                count++;
+                uint32_t load = least ? s->load(s->load_arg, b->endpoint) : 0;
+                if (least && load < best_load) {
+                        best_load = load;
+                        best = b;
+                }
+        }
+        if (least || count == 0)
+                return best;
+        uint32_t pick = s->rr % count;
+        for (uint32_t i = e->bind_head; i != 0; i = s->bindings[i - 1].next) {
+                const struct dp_binding *b = &s->bindings[i - 1];
+                if (!b->hold && b->group == group && pick-- == 0)
+                        return b;
+        }
+        return NULL;
+}
+
+/* Is b the first watcher of its group in e's list (so each group is
+ * routed once)? */
+static bool dp_group_first(struct dp_shard *s, const struct dp_entity *e,
+                           const struct dp_binding *b)
+{
+        for (uint32_t i = e->bind_head; i != 0; i = s->bindings[i - 1].next) {
+                const struct dp_binding *o = &s->bindings[i - 1];
+                if (o == b)
+                        return true;
+                if (!o->hold && o->group == b->group)
+                        return false;
+        }
+        return false;
+}
+
+static unsigned dp_route_watchers(struct dp_shard *s, struct dp_entity *e, uint64_t handle,
+                                  uint32_t buf, uint64_t seq, const struct dp_msg_in *m)
+{
+        unsigned n = 0;
+        for (uint32_t i = e->bind_head; i != 0; i = s->bindings[i - 1].next) {
+                const struct dp_binding *b = &s->bindings[i - 1];
+                if (b->hold)
+                        continue;
+                const struct dp_binding *to = b;
+                if (e->routing == DP_ROUTING_GROUP) {
+                        if (!dp_group_first(s, e, b))
+                                continue;
+                        to = dp_group_pick(s, e, b->group);
+                } else if (e->routing == DP_ROUTING_HEADERS && b->hname != 0 &&
+                           !dp_headers_match(b, m->headers, m->headers_len)) {
+                        continue;
+                }
+                dp_deliver_to(s, to->endpoint, to->sid, buf, handle, seq, 0);
+                n++;
+                if (e->routing == DP_ROUTING_DIRECT)
+                        break;
+        }
+        if (e->routing == DP_ROUTING_GROUP)
+                s->rr++;
+        return n;
+}
+
+void dp_route_entity(struct dp_shard *s, struct dp_entity *e, uint64_t handle, uint32_t buf,
+                     uint64_t seq, const struct dp_msg_in *m, unsigned *delivered)
+{
+        unsigned n;
+        if (e->routing == DP_ROUTING_MATCH) {
+                int rc = m->subject_len ? dp_publish_buf(s, m, buf, false) : 0;
+                n = rc > 0 ? (unsigned)rc : 0;
+        } else {
+                n = dp_route_watchers(s, e, handle, buf, seq, m);
+        }
+        *delivered = n;
+        if (n > 0 && (e->lifecycle & DP_LIFE_ONE_SHOT))
+                dp_entity_destroy(s, e);
+}
+
+void dp_deliver_status(struct dp_shard *s, struct dp_entity *e, uint64_t handle, uint16_t status)
+{
+        for (uint32_t i = e->bind_head; i != 0; i = s->bindings[i - 1].next) {
+                const struct dp_binding *b = &s->bindings[i - 1];
+                if (!b->hold)
+                        dp_deliver_to(s, b->endpoint, b->sid, SHM_BUF_NONE, handle, 0, status);
+        }
+}
+
+/* --- subject subscriptions and publish --- */
+
+int dp_shard_subscribe(struct dp_shard *s, const char *pattern, uint32_t len, uint32_t group,
+                       uint32_t endpoint, uint32_t sid, uint64_t target_entity,
+                       uint32_t *sub_id)
+{
+        uint64_t value;
+        if (target_entity != 0) {
+                struct dp_entity *e;
+                int rc = dp_table_get(&s->table, target_entity, &e);
+                if (rc != 0)
+                        return rc;
+                value = target_entity | DP_TARGET_ENTITY;
+        } else {
+                if (endpoint >= DP_ENDPOINT_MAX)
+                        return -EINVAL;
+                value = dp_target_endpoint(endpoint, sid);
+        }
+        return dp_trie_insert(&s->trie, pattern, len, group, value, sub_id);
+}
+
+int dp_shard_unsubscribe(struct dp_shard *s, uint32_t sub_id)
+{
+        return dp_trie_remove(&s->trie, sub_id);
+}
+
+struct dp_pub {
+        struct dp_shard *s;
+        const struct dp_msg_in *m;
+        uint32_t buf;
+        bool feed_entities;
+        unsigned delivered;
+        unsigned members;        /* grouped matches collected */
+        unsigned entities;       /* entity targets collected */
+        uint64_t overflow;       /* matches past the collection bounds */
+        uint32_t group[DP_PUBLISH_MEMBERS_MAX];
+        uint64_t member[DP_PUBLISH_MEMBERS_MAX];
+        uint64_t entity[DP_PUBLISH_GROUPS_MAX];
+};
+
+static void dp_pub_target(struct dp_pub *p, uint64_t value)
+{
+        if (value & DP_TARGET_ENTITY) {
+                if (!p->feed_entities)
+                        return;
+                /* Stored later, after the trie walk: an entity's own routing
+                 * must not run inside the walk. */
+                if (p->entities < DP_PUBLISH_GROUPS_MAX)
+                        p->entity[p->entities++] = value & ~DP_TARGET_ENTITY;
+                else
+                        p->overflow++;
+                return;
+        }
+        dp_deliver_to(p->s, (uint32_t)(value >> 32), (uint32_t)value, p->buf, 0, 0, 0);
+        p->delivered++;
+}
+
+static void dp_pub_match(void *arg, uint32_t sub_id, uint32_t group, uint64_t value)
+{
+        struct dp_pub *p = arg;
+        (void)sub_id;
+        if (group == 0) {
+                dp_pub_target(p, value);
+        } else if (p->members < DP_PUBLISH_MEMBERS_MAX) {
+                p->group[p->members] = group;
+                p->member[p->members++] = value;
+        } else {
+                p->overflow++;
+        }
+}
+
+/* One member of each queue group, round-robin over the members in match
+ * order. */
+static void dp_pub_groups(struct dp_pub *p)
+{
+        for (unsigned i = 0; i < p->members; i++) {
+                uint32_t g = p->group[i];
+                if (g == 0)
+                        continue;  /* already served */
+                unsigned count = 0;
+                for (unsigned j = i; j < p->members; j++)
+                        count += p->group[j] == g;
+                unsigned pick = p->s->rr % count, k = 0;
+                for (unsigned j = i; j < p->members; j++) {
+                        if (p->group[j] != g)
+                                continue;
+                        if (k++ == pick)
+                                dp_pub_target(p, p->member[j]);
+                        p->group[j] = 0;
+                }
+        }
+        p->s->rr++;
+}
+
+int dp_publish_buf(struct dp_shard *s, const struct dp_msg_in *m, uint32_t buf,
+                   bool feed_entities)
+{
+        /* About 13 KiB on the stack; publishes nest at most twice (a publish
+         * feeds an entity whose match routing publishes again, without
+         * feeding entities), so the depth is bounded. */
+        struct dp_pub pub;
+        struct dp_pub *p = &pub;
+        p->s = s;
+        p->m = m;
+        p->buf = buf;
+        p->feed_entities = feed_entities;
+        p->delivered = p->members = p->entities = 0;
+        p->overflow = 0;
+        int rc = dp_trie_match(&s->trie, m->subject, m->subject_len, dp_pub_match, p);
+        if (rc < 0)
+                return rc;
+        dp_pub_groups(p);
+        s->stats->drops_full += p->overflow;
+        unsigned delivered = p->delivered;
+        for (unsigned i = 0; i < p->entities; i++)
+                delivered += dp_send_buf(s, p->entity[i], m, buf, NULL) == 0;
+        return (int)delivered;
+}
+
+int dp_shard_publish(struct dp_shard *s, const struct dp_msg_in *m)
+{
+        uint32_t buf;
+        if (dp_subject_check(m->subject, m->subject_len, false) != 0)
+                return -EINVAL;
+        int rc = dp_buf_make(s, m, &buf);
+        if (rc != 0)
+                return rc;
+        s->stats->msgs_in++;
+        s->stats->bytes_in += m->payload_len;
+        rc = dp_publish_buf(s, m, buf, true);
+        shm_slab_put(&s->bufs, buf);
+        if (rc == 0)
+                s->stats->drops_no_party++;
+        return rc;
+}
+
+int dp_shard_request(struct dp_shard *s, const struct dp_msg_in *m, uint32_t endpoint,
+                     uint32_t sid, uint32_t timeout_ms, uint64_t *inbox)
+{
+        struct dp_create_opts o = { .mode = DP_MODE_REQUEST, .ttl_ms = timeout_ms };
+        uint64_t h;
+        if (timeout_ms == 0 || endpoint >= DP_ENDPOINT_MAX)
+                return -EINVAL;
+        int rc = dp_shard_create(s, &o, NULL, 0, &h);
+        if (rc != 0)
+                return rc;
+        struct dp_bind owner = { .endpoint = endpoint, .sid = sid };
+        rc = dp_shard_bind(s, h, &owner);
+        if (rc != 0) {
+                dp_shard_destroy(s, h);
+                return rc;
+        }
+        struct dp_msg_in req = *m;
+        req.reply = h;
+        rc = dp_shard_publish(s, &req);
+        if (rc <= 0) {
+                struct dp_entity *e;
+                /* A responder may have answered (and so destroyed the inbox)
+                 * within the publish; only a live inbox is told. */
+                if (rc == 0 && dp_table_get(&s->table, h, &e) == 0) {
+                        dp_deliver_status(s, e, h, DP_STATUS_NO_RESPONDERS);
+                        s->stats->no_responders++;
+                }
+                dp_shard_destroy(s, h);
+                return rc;
+        }
+        *inbox = h;
+        return rc;
+}
