@@ -35,12 +35,13 @@ build: setup
 run: build
 	$(BUILD)/control/atomqd $(RUN_ARGS)
 
-# Every suite: unit, integration, stress. meson exits non-zero on any failure.
+# Every suite: unit, integration, stress; non-zero on any failure, and a
+# closing "N passed, N failed, N skipped" line.
 test: build
-	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+	sh tools/run-tests.sh $(BUILD) --num-processes 2
 
 test-unit: build
-	meson test -C $(BUILD) --print-errorlogs --suite unit
+	sh tools/run-tests.sh $(BUILD) --suite unit
 
 $(RELEASE)/build.ninja:
 	meson setup $(RELEASE) --buildtype=release $(MESON_ARGS)

@@ -102,10 +102,13 @@ static inline int shm_ring_enqueue_burst(struct shm_ring *r, const void *objs,
                 if (shm_unlikely(used > r->capacity))
                         return -EPROTO;
                 r->tail = tail;
-                if (r->capacity - used < n)
-                        n = (unsigned)(r->capacity - used);
-                if (n == 0)
+                /* A separate free count (not n rewritten in place) lets the
+                 * compiler keep a constant n and inline the copy below. */
+                uint64_t room = r->capacity - used;
+                if (room == 0)
                         return 0;
+                if (room < n)
+                        n = (unsigned)room;
         }
         uint64_t idx = head & r->mask;
         uint64_t first = r->capacity - idx;
