@@ -38,6 +38,22 @@ int dp_index_init(struct dp_index *ix, void *mem, size_t len, uint32_t max_keys)
         return 0;
 }
 
+int dp_index_attach(struct dp_index *ix, void *mem, size_t len, uint32_t max_keys)
+{
+        size_t bytes = dp_index_bytes(max_keys);
+        if (bytes == 0 || (uintptr_t)mem % sizeof(struct dp_index_entry) != 0)
+                return -EINVAL;
+        if (len < bytes)
+                return -ENOSPC;
+        ix->e = mem;
+        ix->mask = (uint32_t)(dp_index_buckets(max_keys) - 1);
+        ix->max_keys = max_keys;
+        ix->count = 0;
+        for (uint64_t i = 0; i <= ix->mask; i++)
+                ix->count += ix->e[i].slot1 != 0;
+        return 0;
+}
+
 int64_t dp_index_find(const struct dp_index *ix, uint64_t hash, dp_index_eq_fn *eq, void *arg)
 {
         uint32_t tag = (uint32_t)(hash >> 32);

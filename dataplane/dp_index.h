@@ -45,6 +45,10 @@ size_t dp_index_bytes(uint32_t max_keys);
  * -ENOSPC: len below dp_index_bytes(max_keys). */
 int dp_index_init(struct dp_index *ix, void *mem, size_t len, uint32_t max_keys);
 
+/* Attaches to an index formatted earlier for max_keys keys, counting its
+ * entries (one pass over the buckets). -EINVAL / -ENOSPC as init. */
+int dp_index_attach(struct dp_index *ix, void *mem, size_t len, uint32_t max_keys);
+
 /* Finds the slot whose key hashes to `hash` and satisfies eq; returns the
  * slot or -ENOENT. */
 int64_t dp_index_find(const struct dp_index *ix, uint64_t hash, dp_index_eq_fn *eq, void *arg);

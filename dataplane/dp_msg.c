@@ -30,6 +30,19 @@ int dp_msgs_init(struct dp_msgs *m, void *mem, size_t len, uint32_t capacity)
         return 0;
 }
 
+int dp_msgs_attach(struct dp_msgs *m, void *mem, size_t len)
+{
+        struct dp_msgs_hdr *h = mem;
+        if (len < sizeof(*h) || h->magic != DP_MSGS_MAGIC)
+                return -EPROTO;
+        if (h->capacity == 0 || len < dp_msgs_bytes(h->capacity) || h->free_head > h->capacity)
+                return -ENOSPC;
+        m->hdr = h;
+        m->recs = (struct dp_msg *)(h + 1);
+        m->capacity = h->capacity;
+        return 0;
+}
+
 int dp_msgs_alloc(struct dp_msgs *m, uint32_t *idx)
 {
         struct dp_msgs_hdr *h = m->hdr;

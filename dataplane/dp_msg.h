@@ -57,6 +57,10 @@ size_t dp_msgs_bytes(uint32_t capacity);
 /* -EINVAL: capacity 0 or mem unaligned; -ENOSPC: len short. */
 int dp_msgs_init(struct dp_msgs *m, void *mem, size_t len, uint32_t capacity);
 
+/* Attaches to a pool formatted earlier. -EPROTO: no magic; -ENOSPC: len
+ * short for its capacity. */
+int dp_msgs_attach(struct dp_msgs *m, void *mem, size_t len);
+
 /* A zeroed record; its index in *idx. -ENOMEM: pool exhausted. */
 int dp_msgs_alloc(struct dp_msgs *m, uint32_t *idx);
 

@@ -32,6 +32,19 @@ int dp_names_init(struct dp_names *n, void *mem, size_t len, uint32_t units)
         return 0;
 }
 
+int dp_names_attach(struct dp_names *n, void *mem, size_t len)
+{
+        struct dp_names_hdr *h = mem;
+        if (len < sizeof(*h) || h->magic != DP_NAMES_MAGIC)
+                return -EPROTO;
+        if (h->units == 0 || len < dp_names_bytes(h->units) || h->top > h->units)
+                return -ENOSPC;
+        n->hdr = h;
+        n->units = (uint8_t *)(h + 1);
+        n->unit_count = h->units;
+        return 0;
+}
+
 static uint8_t *dp_names_unit(const struct dp_names *n, uint32_t unit)
 {
         return n->units + (size_t)unit * DP_NAME_UNIT_BYTES;

@@ -43,6 +43,10 @@ size_t dp_names_bytes(uint32_t units);
 /* Formats a heap. -EINVAL: units 0 or mem unaligned; -ENOSPC: len short. */
 int dp_names_init(struct dp_names *n, void *mem, size_t len, uint32_t units);
 
+/* Attaches to a heap formatted earlier. -EPROTO: no magic; -ENOSPC: its
+ * size does not fit len. */
+int dp_names_attach(struct dp_names *n, void *mem, size_t len);
+
 /* Stores a copy of s[0..len) and returns its reference in *ref.
  * -EINVAL: len 0 or > DP_NAME_MAX; -ENOSPC: the heap is full. */
 int dp_names_alloc(struct dp_names *n, const char *s, uint32_t len, uint32_t *ref);

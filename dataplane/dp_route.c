@@ -40,11 +40,11 @@ int dp_shard_bind(struct dp_shard *s, uint64_t handle, const struct dp_bind *b)
                 if (b->hold && o->hold && o->end == b->end)
                         return -EBUSY;
         }
-        if (s->bind_free == 0)
+        if (s->hdr->bind_free == 0)
                 return -ENOSPC;
-        uint32_t idx = s->bind_free - 1;
+        uint32_t idx = s->hdr->bind_free - 1;
         struct dp_binding *n = &s->bindings[idx];
-        s->bind_free = n->next;
+        s->hdr->bind_free = n->next;
         *n = (struct dp_binding){ .endpoint = b->endpoint, .sid = b->sid, .group = b->group,
                                   .end = b->end, .hold = b->hold };
         if (b->hdr_name != NULL) {
@@ -64,8 +64,8 @@ int dp_shard_bind(struct dp_shard *s, uint64_t handle, const struct dp_bind *b)
 
 static void dp_binding_free(struct dp_shard *s, uint32_t idx)
 {
-        s->bindings[idx].next = s->bind_free;
-        s->bind_free = idx + 1;
+        s->bindings[idx].next = s->hdr->bind_free;
+        s->hdr->bind_free = idx + 1;
 }
 
 int dp_shard_unbind(struct dp_shard *s, uint64_t handle, uint32_t endpoint, uint32_t sid)
@@ -150,7 +150,7 @@ static const struct dp_binding *dp_group_pick(struct dp_shard *s, const struct d
         }
         if (least || count == 0)
                 return best;
-        uint32_t pick = s->rr % count;
+        uint32_t pick = s->hdr->rr % count;
         for (uint32_t i = e->bind_head; i != 0; i = s->bindings[i - 1].next) {
                 const struct dp_binding *b = &s->bindings[i - 1];
                 if (!b->hold && b->group == group && pick-- == 0)
@@ -197,7 +197,7 @@ static unsigned dp_route_watchers(struct dp_shard *s, struct dp_entity *e, uint6
                         break;
         }
         if (e->routing == DP_ROUTING_GROUP)
-                s->rr++;
+                s->hdr->rr++;
         return n;
 }
 
@@ -307,7 +307,7 @@ static void dp_pub_groups(struct dp_pub *p)
                 unsigned count = 0;
                 for (unsigned j = i; j < p->members; j++)
                         count += p->group[j] == g;
-                unsigned pick = p->s->rr % count, k = 0;
+                unsigned pick = p->s->hdr->rr % count, k = 0;
                 for (unsigned j = i; j < p->members; j++) {
                         if (p->group[j] != g)
                                 continue;
@@ -316,7 +316,7 @@ static void dp_pub_groups(struct dp_pub *p)
                         p->group[j] = 0;
                 }
         }
-        p->s->rr++;
+        p->s->hdr->rr++;
 }
 
 int dp_publish_buf(struct dp_shard *s, const struct dp_msg_in *m, uint32_t buf,

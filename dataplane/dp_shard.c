@@ -102,6 +102,22 @@ static int dp_shard_parts_init(struct dp_shard *s, uint8_t *b, const struct dp_s
         return rc1;
 }
 
+/* The process-local half of the view: pointers and copies of the
+ * configuration. */
+static void dp_shard_view_set(struct dp_shard *s, uint8_t *b, const struct dp_shard_layout *l,
+                              const struct dp_shard_config *cfg, dp_deliver_fn *deliver,
+                              void *arg)
+{
+        s->bindings = (struct dp_binding *)(b + l->off[P_BINDINGS]);
+        s->cursors = (struct dp_cursor *)(b + l->off[P_CURSORS]);
+        s->max_bindings = cfg->max_bindings;
+        s->max_cursors = cfg->max_cursors;
+        s->ack_wait_ns = cfg->ack_wait_ns;
+        s->max_deliver = cfg->max_deliver;
+        s->deliver = deliver;
+        s->deliver_arg = arg;
+}
+
 int dp_shard_init(struct dp_shard *s, void *mem, size_t len, const struct dp_shard_config *cfg,
                   dp_deliver_fn *deliver, void *arg)
 {
@@ -114,26 +130,62 @@ int dp_shard_init(struct dp_shard *s, void *mem, size_t len, const struct dp_sha
         uint8_t *b = mem;
         s->hdr = (struct dp_shard_hdr *)b;
         memset(s->hdr, 0, sizeof(*s->hdr));
+        s->hdr->version = DP_SHARD_VERSION;
         s->hdr->shard = cfg->shard;
+        s->hdr->cfg = *cfg;
         s->stats = &s->hdr->stats;
         int rc = dp_shard_parts_init(s, b, &l, cfg);
         if (rc != 0)
                 return rc;
-        s->bindings = (struct dp_binding *)(b + l.off[P_BINDINGS]);
-        s->cursors = (struct dp_cursor *)(b + l.off[P_CURSORS]);
-        s->max_bindings = cfg->max_bindings;
-        s->max_cursors = cfg->max_cursors;
+        dp_shard_view_set(s, b, &l, cfg, deliver, arg);
         dp_pool_chain(s->bindings, sizeof(struct dp_binding), offsetof(struct dp_binding, next),
                       cfg->max_bindings);
         dp_pool_chain(s->cursors, sizeof(struct dp_cursor), offsetof(struct dp_cursor, next),
                       cfg->max_cursors);
-        s->bind_free = 1;
-        s->cursor_free = 1;
-        s->ack_wait_ns = cfg->ack_wait_ns;
-        s->max_deliver = cfg->max_deliver;
-        s->deliver = deliver;
-        s->deliver_arg = arg;
+        s->hdr->bind_free = 1;
+        s->hdr->cursor_free = 1;
         s->hdr->magic = DP_SHARD_MAGIC;
+        return 0;
+}
+
+static int dp_shard_parts_attach(struct dp_shard *s, uint8_t *b, const struct dp_shard_layout *l)
+{
+        int rc = dp_table_attach(&s->table, b + l->off[P_TABLE], l->len[P_TABLE]);
+        if (rc == 0)
+                rc = dp_trie_attach(&s->trie, b + l->off[P_TRIE], l->len[P_TRIE]);
+        if (rc == 0)
+                rc = dp_timer_attach(&s->timers, b + l->off[P_TIMERS], l->len[P_TIMERS]);
+        if (rc == 0)
+                rc = dp_msgs_attach(&s->msgs, b + l->off[P_MSGS], l->len[P_MSGS]);
+        if (rc == 0)
+                rc = shm_slab_attach(&s->bufs, b + l->off[P_BUFS], l->len[P_BUFS],
+                                     DP_SHARD_BUF_CLASSES);
+        return rc;
+}
+
+int dp_shard_attach(struct dp_shard *s, void *mem, size_t len, dp_deliver_fn *deliver,
+                    void *arg)
+{
+        struct dp_shard_hdr *h = mem;
+        struct dp_shard_layout l;
+        if ((uintptr_t)mem % SHM_CACHE_LINE != 0 || len < sizeof(*h))
+                return -EINVAL;
+        if (h->magic != DP_SHARD_MAGIC || h->version != DP_SHARD_VERSION)
+                return -EPROTO;
+        struct dp_shard_config cfg = h->cfg;
+        if (dp_shard_layout(&cfg, &l) != 0)
+                return -EINVAL;
+        if (len < l.total)
+                return -ENOSPC;
+        if (h->bind_free > cfg.max_bindings || h->cursor_free > cfg.max_cursors)
+                return -EPROTO;
+        memset(s, 0, sizeof(*s));
+        s->hdr = h;
+        s->stats = &h->stats;
+        int rc = dp_shard_parts_attach(s, mem, &l);
+        if (rc != 0)
+                return rc;
+        dp_shard_view_set(s, mem, &l, &cfg, deliver, arg);
         return 0;
 }
 

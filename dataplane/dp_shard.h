@@ -36,6 +36,7 @@
 #include "shm/shm_pool.h"
 
 #define DP_SHARD_MAGIC 0x44524148535154ull /* "TQSHARD" */
+#define DP_SHARD_VERSION 1
 #define DP_SHARD_BUF_CLASSES 4
 /* Most queue groups one publish chooses among, and most members of all
  * groups a publish collects before choosing (bounds the stack array). */
@@ -128,9 +129,16 @@ struct dp_create_opts {
         uint32_t max_bytes;
 };
 
+/* The shared part of a shard: everything a restarted dataplane needs to
+ * carry on (dp_shard_attach), so no state lives only in a process. */
 struct dp_shard_hdr {
         uint64_t magic;
+        uint32_t version;
         uint32_t shard;
+        struct dp_shard_config cfg;   /* the geometry it was formatted with */
+        uint32_t bind_free;           /* first free binding + 1 */
+        uint32_t cursor_free;         /* first free cursor + 1 */
+        uint32_t rr;                  /* round-robin position, group routing */
         uint32_t reserved;
         SHM_ALIGNED_LINE struct dp_shard_stats stats;
 };
@@ -145,14 +153,11 @@ struct dp_shard {
         struct shm_slab bufs;
         struct dp_binding *bindings;
         struct dp_cursor *cursors;
-        uint32_t bind_free;      /* first free binding + 1 */
-        uint32_t cursor_free;    /* first free cursor + 1 */
         uint32_t max_bindings;
         uint32_t max_cursors;
         uint64_t now_ns;
         uint64_t ack_wait_ns;
         uint16_t max_deliver;
-        uint32_t rr;             /* round-robin position for group routing */
         dp_deliver_fn *deliver;
         void *deliver_arg;
         dp_load_fn *load;
@@ -171,6 +176,14 @@ size_t dp_shard_bytes(const struct dp_shard_config *cfg);
  * short. deliver may be NULL (deliveries are then only counted). */
 int dp_shard_init(struct dp_shard *s, void *mem, size_t len, const struct dp_shard_config *cfg,
                   dp_deliver_fn *deliver, void *arg);
+
+/* Re-attaches to a shard formatted earlier (by a dataplane that has since
+ * died): entities, subscriptions, timers and queued messages carry on.
+ * The configuration comes from the shard's own header.
+ * -EPROTO: not a shard or another version; -EINVAL/-ENOSPC: its geometry
+ * does not fit len; errors of the parts' attach functions. */
+int dp_shard_attach(struct dp_shard *s, void *mem, size_t len, dp_deliver_fn *deliver,
+                    void *arg);
 
 void dp_shard_set_load_fn(struct dp_shard *s, dp_load_fn *fn, void *arg);
 

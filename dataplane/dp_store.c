@@ -419,11 +419,11 @@ static struct dp_cursor *dp_cursor_find(struct dp_shard *s, struct dp_entity *e,
         for (uint32_t i = e->ext; i != 0; i = s->cursors[i - 1].next)
                 if (s->cursors[i - 1].group_hash == gh)
                         return &s->cursors[i - 1];
-        if (!create || s->cursor_free == 0)
+        if (!create || s->hdr->cursor_free == 0)
                 return NULL;
-        uint32_t idx = s->cursor_free - 1;
+        uint32_t idx = s->hdr->cursor_free - 1;
         struct dp_cursor *c = &s->cursors[idx];
-        s->cursor_free = c->next;
+        s->hdr->cursor_free = c->next;
         c->group_hash = gh;
         c->offset = e->q_head ? dp_msgs_get(&s->msgs, e->q_head - 1)->seq : e->seq;
         c->next = e->ext;
@@ -436,8 +436,8 @@ void dp_cursors_release(struct dp_shard *s, struct dp_entity *e)
         while (e->ext != 0) {
                 uint32_t idx = e->ext - 1;
                 e->ext = s->cursors[idx].next;
-                s->cursors[idx].next = s->cursor_free;
-                s->cursor_free = idx + 1;
+                s->cursors[idx].next = s->hdr->cursor_free;
+                s->hdr->cursor_free = idx + 1;
         }
 }
 

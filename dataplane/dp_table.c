@@ -94,6 +94,43 @@ int dp_table_init(struct dp_table *t, void *mem, size_t len, const struct dp_tab
         return 0;
 }
 
+int dp_table_attach(struct dp_table *t, void *mem, size_t len)
+{
+        struct dp_table_hdr *h = mem;
+        struct dp_table_layout l;
+        if (len < sizeof(*h) || h->magic != DP_TABLE_MAGIC || h->version != DP_TABLE_VERSION)
+                return -EPROTO;
+        struct dp_table_config cfg = { .shard = h->shard, .capacity = h->capacity,
+                                       .name_units = h->name_units };
+        if (dp_table_layout(&cfg, &l) != 0)
+                return -EPROTO;
+        if (len < l.total)
+                return -ENOSPC;
+        uint8_t *base = mem;
+        t->hdr = h;
+        t->slots = (struct dp_entity *)(base + l.slots_off);
+        t->shard = h->shard;
+        t->capacity = h->capacity;
+        int rc = dp_index_attach(&t->index, base + l.index_off, l.names_off - l.index_off,
+                                 h->capacity);
+        if (rc == 0)
+                rc = dp_names_attach(&t->names, base + l.names_off, l.total - l.names_off);
+        if (rc != 0)
+                return rc;
+        /* Our own process wrote these, but a dataplane that died mid-way may
+         * have left anything: check every link before trusting it. */
+        if (h->free_head > h->capacity)
+                return -EBADMSG;
+        for (uint32_t i = 0; i < h->capacity; i++) {
+                const struct dp_entity *e = &t->slots[i];
+                if (!(e->flags & DP_ENT_F_LIVE) && e->q_head > h->capacity)
+                        return -EBADMSG;
+                if ((e->flags & DP_ENT_F_NAMED) && e->name_ref >= t->names.unit_count)
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
 struct dp_table_key {
         const struct dp_table *t;
         const char *s;

@@ -69,6 +69,11 @@ size_t dp_table_bytes(const struct dp_table_config *cfg);
  * -ENOSPC: len below dp_table_bytes(cfg). */
 int dp_table_init(struct dp_table *t, void *mem, size_t len, const struct dp_table_config *cfg);
 
+/* Attaches to a table formatted earlier (its configuration comes from its
+ * header). -EPROTO: not a table or another version; -ENOSPC: len short;
+ * -EBADMSG: a slot's link or name reference points outside the table. */
+int dp_table_attach(struct dp_table *t, void *mem, size_t len);
+
 /* Creates an entity with the atom choices of proto (its name, queue and
  * counters are ignored) and, when name is not NULL, that name.
  * -EINVAL: the name breaks the subject rules (no wildcards allowed);

@@ -93,6 +93,12 @@ static uint64_t create(enum dp_mode mode, const char *name)
         return h;
 }
 
+static int create_named_ok(const char *name, uint64_t *h)
+{
+        struct dp_create_opts o = { .mode = DP_MODE_MAILBOX, .overflow = -1 };
+        return dp_shard_create(&shard, &o, name, (uint32_t)strlen(name), h);
+}
+
 static void fetched_is(const struct dp_fetched *f, const char *payload)
 {
         struct dp_msg_view v;
@@ -432,4 +438,61 @@ Test(dp_mode, every_mode_is_a_row_of_atoms)
         struct dp_create_opts bad = { .mode = DP_MODE_COUNT_ };
         uint64_t h;
         cr_assert_eq(dp_shard_create(&shard, &bad, NULL, 0, &h), -EINVAL);
+}
+
+/* A dataplane that dies leaves its shard in the arena; the next one
+ * attaches to the same memory and carries on with everything in it. */
+Test(dp_mode, a_restarted_dataplane_attaches_and_finds_everything)
+{
+        uint64_t box = create(DP_MODE_MAILBOX, "inbox.dave"), log = create(DP_MODE_LOG, "audit");
+        struct dp_create_opts o = { .mode = DP_MODE_MAILBOX, .ttl_ms = 100, .overflow = -1 };
+        uint64_t mortal, found;
+        uint32_t sub;
+        cr_assert_eq(dp_shard_create(&shard, &o, "inbox.mortal", 12, &mortal), 0);
+        struct dp_msg_in a = msg(NULL, "kept across"), b = msg(NULL, "the restart");
+        cr_assert_eq(dp_shard_send(&shard, box, &a, NULL), 0);
+        cr_assert_eq(dp_shard_send(&shard, box, &b, NULL), 0);
+        cr_assert_eq(dp_shard_send(&shard, log, &a, NULL), 0);
+        cr_assert_eq(dp_shard_send(&shard, log, &b, NULL), 0);
+        cr_assert_eq(dp_shard_commit(&shard, log, "g", 1), 0);
+        cr_assert_eq(dp_shard_subscribe(&shard, "news.*", 6, 0, 8, 80, 0, &sub), 0);
+        uint64_t now_ns = shard.now_ns;
+
+        /* The "new process": a fresh view over the same bytes. */
+        struct dp_shard again;
+        size_t len = dp_shard_bytes(&shard.hdr->cfg);
+        cr_assert_eq(dp_shard_attach(&again, shard_mem, len, on_deliver, &got), 0);
+        memset(&shard, 0, sizeof(shard));
+        shard = again;
+        dp_shard_tick(&shard, now_ns, 64);
+
+        cr_assert_eq(dp_table_find(&shard.table, "inbox.dave", 10, &found), 0);
+        cr_assert_eq(found, box, "the same handle still works");
+        struct dp_fetched f[4];
+        cr_assert_eq(dp_shard_fetch(&shard, box, 0, f, 4), 2);
+        fetched_is(&f[0], "kept across");
+        fetched_is(&f[1], "the restart");
+        put_all(f, 2);
+        uint64_t off;
+        cr_assert_eq(dp_shard_cursor(&shard, log, "g", &off), 0);
+        cr_assert_eq(off, 1);
+        struct dp_msg_in n = msg("news.today", "x");
+        cr_assert_eq(dp_shard_publish(&shard, &n), 1, "the subscription survived");
+        dp_shard_tick(&shard, now_ns + 101 * MS, 64);
+        cr_assert_eq(dp_table_find(&shard.table, "inbox.mortal", 12, &found), -ENOENT,
+                     "its TTL timer survived too");
+        uint64_t h;
+        cr_assert_eq(create_named_ok("inbox.new", &h), 0, "and the shard takes new work");
+}
+
+Test(dp_mode, attach_refuses_memory_that_is_not_a_shard)
+{
+        struct dp_shard other;
+        size_t len = dp_shard_bytes(&shard.hdr->cfg);
+        shard.hdr->magic ^= 1;
+        cr_assert_eq(dp_shard_attach(&other, shard_mem, len, NULL, NULL), -EPROTO);
+        shard.hdr->magic ^= 1;
+        cr_assert_eq(dp_shard_attach(&other, shard_mem, len - 4096, NULL, NULL), -ENOSPC);
+        shard.hdr->bind_free = UINT32_MAX;
+        cr_assert_eq(dp_shard_attach(&other, shard_mem, len, NULL, NULL), -EPROTO);
 }
