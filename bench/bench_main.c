@@ -4,6 +4,8 @@
  *      atomq-bench ring
  *      atomq-bench ring --runs 5 --json > ring.jsonl
  *      atomq-bench ring --svg /tmp/ring.svg --quiet
+ *      atomq-bench churn --entities 1000000,10000000 --json
+ *      atomq-bench route --subs 10000,1000000 --svg /tmp/route.svg
  *
  * A scenario is a function that appends results to a report
  * (bench_scenario.h); adding one is a file and a row in bench_scenarios[].
@@ -21,6 +23,7 @@
 #include "bench/bench_report.h"
 #include "bench/bench_scenario.h"
 #include "bench/bench_svg.h"
+#include "shm/shm_log.h"
 
 /* Defaults sized so `atomq-bench ring` (8 cases x 3 runs) takes ~17 s:
  * long enough for stable medians, short enough to run on every change. */
@@ -31,21 +34,37 @@
 #define BENCH_LIST_VALUE_MAX 65536u
 
 static const struct bench_scenario bench_scenarios[] = {
+        { "churn", "entity table: create, hold and destroy N named mailboxes in one shard",
+          "for each --entities N (default 1000000, at most 10000000): a table and a\n"
+          "timer wheel for N in an shm arena (hugepages when reserved); each run creates\n"
+          "N mailboxes churn.<i> in bursts of 32, checks all are live and finds a sample\n"
+          "by name, destroys them by handle (path table), then again destroying by name\n"
+          "(path table-byname). The names are formatted before timing: it measures the\n"
+          "table, not snprintf. One table per N serves every run; a first cold cycle on\n"
+          "the fresh table (first-touch page faults) is reported apart as\n"
+          "cold_creates_per_s. Runs on the first CPU of --cpus.",
+          BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES, bench_churn_run },
         { "ring", "SPSC shm_ring between two pinned threads: throughput and ping-pong latency",
           "throughput for --sizes (default 8,32,256 bytes) x --bursts (default 1,32);\n"
           "round trips of an 8-byte message over two rings (case pingpong), and over\n"
           "two bare cache lines (system baseline, case cacheline: the hardware's floor)",
+          BENCH_OPTF_DURATION | BENCH_OPTF_CPUS | BENCH_OPTF_SIZES | BENCH_OPTF_BURSTS,
           bench_ring_run },
+        { "route", "match routing: published subjects through a subject trie of N subscriptions",
+          "for each --subs N (default 10000,1000000, at most 10000000): a trie in an shm\n"
+          "arena holding N - 6 subscriptions user.<i>.inbox and 6 wildcard ones\n"
+          "(user.*.inbox, user.>, *.*.inbox, ...); then dp_trie_match for --duration over\n"
+          "a pre-generated random sequence of 2^20 subjects (90% user.<i>.inbox, 1 in 65\n"
+          "of them with no exact subscriber; 5% user.<i>.outbox; 5% svc.<i>.inbox).\n"
+          "msgs_per_s = matches_per_s (one message, one match call); every delivery is\n"
+          "counted and checked. Runs on the first CPU of --cpus.",
+          BENCH_OPTF_DURATION | BENCH_OPTF_CPUS | BENCH_OPTF_SUBS, bench_route_run },
 };
 
 #define BENCH_SCENARIOS_N (sizeof(bench_scenarios) / sizeof(bench_scenarios[0]))
 
-static void bench_usage(FILE *f)
+static void bench_usage_scenarios(FILE *f)
 {
-        fprintf(f,
-                "usage: atomq-bench SCENARIO [options]\n"
-                "\n"
-                "Scenarios:\n");
         for (size_t i = 0; i < BENCH_SCENARIOS_N; i++) {
                 fprintf(f, "  %-8s %s\n", bench_scenarios[i].name, bench_scenarios[i].summary);
                 /* Indent every line of the details under the name. */
@@ -56,16 +75,25 @@ static void bench_usage(FILE *f)
                         d += len + (d[len] == '\n');
                 }
         }
+}
+
+static void bench_usage(FILE *f)
+{
+        fprintf(f, "usage: atomq-bench SCENARIO [options]\n\nScenarios:\n");
+        bench_usage_scenarios(f);
         fprintf(f,
                 "\n"
                 "Options:\n"
-                "  --duration SECONDS  length of each timed run (default %.1f)\n"
-                "  --warmup SECONDS    untimed run-in before each timed run (default %.1f)\n"
+                "  --duration SECONDS  ring, route: length of each timed run (default %.1f)\n"
+                "  --warmup SECONDS    ring, route: untimed run-in before each timed run\n"
+                "                      (default %.1f)\n"
                 "  --runs N            timed runs per case, medians reported (default %d, max %d)\n"
                 "  --cpus A,B          pin the two threads to CPUs A and B (default: the first\n"
-                "                      two this process may use)\n"
-                "  --sizes LIST        message sizes in bytes, comma-separated (at most %d)\n"
-                "  --bursts LIST       messages per burst, comma-separated (at most %d)\n"
+                "                      two this process may use); churn and route run on A\n"
+                "  --sizes LIST        ring: message sizes in bytes, comma-separated (at most %d)\n"
+                "  --bursts LIST       ring: messages per burst, comma-separated (at most %d)\n"
+                "  --entities LIST     churn: entity counts, comma-separated (at most %d)\n"
+                "  --subs LIST         route: subscription counts, comma-separated (at most %d)\n"
                 "  --json              one JSON object per result line on stdout, no table\n"
                 "  --svg FILE          also draw the results as an SVG picture\n"
                 "  --quiet             no progress line and no notes on stderr\n"
@@ -76,15 +104,22 @@ static void bench_usage(FILE *f)
                 "  atomq-bench ring --runs 5 --json > ring.jsonl\n"
                 "  atomq-bench ring --cpus 0,1 --sizes 8 --bursts 32 --duration 2\n"
                 "  atomq-bench ring --svg /tmp/ring.svg --quiet\n"
+                "  atomq-bench churn --entities 1000000,10000000 --json\n"
+                "  atomq-bench route --subs 1000000 --duration 2 --svg /tmp/route.svg\n"
                 "\n"
                 "Output: a table, or with --json one object a line with system, scenario, case,\n"
                 "msg_bytes, burst (throughput cases), msgs_per_s (round trips for latency\n"
                 "cases), bytes_per_s, p50_ns p90_ns p99_ns p999_ns max_ns (latency cases),\n"
                 "cpu_share (below 0.95: something else ran on the benchmark's CPUs) and errors.\n"
+                "churn and route add their own fields after case (entities, creates_per_s,\n"
+                "destroys_per_s, bytes_per_entity, rss_bytes_per_entity, hugepages; subs,\n"
+                "matches_per_s, deliveries_per_s, ...) and have no msg_bytes; churn has no\n"
+                "msgs_per_s or duration_s.\n"
                 "\n"
-                "Exit status: 0 done; 1 a run failed or counted ordering errors; 2 bad usage.\n",
+                "Exit status: 0 done; 1 a run failed or counted errors (ordering, loss, a\n"
+                "wrong lookup or match); 2 bad usage.\n",
                 BENCH_DURATION_DEFAULT_S, BENCH_WARMUP_DEFAULT_S, BENCH_RUNS_DEFAULT,
-                BENCH_RUNS_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX);
+                BENCH_RUNS_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX);
 }
 
 static int bench_usage_error(const char *opt, const char *want, const char *got)
@@ -119,18 +154,22 @@ static int bench_parse_unsigned(const char *s, unsigned max, unsigned *out)
         return (int)(end - s);
 }
 
-/* "8,32,256": 1 to BENCH_LIST_MAX numbers from 1 to BENCH_LIST_VALUE_MAX. */
-static int bench_parse_list(const char *opt, const char *s, unsigned *out, unsigned *n)
+/* "8,32,256": 1 to BENCH_LIST_MAX numbers from 1 to max. */
+static int bench_parse_list(const char *opt, const char *s, unsigned max, unsigned *out,
+                            unsigned *n)
 {
         const char *p = s;
         *n = 0;
         for (;;) {
                 int used = -EINVAL;
                 if (*n < BENCH_LIST_MAX)
-                        used = bench_parse_unsigned(p, BENCH_LIST_VALUE_MAX, &out[*n]);
-                if (used < 0)
-                        return bench_usage_error(opt, "a comma-separated list of up to 8 "
-                                                      "numbers from 1 to 65536", s);
+                        used = bench_parse_unsigned(p, max, &out[*n]);
+                if (used < 0) {
+                        char want[96];
+                        snprintf(want, sizeof(want), "a comma-separated list of up to %d "
+                                                     "numbers from 1 to %u", BENCH_LIST_MAX, max);
+                        return bench_usage_error(opt, want, s);
+                }
                 (*n)++;
                 p += used;
                 if (*p == '\0')
@@ -147,6 +186,8 @@ enum bench_opt_id {
         BENCH_OPT_CPUS,
         BENCH_OPT_SIZES,
         BENCH_OPT_BURSTS,
+        BENCH_OPT_ENTITIES,
+        BENCH_OPT_SUBS,
         BENCH_OPT_JSON,
         BENCH_OPT_SVG,
         BENCH_OPT_QUIET,
@@ -159,6 +200,8 @@ static const struct option bench_long_opts[] = {
         { "cpus", required_argument, NULL, BENCH_OPT_CPUS },
         { "sizes", required_argument, NULL, BENCH_OPT_SIZES },
         { "bursts", required_argument, NULL, BENCH_OPT_BURSTS },
+        { "entities", required_argument, NULL, BENCH_OPT_ENTITIES },
+        { "subs", required_argument, NULL, BENCH_OPT_SUBS },
         { "json", no_argument, NULL, BENCH_OPT_JSON },
         { "svg", required_argument, NULL, BENCH_OPT_SVG },
         { "quiet", no_argument, NULL, BENCH_OPT_QUIET },
@@ -171,9 +214,11 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
 {
         switch (id) {
         case BENCH_OPT_DURATION:
+                o->given |= BENCH_OPTF_DURATION;
                 return bench_parse_seconds("--duration", arg, BENCH_DURATION_MIN_S,
                                            BENCH_DURATION_MAX_S, &o->duration_s);
         case BENCH_OPT_WARMUP:
+                o->given |= BENCH_OPTF_DURATION;
                 return bench_parse_seconds("--warmup", arg, 0, BENCH_WARMUP_MAX_S, &o->warmup_s);
         case BENCH_OPT_RUNS:
                 if (bench_parse_unsigned(arg, BENCH_RUNS_MAX, &o->runs) < 0 ||
@@ -184,11 +229,23 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
                 if (bench_cpus_parse(arg, o->cpus) != 0)
                         return bench_usage_error("--cpus", "two CPU numbers like 0,1", arg);
                 o->cpus_set = true;
+                o->given |= BENCH_OPTF_CPUS;
                 return 0;
         case BENCH_OPT_SIZES:
-                return bench_parse_list("--sizes", arg, o->sizes_bytes, &o->sizes_n);
+                o->given |= BENCH_OPTF_SIZES;
+                return bench_parse_list("--sizes", arg, BENCH_LIST_VALUE_MAX, o->sizes_bytes,
+                                        &o->sizes_n);
         case BENCH_OPT_BURSTS:
-                return bench_parse_list("--bursts", arg, o->bursts, &o->bursts_n);
+                o->given |= BENCH_OPTF_BURSTS;
+                return bench_parse_list("--bursts", arg, BENCH_LIST_VALUE_MAX, o->bursts,
+                                        &o->bursts_n);
+        case BENCH_OPT_ENTITIES:
+                o->given |= BENCH_OPTF_ENTITIES;
+                return bench_parse_list("--entities", arg, BENCH_COUNT_MAX, o->entities,
+                                        &o->entities_n);
+        case BENCH_OPT_SUBS:
+                o->given |= BENCH_OPTF_SUBS;
+                return bench_parse_list("--subs", arg, BENCH_COUNT_MAX, o->subs, &o->subs_n);
         case BENCH_OPT_JSON:
                 o->json = true;
                 return 0;
@@ -200,6 +257,33 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
                 return 0;
         }
         return BENCH_EXIT_USAGE;
+}
+
+/* An option the scenario does not take is refused rather than ignored, so
+ * `atomq-bench churn --sizes 64` cannot pass for a measurement of something.
+ * Returns -1 (fine) or BENCH_EXIT_USAGE. */
+static int bench_opts_check(const struct bench_opts *o, const struct bench_scenario *sc)
+{
+        static const struct {
+                unsigned flag;
+                const char *names;
+        } optfs[] = {
+                { BENCH_OPTF_DURATION, "--duration and --warmup" },
+                { BENCH_OPTF_CPUS, "--cpus" },
+                { BENCH_OPTF_SIZES, "--sizes" },
+                { BENCH_OPTF_BURSTS, "--bursts" },
+                { BENCH_OPTF_ENTITIES, "--entities" },
+                { BENCH_OPTF_SUBS, "--subs" },
+        };
+        for (size_t i = 0; i < sizeof(optfs) / sizeof(optfs[0]); i++) {
+                if ((o->given & optfs[i].flag) && !(sc->opts & optfs[i].flag)) {
+                        fprintf(stderr, "atomq-bench: %s: %s do%s not apply (see --help)\n",
+                                sc->name, optfs[i].names,
+                                optfs[i].flag == BENCH_OPTF_DURATION ? "" : "es");
+                        return BENCH_EXIT_USAGE;
+                }
+        }
+        return -1;
 }
 
 /* Fills o and *scenario from argv. Returns -1 to go on, or the status to
@@ -250,7 +334,28 @@ static int bench_opts_parse(int argc, char **argv, struct bench_opts *o,
                 fprintf(stderr, "atomq-bench: unknown scenario '%s' (see --help)\n", argv[optind]);
                 return BENCH_EXIT_USAGE;
         }
-        return -1;
+        return bench_opts_check(o, *scenario);
+}
+
+int bench_opts_cpu(const struct bench_opts *o, const char *scenario, int *cpu)
+{
+        struct bench_cpus cpus;
+        int bad_cpu = -1;
+        int rc = bench_cpus_pick(&cpus, o->cpus_set ? o->cpus : NULL, &bad_cpu);
+        if (rc == -EINVAL) {
+                fprintf(stderr, "atomq-bench: --cpus: CPU %d is not available to this process "
+                                "(see taskset -p %d)\n", bad_cpu, (int)getpid());
+                return rc;
+        }
+        if (rc != 0) {
+                fprintf(stderr, "atomq-bench: %s: sched_getaffinity: %s\n", scenario,
+                        strerror(-rc));
+                return rc;
+        }
+        *cpu = cpus.cpu[0];
+        if (!o->quiet && *cpu >= 0)
+                fprintf(stderr, "%s: pinned to CPU %d\n", scenario, *cpu);
+        return 0;
 }
 
 /* Prints (and draws) what the report holds; returns an exit status. */
@@ -274,8 +379,9 @@ static int bench_output(const struct bench_opts *o, const struct bench_report *r
         }
         uint64_t errors = bench_report_errors(rep);
         if (errors != 0) {
-                fprintf(stderr, "atomq-bench: %llu ordering/loss errors: the results are not "
-                                "valid\n", (unsigned long long)errors);
+                fprintf(stderr, "atomq-bench: %llu errors counted (ordering, loss, wrong "
+                                "lookups or matches): the results are not valid\n",
+                        (unsigned long long)errors);
                 status = BENCH_EXIT_FAIL;
         }
         return status;
@@ -289,10 +395,12 @@ int main(int argc, char **argv)
         if (status >= 0)
                 return status;
 
-        /* ~80 KB: static rather than on the stack. */
+        /* ~200 KB: static rather than on the stack. */
         static struct bench_report rep;
         struct bench_progress pg;
         bench_report_init(&rep, o.duration_s, o.warmup_s, o.runs);
+        if (o.quiet)
+                shm_log_set_level(SHM_LOG_WARN); /* the arena's notes, such as no hugepages */
         bench_progress_init(&pg, !o.quiet && isatty(STDERR_FILENO));
 
         int rc = scenario->run(&o, &pg, &rep);

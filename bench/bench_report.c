@@ -37,6 +37,44 @@ struct bench_result *bench_report_add(struct bench_report *rep, const char *syst
         return r;
 }
 
+static struct bench_field *bench_field_add(struct bench_result *r, const char *name,
+                                           enum bench_field_kind kind)
+{
+        DP_VERIFY(r->fields_n < BENCH_FIELDS_MAX);
+        DP_VERIFY(strlen(name) < BENCH_NAME_BYTES);
+        struct bench_field *f = &r->fields[r->fields_n++];
+        memset(f, 0, sizeof(*f));
+        bench_name_set(f->name, name);
+        f->kind = kind;
+        return f;
+}
+
+void bench_result_u64(struct bench_result *r, const char *name, uint64_t v)
+{
+        bench_field_add(r, name, BENCH_FIELD_U64)->u64 = v;
+}
+
+void bench_result_f64(struct bench_result *r, const char *name, double v)
+{
+        bench_field_add(r, name, BENCH_FIELD_F64)->f64 = v;
+}
+
+void bench_result_rate(struct bench_result *r, const char *name, double per_s)
+{
+        bench_field_add(r, name, BENCH_FIELD_RATE)->f64 = per_s;
+}
+
+void bench_result_bool(struct bench_result *r, const char *name, bool v)
+{
+        bench_field_add(r, name, BENCH_FIELD_BOOL)->u64 = v;
+}
+
+void bench_result_str(struct bench_result *r, const char *name, const char *v)
+{
+        DP_VERIFY(strlen(v) < BENCH_NAME_BYTES);
+        bench_name_set(bench_field_add(r, name, BENCH_FIELD_STR)->str, v);
+}
+
 uint64_t bench_report_errors(const struct bench_report *rep)
 {
         uint64_t errors = 0;
@@ -149,7 +187,7 @@ static void bench_table_throughput(const struct bench_report *rep, FILE *f)
         bool header = false;
         for (unsigned i = 0; i < rep->n; i++) {
                 const struct bench_result *r = &rep->results[i];
-                if (r->has_latency)
+                if (r->has_latency || r->fields_n != 0)
                         continue;
                 if (!header)
                         fprintf(f, "%-12s %-9s %-11s %6s %6s %14s %12s %6s %7s\n", "system",
@@ -195,15 +233,109 @@ static void bench_table_latency(const struct bench_report *rep, FILE *f)
                 fputc('\n', f);
 }
 
+/* Whether two results print under one header: same scenario, same fields. */
+static bool bench_table_same_columns(const struct bench_result *a, const struct bench_result *b)
+{
+        if (strcmp(a->scenario, b->scenario) != 0 || a->fields_n != b->fields_n ||
+            a->no_msgs != b->no_msgs)
+                return false;
+        for (unsigned k = 0; k < a->fields_n; k++)
+                if (strcmp(a->fields[k].name, b->fields[k].name) != 0)
+                        return false;
+        return true;
+}
+
+/* A column is as wide as its name, and at least 10 characters. */
+static int bench_field_width(const struct bench_field *fd)
+{
+        int w = (int)strlen(fd->name);
+        return w < 10 ? 10 : w;
+}
+
+static void bench_table_fields_header(const struct bench_result *r, FILE *f)
+{
+        fprintf(f, "%-12s %-9s %-11s", "system", "scenario", "case");
+        for (unsigned k = 0; k < r->fields_n; k++)
+                fprintf(f, " %*s", bench_field_width(&r->fields[k]), r->fields[k].name);
+        if (!r->no_msgs)
+                fprintf(f, " %12s", "msgs/s");
+        fprintf(f, " %6s %7s\n", "cpu%", "errors");
+}
+
+static void bench_table_fields_row(const struct bench_result *r, FILE *f)
+{
+        char buf[32];
+        fprintf(f, "%-12s %-9s %-11s", r->system, r->scenario, r->case_name);
+        for (unsigned k = 0; k < r->fields_n; k++) {
+                const struct bench_field *fd = &r->fields[k];
+                int w = bench_field_width(fd);
+                switch (fd->kind) {
+                case BENCH_FIELD_U64:
+                        fprintf(f, " %*llu", w, (unsigned long long)fd->u64);
+                        break;
+                case BENCH_FIELD_F64:
+                        fprintf(f, " %*.2f", w, fd->f64);
+                        break;
+                case BENCH_FIELD_RATE:
+                        bench_rate_format(buf, sizeof(buf), fd->f64);
+                        fprintf(f, " %*s", w, buf);
+                        break;
+                case BENCH_FIELD_BOOL:
+                        fprintf(f, " %*s", w, fd->u64 ? "yes" : "no");
+                        break;
+                case BENCH_FIELD_STR:
+                        fprintf(f, " %*s", w, fd->str);
+                        break;
+                }
+        }
+        if (!r->no_msgs) {
+                bench_rate_format(buf, sizeof(buf), r->msgs_per_s);
+                fprintf(f, " %12s", buf);
+        }
+        fprintf(f, " %6.1f %7llu\n", 100 * r->cpu_share, (unsigned long long)r->errors);
+}
+
+/* Results with scenario fields: a header whenever the columns change. */
+static void bench_table_fields(const struct bench_report *rep, FILE *f)
+{
+        const struct bench_result *prev = NULL;
+        for (unsigned i = 0; i < rep->n; i++) {
+                const struct bench_result *r = &rep->results[i];
+                if (r->fields_n == 0)
+                        continue;
+                if (prev == NULL || !bench_table_same_columns(prev, r)) {
+                        if (prev != NULL)
+                                fputc('\n', f);
+                        bench_table_fields_header(r, f);
+                }
+                bench_table_fields_row(r, f);
+                prev = r;
+        }
+        if (prev != NULL)
+                fputc('\n', f);
+}
+
+bool bench_report_timed(const struct bench_report *rep)
+{
+        for (unsigned i = 0; i < rep->n; i++)
+                if (!rep->results[i].fixed_work)
+                        return true;
+        return rep->n == 0;
+}
+
 void bench_report_print_table(const struct bench_report *rep, FILE *f)
 {
-        fprintf(f, "median of %u run%s, each %.3g s after %.3g s of warm-up\n\n", rep->runs,
-                rep->runs == 1 ? "" : "s", rep->duration_s, rep->warmup_s);
+        fprintf(f, "median of %u run%s", rep->runs, rep->runs == 1 ? "" : "s");
+        if (bench_report_timed(rep))
+                fprintf(f, ", each %.3g s after %.3g s of warm-up", rep->duration_s,
+                        rep->warmup_s);
+        fputs("\n\n", f);
         bench_table_throughput(rep, f);
         bench_table_latency(rep, f);
+        bench_table_fields(rep, f);
         uint64_t errors = bench_report_errors(rep);
         if (errors != 0)
-                fprintf(f, "%llu ordering/loss errors: these figures are not valid\n",
+                fprintf(f, "%llu errors counted: these figures are not valid\n",
                         (unsigned long long)errors);
         if (bench_report_cpu_share(rep) < BENCH_CPU_SHARE_WARN)
                 fprintf(f, "cpu%% below %.0f: something else ran on the benchmark's CPUs, so "
@@ -237,21 +369,51 @@ static void bench_json_f64(FILE *f, const char *key, double v)
         fprintf(f, ",\"%s\":%.0f", key, isfinite(v) ? v : 0.0);
 }
 
+static void bench_json_field(FILE *f, const struct bench_field *fd)
+{
+        switch (fd->kind) {
+        case BENCH_FIELD_U64:
+                bench_json_u64(f, fd->name, fd->u64);
+                break;
+        case BENCH_FIELD_F64:
+                fprintf(f, ",\"%s\":%.2f", fd->name, isfinite(fd->f64) ? fd->f64 : 0.0);
+                break;
+        case BENCH_FIELD_RATE:
+                bench_json_f64(f, fd->name, fd->f64);
+                break;
+        case BENCH_FIELD_BOOL:
+                fprintf(f, ",\"%s\":%s", fd->name, fd->u64 ? "true" : "false");
+                break;
+        case BENCH_FIELD_STR:
+                fputc(',', f);
+                bench_json_str(f, fd->name, fd->str);
+                break;
+        }
+}
+
 static void bench_json_result(const struct bench_result *r, double duration_s, FILE *f)
 {
+        /* Scenarios with fields of their own move no bytes of a size. */
+        bool sized = r->msg_bytes != 0 || r->fields_n == 0;
         fputc('{', f);
         bench_json_str(f, "system", r->system);
         fputc(',', f);
         bench_json_str(f, "scenario", r->scenario);
         fputc(',', f);
         bench_json_str(f, "case", r->case_name);
-        bench_json_u64(f, "msg_bytes", r->msg_bytes);
+        for (unsigned k = 0; k < r->fields_n; k++)
+                bench_json_field(f, &r->fields[k]);
+        if (sized)
+                bench_json_u64(f, "msg_bytes", r->msg_bytes);
         if (r->burst != 0)
                 bench_json_u64(f, "burst", r->burst);
         bench_json_u64(f, "runs", r->runs);
-        fprintf(f, ",\"duration_s\":%.3f", duration_s);
-        bench_json_f64(f, "msgs_per_s", r->msgs_per_s);
-        bench_json_f64(f, "bytes_per_s", r->bytes_per_s);
+        if (!r->fixed_work)
+                fprintf(f, ",\"duration_s\":%.3f", duration_s);
+        if (!r->no_msgs)
+                bench_json_f64(f, "msgs_per_s", r->msgs_per_s);
+        if (sized)
+                bench_json_f64(f, "bytes_per_s", r->bytes_per_s);
         if (r->has_latency) {
                 bench_json_u64(f, "p50_ns", r->lat.p50_ns);
                 bench_json_u64(f, "p90_ns", r->lat.p90_ns);

@@ -5,6 +5,8 @@
  * a table for people (the default), one JSON object per line for machines
  * (--json), and the SVG in bench_svg.h. `system` names what was measured
  * ("atomq", later "nats-server") so one report can compare two systems.
+ * Scenarios whose figures are not message rates (churn, route) add named
+ * fields to their results (bench_result_u64 and friends).
  *
  *      atomq-bench ring --json | jq 'select(.case == "pingpong") | .p99_ns'
  */
@@ -35,6 +37,27 @@ struct bench_latency {
         uint64_t curve_ns[BENCH_CURVE_POINTS];
 };
 
+/* A figure a scenario reports beyond the common ones ("entities",
+ * "creates_per_s", "hugepages"): printed under its name in the table and
+ * the JSON, in the order added. Rates are drawn as bars in the SVG. */
+#define BENCH_FIELDS_MAX 12
+
+enum bench_field_kind {
+        BENCH_FIELD_U64,  /* a count */
+        BENCH_FIELD_F64,  /* a measure with a fraction (bytes per entity) */
+        BENCH_FIELD_RATE, /* a median per second; a bar in the SVG */
+        BENCH_FIELD_BOOL,
+        BENCH_FIELD_STR,
+};
+
+struct bench_field {
+        char name[BENCH_NAME_BYTES];
+        enum bench_field_kind kind;
+        uint64_t u64;                /* U64, BOOL */
+        double f64;                  /* F64, RATE */
+        char str[BENCH_NAME_BYTES];  /* STR */
+};
+
 struct bench_result {
         char system[BENCH_NAME_BYTES];
         char scenario[BENCH_NAME_BYTES];
@@ -51,6 +74,10 @@ struct bench_result {
         bool has_latency;
         char clock[BENCH_NAME_BYTES]; /* the timer latencies were read with */
         struct bench_latency lat;     /* median over runs, per field */
+        bool no_msgs;        /* moves no messages: msgs_per_s does not apply */
+        bool fixed_work;     /* runs do a fixed amount of work, not --duration */
+        unsigned fields_n;
+        struct bench_field fields[BENCH_FIELDS_MAX];
 };
 
 struct bench_report {
@@ -69,6 +96,16 @@ void bench_report_init(struct bench_report *rep, double duration_s, double warmu
 struct bench_result *bench_report_add(struct bench_report *rep, const char *system,
                                       const char *scenario, const char *case_name);
 
+/* Scenario-specific fields, appended in order. Names are at most
+ * BENCH_NAME_BYTES - 1 characters and a result holds at most
+ * BENCH_FIELDS_MAX of them: both are the scenario's own invariants,
+ * checked with DP_VERIFY. */
+void bench_result_u64(struct bench_result *r, const char *name, uint64_t v);
+void bench_result_f64(struct bench_result *r, const char *name, double v);
+void bench_result_rate(struct bench_result *r, const char *name, double per_s);
+void bench_result_bool(struct bench_result *r, const char *name, bool v);
+void bench_result_str(struct bench_result *r, const char *name, const char *v);
+
 /* Errors over all results; nonzero makes atomq-bench exit 1. */
 uint64_t bench_report_errors(const struct bench_report *rep);
 
@@ -76,6 +113,9 @@ uint64_t bench_report_errors(const struct bench_report *rep);
  * noticeable part of the run: a pinned polling thread alone gets 98-100%,
  * two threads sharing one CPU about 50%. */
 #define BENCH_CPU_SHARE_WARN 0.95
+
+/* Whether any result was timed by --duration (the others did fixed work). */
+bool bench_report_timed(const struct bench_report *rep);
 
 /* The lowest cpu_share over all results. */
 double bench_report_cpu_share(const struct bench_report *rep);

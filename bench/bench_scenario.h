@@ -26,6 +26,18 @@ struct bench_report;
 #define BENCH_LIST_MAX 8           /* entries in --sizes and --bursts */
 #define BENCH_DURATION_MAX_S 3600.0
 #define BENCH_WARMUP_MAX_S 600.0
+/* --entities and --subs: 10 M is the live-entity target of one shard
+ * (docs/benchmarks.md); a churn table that size is ~1.2 GB of arena. */
+#define BENCH_COUNT_MAX 10000000u
+
+/* Options a scenario takes beyond --runs, --json, --svg and --quiet; any
+ * other on the command line is a usage error, not silently ignored. */
+#define BENCH_OPTF_DURATION (1u << 0) /* --duration, --warmup */
+#define BENCH_OPTF_CPUS (1u << 1)
+#define BENCH_OPTF_SIZES (1u << 2)
+#define BENCH_OPTF_BURSTS (1u << 3)
+#define BENCH_OPTF_ENTITIES (1u << 4)
+#define BENCH_OPTF_SUBS (1u << 5)
 
 struct bench_opts {
         double duration_s;    /* each timed run */
@@ -40,6 +52,11 @@ struct bench_opts {
         unsigned sizes_bytes[BENCH_LIST_MAX];
         unsigned bursts_n;    /* 0: the scenario's default bursts */
         unsigned bursts[BENCH_LIST_MAX];
+        unsigned entities_n;  /* 0: the scenario's default entity counts */
+        unsigned entities[BENCH_LIST_MAX];
+        unsigned subs_n;      /* 0: the scenario's default subscription counts */
+        unsigned subs[BENCH_LIST_MAX];
+        unsigned given;       /* BENCH_OPTF_* of the options on the command line */
 };
 
 /* A scenario's run function returns 0 when it ran (errors it counted are in
@@ -53,9 +70,18 @@ struct bench_scenario {
         const char *name;
         const char *summary;  /* one line for --help */
         const char *details;  /* what it measures and its defaults, for --help */
+        unsigned opts;        /* BENCH_OPTF_* it takes */
         bench_scenario_run_fn *run;
 };
 
+/* The CPU a one-thread scenario runs on: the first of --cpus, else the
+ * first this process may use; -1 (not pinned) when it may use only one.
+ * -EINVAL after saying so when a --cpus CPU is not available to it; -errno
+ * when the affinity mask cannot be read. Defined in bench_main.c. */
+int bench_opts_cpu(const struct bench_opts *o, const char *scenario, int *cpu);
+
+bench_scenario_run_fn bench_churn_run;
 bench_scenario_run_fn bench_ring_run;
+bench_scenario_run_fn bench_route_run;
 
 #endif /* ATOMQ_BENCH_SCENARIO_H */

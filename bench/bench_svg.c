@@ -1,5 +1,6 @@
 /* bench_svg.c - hand-written SVG for bench_report: throughput bars and
- * latency percentile curves, one colour per system.
+ * latency percentile curves, one colour per system; for results with fields
+ * of their own (churn, route), a bar per rate field, one colour per field.
  *
  *      atomq-bench ring --svg /tmp/ring.svg
  *
@@ -31,6 +32,26 @@
 static const char *const bench_svg_colors[] = {
         "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
 };
+
+/* The chart a result is drawn in. */
+enum bench_svg_chart {
+        BENCH_SVG_BARS,    /* msgs_per_s, a colour per system */
+        BENCH_SVG_LATENCY, /* percentile curves */
+        BENCH_SVG_RATES,   /* the result's rate fields, a colour per field */
+};
+
+static enum bench_svg_chart bench_svg_chart_of(const struct bench_result *r)
+{
+        if (r->has_latency)
+                return BENCH_SVG_LATENCY;
+        return r->fields_n != 0 ? BENCH_SVG_RATES : BENCH_SVG_BARS;
+}
+
+static bool bench_svg_in(const struct bench_result *r, const char *scenario,
+                         enum bench_svg_chart chart)
+{
+        return strcmp(r->scenario, scenario) == 0 && bench_svg_chart_of(r) == chart;
+}
 
 struct bench_svg {
         FILE *f;
@@ -142,12 +163,12 @@ struct bench_svg_systems {
 };
 
 static void bench_svg_chart_systems(const struct bench_report *rep, const char *scenario,
-                                    bool latency, struct bench_svg_systems *out)
+                                    enum bench_svg_chart chart, struct bench_svg_systems *out)
 {
         out->n = 0;
         for (unsigned i = 0; i < rep->n; i++) {
                 const struct bench_result *r = &rep->results[i];
-                if (strcmp(r->scenario, scenario) != 0 || r->has_latency != latency)
+                if (!bench_svg_in(r, scenario, chart))
                         continue;
                 bool seen = false;
                 for (unsigned k = 0; k < out->n && !seen; k++)
@@ -166,15 +187,18 @@ static unsigned bench_svg_system_slot(const struct bench_svg_systems *sys, const
         return k;
 }
 
-/* One swatch and name per system, right-aligned on a chart's title line. */
+/* One swatch and name per system (or, by_slot, per entry in list order),
+ * right-aligned on a chart's title line. */
 static void bench_svg_legend_row(const struct bench_svg *s, const struct bench_svg_systems *sys,
-                                 double y)
+                                 double y, bool by_slot)
 {
         double x = BENCH_SVG_PLOT_X1;
         for (unsigned i = sys->n; i-- > 0;) {
+                const char *color = by_slot ? bench_svg_colors[i % BENCH_SVG_SYSTEMS_MAX]
+                                            : bench_svg_color(s, sys->name[i]);
                 x -= 30 + 8.0 * (double)strlen(sys->name[i]); /* ~8 px a character */
                 fprintf(s->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" "
-                              "fill=\"%s\"/>\n", x, y - 11, bench_svg_color(s, sys->name[i]));
+                              "fill=\"%s\"/>\n", x, y - 11, color);
                 bench_svg_text(s->f, x + 17, y, "font-size=\"13\"", "%s", sys->name[i]);
         }
 }
@@ -189,12 +213,12 @@ static bool bench_svg_same_group(const struct bench_result *a, const struct benc
 /* Indexes of the first result of each bar group (scenario, case, size,
  * burst) of `scenario`, in report order. */
 static unsigned bench_svg_groups(const struct bench_report *rep, const char *scenario,
-                                 bool latency, unsigned *first)
+                                 enum bench_svg_chart chart, unsigned *first)
 {
         unsigned n = 0;
         for (unsigned i = 0; i < rep->n; i++) {
                 const struct bench_result *r = &rep->results[i];
-                if (strcmp(r->scenario, scenario) != 0 || r->has_latency != latency)
+                if (!bench_svg_in(r, scenario, chart))
                         continue;
                 bool seen = false;
                 for (unsigned g = 0; g < n && !seen; g++)
@@ -211,7 +235,8 @@ static void bench_svg_title(FILE *f, double y, const char *scenario, const char 
                        "%s: %s", scenario, what);
 }
 
-static void bench_svg_bars_axis(FILE *f, double top, double bottom, double y_max, double step)
+static void bench_svg_bars_axis(FILE *f, double top, double bottom, double y_max, double step,
+                                const char *what)
 {
         for (double t = 0; t <= y_max * 1.0001; t += step) {
                 double y = bottom - t / y_max * (bottom - top);
@@ -224,30 +249,47 @@ static void bench_svg_bars_axis(FILE *f, double top, double bottom, double y_max
         }
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#333\"/>\n",
                 BENCH_SVG_PLOT_X0, bottom, BENCH_SVG_PLOT_X1, bottom);
-        bench_svg_vtext(f, 30, (top + bottom) / 2, "messages per second");
+        bench_svg_vtext(f, 30, (top + bottom) / 2, what);
+}
+
+/* A bar's <rect> up to its tooltip, which the caller writes; returns the
+ * bar's height for bench_svg_bar_close. */
+static double bench_svg_bar_open(FILE *f, double x, double w, double bottom, double y_max,
+                                 double per_s, const char *color)
+{
+        double h = per_s / y_max * BENCH_SVG_PLOT_H;
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">",
+                x, bottom - h, w, h, color);
+        return h;
+}
+
+/* Ends the <rect> and writes the bar's figure above it. */
+static void bench_svg_bar_close(FILE *f, double x, double w, double bottom, double h,
+                                double per_s)
+{
+        char rate[32];
+        bench_svg_rate_str(rate, sizeof(rate), per_s);
+        fputs("</rect>\n", f);
+        double cx = x + w / 2, ly = bottom - h - 6;
+        if (w >= 44) {
+                bench_svg_text(f, cx, ly, "font-size=\"12\" text-anchor=\"middle\"", "%s", rate);
+        } else {
+                /* Narrow bars: the label runs upwards from the bar's top. */
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
+                           "transform=\"rotate(-90 %.1f %.1f)\">%s</text>\n",
+                        cx + 4, ly, cx + 4, ly, rate);
+        }
 }
 
 static void bench_svg_bar(const struct bench_svg *s, const struct bench_result *r, double x,
                           double w, double bottom, double y_max)
 {
-        double h = r->msgs_per_s / y_max * BENCH_SVG_PLOT_H;
-        char rate[32];
-        bench_svg_rate_str(rate, sizeof(rate), r->msgs_per_s);
-        fprintf(s->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">",
-                x, bottom - h, w, h, bench_svg_color(s, r->system));
+        double h = bench_svg_bar_open(s->f, x, w, bottom, y_max, r->msgs_per_s,
+                                      bench_svg_color(s, r->system));
         bench_svg_tooltip(s->f, "%s %s %s, %u B, burst %u: %.4g msgs/s, %.4g MB/s, %llu errors",
                           r->system, r->scenario, r->case_name, r->msg_bytes, r->burst,
                           r->msgs_per_s, r->bytes_per_s / 1e6, (unsigned long long)r->errors);
-        fputs("</rect>\n", s->f);
-        double cx = x + w / 2, ly = bottom - h - 6;
-        if (w >= 44) {
-                bench_svg_text(s->f, cx, ly, "font-size=\"12\" text-anchor=\"middle\"", "%s", rate);
-        } else {
-                /* Narrow bars: the label runs upwards from the bar's top. */
-                fprintf(s->f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
-                              "transform=\"rotate(-90 %.1f %.1f)\">%s</text>\n",
-                        cx + 4, ly, cx + 4, ly, rate);
-        }
+        bench_svg_bar_close(s->f, x, w, bottom, h, r->msgs_per_s);
 }
 
 static void bench_svg_group_label(FILE *f, const struct bench_result *r, double cx, double y)
@@ -266,13 +308,13 @@ static void bench_svg_bars(const struct bench_svg *s, const char *scenario, doub
 {
         const struct bench_report *rep = s->rep;
         unsigned first[BENCH_RESULTS_MAX];
-        unsigned groups = bench_svg_groups(rep, scenario, false, first);
+        unsigned groups = bench_svg_groups(rep, scenario, BENCH_SVG_BARS, first);
         double top = y0 + BENCH_SVG_PLOT_TOP, bottom = top + BENCH_SVG_PLOT_H;
         double y_max = 0;
 
         for (unsigned i = 0; i < rep->n; i++) {
                 const struct bench_result *r = &rep->results[i];
-                if (strcmp(r->scenario, scenario) == 0 && !r->has_latency && r->msgs_per_s > y_max)
+                if (bench_svg_in(r, scenario, BENCH_SVG_BARS) && r->msgs_per_s > y_max)
                         y_max = r->msgs_per_s;
         }
         if (!(y_max > 0))
@@ -281,10 +323,10 @@ static void bench_svg_bars(const struct bench_svg *s, const char *scenario, doub
         y_max = ceil(y_max / step) * step;
 
         struct bench_svg_systems sys;
-        bench_svg_chart_systems(rep, scenario, false, &sys);
+        bench_svg_chart_systems(rep, scenario, BENCH_SVG_BARS, &sys);
         bench_svg_title(s->f, y0, scenario, "throughput, messages per second (higher is better)");
-        bench_svg_legend_row(s, &sys, y0 + 30);
-        bench_svg_bars_axis(s->f, top, bottom, y_max, step);
+        bench_svg_legend_row(s, &sys, y0 + 30, false);
+        bench_svg_bars_axis(s->f, top, bottom, y_max, step, "messages per second");
         double group_w = (double)(BENCH_SVG_PLOT_X1 - BENCH_SVG_PLOT_X0) / groups;
         double bar_w = group_w * 0.7 / sys.n;
         for (unsigned g = 0; g < groups; g++) {
@@ -448,9 +490,9 @@ static void bench_svg_latency(const struct bench_svg *s, const char *scenario, d
         bench_svg_lat_range(rep, scenario, &m);
 
         struct bench_svg_systems sys;
-        bench_svg_chart_systems(rep, scenario, true, &sys);
+        bench_svg_chart_systems(rep, scenario, BENCH_SVG_LATENCY, &sys);
         bench_svg_title(s->f, y0, scenario, "latency by percentile (lower is better)");
-        bench_svg_legend_row(s, &sys, y0 + 30);
+        bench_svg_legend_row(s, &sys, y0 + 30, false);
         bench_svg_lat_axes(s->f, &m);
         unsigned drawn = 0, per_system[BENCH_SVG_SYSTEMS_MAX] = { 0 };
         for (unsigned i = 0; i < rep->n; i++) {
@@ -462,11 +504,95 @@ static void bench_svg_latency(const struct bench_svg *s, const char *scenario, d
         }
 }
 
-static bool bench_svg_has(const struct bench_report *rep, const char *scenario, bool latency)
+/* The rate fields of a scenario's results, in order of first appearance
+ * (a colour each), and the largest rate. Returns the number of results. */
+static unsigned bench_svg_rate_names(const struct bench_report *rep, const char *scenario,
+                                     struct bench_svg_systems *names, double *y_max)
+{
+        unsigned results = 0;
+        names->n = 0;
+        *y_max = 0;
+        for (unsigned i = 0; i < rep->n; i++) {
+                const struct bench_result *r = &rep->results[i];
+                if (!bench_svg_in(r, scenario, BENCH_SVG_RATES))
+                        continue;
+                results++;
+                for (unsigned k = 0; k < r->fields_n; k++) {
+                        const struct bench_field *fd = &r->fields[k];
+                        if (fd->kind != BENCH_FIELD_RATE)
+                                continue;
+                        bool seen = false;
+                        for (unsigned j = 0; j < names->n && !seen; j++)
+                                seen = strcmp(names->name[j], fd->name) == 0;
+                        if (!seen && names->n < BENCH_SVG_SYSTEMS_MAX)
+                                names->name[names->n++] = fd->name;
+                        *y_max = fd->f64 > *y_max ? fd->f64 : *y_max;
+                }
+        }
+        return results;
+}
+
+/* Under a group: the case, then the result's first text field (a path). */
+static void bench_svg_rates_label(FILE *f, const struct bench_result *r, double cx, double y)
+{
+        bench_svg_text(f, cx, y, "font-size=\"12\" text-anchor=\"middle\"", "%s", r->case_name);
+        for (unsigned k = 0; k < r->fields_n; k++) {
+                if (r->fields[k].kind == BENCH_FIELD_STR) {
+                        bench_svg_text(f, cx, y + 15,
+                                       "font-size=\"11\" text-anchor=\"middle\" fill=\"#555\"",
+                                       "%s", r->fields[k].str);
+                        break;
+                }
+        }
+}
+
+/* The rate fields of one scenario: a group of bars per result, a bar (and a
+ * colour) per field. */
+static void bench_svg_rates(const struct bench_svg *s, const char *scenario, double y0)
+{
+        const struct bench_report *rep = s->rep;
+        struct bench_svg_systems names;
+        double y_max;
+        unsigned groups = bench_svg_rate_names(rep, scenario, &names, &y_max);
+        double top = y0 + BENCH_SVG_PLOT_TOP, bottom = top + BENCH_SVG_PLOT_H;
+        if (!(y_max > 0))
+                y_max = 1;
+        double step = bench_svg_step(y_max);
+        y_max = ceil(y_max / step) * step;
+
+        bench_svg_title(s->f, y0, scenario, "per second (higher is better)");
+        bench_svg_legend_row(s, &names, y0 + 30, true);
+        bench_svg_bars_axis(s->f, top, bottom, y_max, step, "per second");
+        double group_w = (double)(BENCH_SVG_PLOT_X1 - BENCH_SVG_PLOT_X0) / groups;
+        double bar_w = group_w * 0.7 / (names.n ? names.n : 1);
+        unsigned g = 0;
+        for (unsigned i = 0; i < rep->n; i++) {
+                const struct bench_result *r = &rep->results[i];
+                if (!bench_svg_in(r, scenario, BENCH_SVG_RATES))
+                        continue;
+                double gx = BENCH_SVG_PLOT_X0 + g++ * group_w;
+                bench_svg_rates_label(s->f, r, gx + group_w / 2, bottom + 18);
+                for (unsigned k = 0; k < r->fields_n; k++) {
+                        const struct bench_field *fd = &r->fields[k];
+                        if (fd->kind != BENCH_FIELD_RATE)
+                                continue;
+                        unsigned slot = bench_svg_system_slot(&names, fd->name);
+                        double x = gx + group_w * 0.15 + slot * bar_w;
+                        double h = bench_svg_bar_open(s->f, x, bar_w, bottom, y_max, fd->f64,
+                                                      bench_svg_colors[slot]);
+                        bench_svg_tooltip(s->f, "%s %s %s: %s %.4g (%llu errors)", r->system,
+                                          r->scenario, r->case_name, fd->name, fd->f64,
+                                          (unsigned long long)r->errors);
+                        bench_svg_bar_close(s->f, x, bar_w, bottom, h, fd->f64);
+                }
+        }
+}
+
+static bool bench_svg_has(const struct bench_report *rep, const char *scenario,
+                          enum bench_svg_chart chart)
 {
         for (unsigned i = 0; i < rep->n; i++)
-                if (strcmp(rep->results[i].scenario, scenario) == 0 &&
-                    rep->results[i].has_latency == latency)
+                if (bench_svg_in(&rep->results[i], scenario, chart))
                         return true;
         return false;
 }
@@ -490,6 +616,10 @@ static unsigned bench_svg_distinct(const struct bench_report *rep, size_t field_
 static void bench_svg_header(const struct bench_svg *s, unsigned height)
 {
         const struct bench_report *rep = s->rep;
+        char timed[96] = "";
+        if (bench_report_timed(rep))
+                snprintf(timed, sizeof(timed), ", each %.3g s after %.3g s of warm-up",
+                         rep->duration_s, rep->warmup_s);
         fprintf(s->f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%u\" "
                       "viewBox=\"0 0 %d %u\" font-family=\"Helvetica, Arial, sans-serif\">\n"
@@ -497,8 +627,7 @@ static void bench_svg_header(const struct bench_svg *s, unsigned height)
                 BENCH_SVG_WIDTH, height, BENCH_SVG_WIDTH, height);
         bench_svg_text(s->f, 20, 32, "font-size=\"22\" font-weight=\"bold\"", "atomq-bench");
         bench_svg_text(s->f, 20, 56, "font-size=\"13\" fill=\"#555\"",
-                       "median of %u run%s, each %.3g s after %.3g s of warm-up%s", rep->runs,
-                       rep->runs == 1 ? "" : "s", rep->duration_s, rep->warmup_s,
+                       "median of %u run%s%s%s", rep->runs, rep->runs == 1 ? "" : "s", timed,
                        bench_report_errors(rep) ? "; ERRORS: these figures are not valid" : "");
 }
 
@@ -512,8 +641,8 @@ int bench_svg_write(const struct bench_report *rep, const char *path)
                                          BENCH_SVG_SYSTEMS_MAX);
         unsigned charts = 0;
         for (unsigned i = 0; i < scenarios_n; i++)
-                charts += bench_svg_has(rep, scenarios[i], false) +
-                          bench_svg_has(rep, scenarios[i], true);
+                for (unsigned k = BENCH_SVG_BARS; k <= BENCH_SVG_RATES; k++)
+                        charts += bench_svg_has(rep, scenarios[i], k);
 
         s.f = fopen(path, "w");
         if (s.f == NULL)
@@ -521,12 +650,16 @@ int bench_svg_write(const struct bench_report *rep, const char *path)
         bench_svg_header(&s, BENCH_SVG_HEADER_H + charts * BENCH_SVG_CHART_H);
         double y = BENCH_SVG_HEADER_H;
         for (unsigned i = 0; i < scenarios_n; i++) {
-                if (bench_svg_has(rep, scenarios[i], false)) {
+                if (bench_svg_has(rep, scenarios[i], BENCH_SVG_BARS)) {
                         bench_svg_bars(&s, scenarios[i], y);
                         y += BENCH_SVG_CHART_H;
                 }
-                if (bench_svg_has(rep, scenarios[i], true)) {
+                if (bench_svg_has(rep, scenarios[i], BENCH_SVG_LATENCY)) {
                         bench_svg_latency(&s, scenarios[i], y);
+                        y += BENCH_SVG_CHART_H;
+                }
+                if (bench_svg_has(rep, scenarios[i], BENCH_SVG_RATES)) {
+                        bench_svg_rates(&s, scenarios[i], y);
                         y += BENCH_SVG_CHART_H;
                 }
         }

@@ -4,9 +4,12 @@
  * burst) and a chart of latency by percentile on a "nines" axis (50, 90, 99,
  * 99.9, ... then max) with a logarithmic time axis. Results from different
  * systems ("atomq", "nats-server") are drawn side by side in one colour per
- * system. Hovering a bar or a curve shows its exact figures.
+ * system. Results with fields of their own (churn, route) get a bar chart of
+ * their rate fields instead, a group per result and a colour per field.
+ * Hovering a bar or a curve shows its exact figures.
  *
  *      atomq-bench ring --svg /tmp/ring.svg && xdg-open /tmp/ring.svg
+ *      atomq-bench churn --entities 1000000,10000000 --svg /tmp/churn.svg
  */
 #ifndef ATOMQ_BENCH_SVG_H
 #define ATOMQ_BENCH_SVG_H

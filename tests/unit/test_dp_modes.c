@@ -30,7 +30,7 @@ static void on_deliver(void *arg, const struct dp_dispatch *d)
         r->d[r->n] = *d;
         r->payload[r->n][0] = '\0';
         r->reply[r->n] = 0;
-        struct dp_msg_view v;
+        struct dp_msg_view v = { 0 };
         if (d->buf != SHM_BUF_NONE && dp_shard_msg_view(&shard, d->buf, &v) == 0) {
                 r->reply[r->n] = v.reply;
                 size_t len = v.payload_len < 31 ? v.payload_len : 31;
