@@ -46,9 +46,13 @@ test-unit: build
 $(RELEASE)/build.ninja:
 	meson setup $(RELEASE) --buildtype=release $(MESON_ARGS)
 
+# Each scenario prints a table (BENCH_ARGS=--json for JSON lines); the
+# figures and how to read them are in docs/benchmarks.md.
 bench: deps $(RELEASE)/build.ninja
-	ninja -C $(RELEASE)
+	ninja -C $(RELEASE) bench/atomq-bench
 	$(RELEASE)/bench/atomq-bench ring $(BENCH_ARGS)
+	$(RELEASE)/bench/atomq-bench churn $(BENCH_ARGS)
+	$(RELEASE)/bench/atomq-bench route $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(RELEASE)
