@@ -1,0 +1,209 @@
+/* dp_engine.h - the dataplane's workers: N share-nothing workers, their
+ * shards and the rings between them in one shared-memory arena.
+ *
+ * Arena layout: five regions, whatever N, so the region table never runs
+ * out (SHM_ARENA_REGIONS_MAX is 32 and N can be 64):
+ *
+ *   dp.engine  struct dp_engine_hdr (geometry and offsets), one wake word
+ *              per client, one struct dp_worker_stats per worker
+ *   dp.shards  N shards (dp_shard_init with the engine's shard config)
+ *   dp.cmd     N command rings (shm_mpsc: clients -> worker)
+ *   dp.cpl     N * C completion rings (shm_vring: worker -> client c)
+ *   dp.mesh    N * (N - 1) mesh rings (shm_vring: worker i -> worker j)
+ *
+ * Everything is found from the header by offsets, so a dataplane process
+ * can attach the published arena later. The engine then starts one thread
+ * per worker (dp_worker_run) and stops and joins them.
+ *
+ * Routing is a pure function of the command: a named entity lives on
+ * dp_engine_shard_of_name(name), a handle names its shard, the members of a
+ * queue group share the group's shard. dp_engine_submit puts a command on
+ * its owner's ring; dp_engine_submit_to puts it on any worker's ring, which
+ * forwards it to the owner through the mesh. A publish goes to the worker
+ * of its subject (so one publisher's messages to one subject take one path
+ * and stay in order) and from there to every shard.
+ *
+ * Clients: up to DP_CLIENTS_MAX, each one thread at a time, each with a
+ * completion ring per worker. Any thread may submit with any client index;
+ * the completion comes back in that client's rings.
+ *
+ *      struct dp_engine_config cfg;
+ *      dp_engine_config_default(&cfg, 4096);
+ *      cfg.workers = 2;
+ *      dp_engine_init(&e, &cfg);
+ *      dp_engine_start(&e);
+ *      struct dp_cmd c = { .op = ATOMQ_OP_CREATE, .req_id = 1, .name_len = 5,
+ *                          .args.create.mode = DP_MODE_MAILBOX };
+ *      dp_engine_submit(&e, &c, "inbox", NULL);
+ *      dp_engine_wait(&e, 0, on_cpl, arg, 16, 1000000000);
+ *      dp_engine_stop(&e);
+ *      dp_engine_fini(&e);
+ */
+#ifndef ATOMQ_DP_ENGINE_H
+#define ATOMQ_DP_ENGINE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataplane/dp_cmd.h"
+#include "dataplane/dp_idle.h"
+#include "dataplane/dp_shard.h"
+#include "dataplane/dp_worker.h"
+#include "shm/shm_arena.h"
+
+#define DP_ENGINE_MAGIC 0x454e494745514d41ull /* "AMQEGINE" */
+#define DP_ENGINE_VERSION 1
+#define DP_REGION_ENGINE (SHM_REGION_USER + 1)
+#define DP_REGION_SHARDS (SHM_REGION_USER + 2)
+/* Ring sizes a command (DP_CMD_BYTES_MAX) or a completion (DP_CPL_BYTES_MAX)
+ * fits in: a ring's largest record is capacity / 2 - 8. */
+#define DP_CMD_RING_BYTES_MIN (64u * 1024)
+#define DP_CPL_RING_BYTES_MIN (128u * 1024)
+#define DP_RING_BYTES_MAX (1u << 30)
+
+struct dp_engine_config {
+        uint32_t workers;           /* N; 0: dp_engine_workers_default() */
+        uint32_t clients;           /* completion-ring columns, 1 .. DP_CLIENTS_MAX */
+        uint32_t cmd_ring_bytes;    /* per worker, a power of two */
+        uint32_t cpl_ring_bytes;    /* per worker and client */
+        uint32_t mesh_ring_bytes;   /* per ordered pair of workers */
+        uint32_t reserved;
+        struct dp_shard_config shard; /* every shard's; .shard is set per worker */
+        struct dp_idle_config idle;
+        enum shm_hugepages hugepages;
+        dp_worker_deliver_fn *deliver;  /* NULL: deliveries are only counted */
+        void *deliver_arg;
+};
+
+/* The head of the dp.engine region. Offsets are from the arena's base. */
+struct dp_engine_hdr {
+        uint64_t magic;
+        uint32_t version;
+        uint32_t workers;
+        uint32_t clients;
+        uint32_t cmd_ring_bytes;
+        uint32_t cpl_ring_bytes;
+        uint32_t mesh_ring_bytes;
+        uint64_t shards_off, shard_stride;
+        uint64_t cmd_off, cmd_stride;
+        uint64_t cpl_off, cpl_stride;    /* ring (w, c) at cpl_off + (w * C + c) * stride */
+        uint64_t mesh_off, mesh_stride;  /* ring (i, j) at dp_engine_mesh_index(N, i, j) */
+        uint64_t wake_off;               /* C words, one line each */
+        uint64_t stats_off;              /* N struct dp_worker_stats, DP_WORKER_STATS_BYTES each */
+        uint64_t reserved[2];
+};
+_Static_assert(sizeof(struct dp_engine_hdr) == 128, "engine header is two lines");
+_Static_assert(offsetof(struct dp_engine_hdr, shards_off) == 32, "shards_off offset");
+_Static_assert(offsetof(struct dp_engine_hdr, stats_off) == 104, "stats_off offset");
+
+/* A completion as a client receives it: valid for the call only. */
+typedef void dp_cpl_fn(void *arg, const struct dp_cpl *c, uint32_t len);
+
+/* The creating process's view: process-local, pointers allowed. */
+struct dp_engine {
+        struct shm_arena arena;
+        struct dp_engine_hdr *hdr;
+        uint32_t workers;
+        uint32_t clients;
+        struct dp_worker *w;            /* N workers */
+        struct shm_mpsc *cmd_prod;      /* producer views: read only, any thread */
+        struct shm_vring *cpl_cons;     /* client side, [c * N + w] */
+        struct shm_vring *cpl_prod;     /* worker side, [w * C + c] */
+        struct shm_vring *mesh_prod;    /* [i * N + j]: i -> j, producer (i) side */
+        struct shm_vring *mesh_cons;    /* [j * N + i]: i -> j, consumer (j) side */
+        struct shm_wake **client_wake;  /* C words in the arena */
+        struct shm_wake **worker_wake;  /* N command-ring words */
+        uint32_t *poll_next;            /* per client: the worker its next poll starts at */
+};
+
+/* Online CPUs minus one (one core is left to the control plane and the
+ * system), at least 1, at most DP_WORKERS_MAX. */
+uint32_t dp_engine_workers_default(void);
+
+/* Defaults: workers 0 (the default count), 1 client, 1 MiB command and mesh
+ * rings, 256 KiB completion rings, shards of dp_shard_config_default with
+ * max_entities, adaptive idle, hugepages when reserved. */
+void dp_engine_config_default(struct dp_engine_config *cfg, uint32_t max_entities);
+
+/* Builds the arena, formats every shard and ring, publishes the arena.
+ * Threads are not started. Allocates its process-local views here (the
+ * data path never does).
+ * -EINVAL: workers above DP_WORKERS_MAX or DP_SHARDS_MAX, clients 0 or
+ *          above DP_CLIENTS_MAX, a ring size not a power of two, below its
+ *          minimum or above DP_RING_BYTES_MAX, a bad shard or idle config;
+ * -ENOMEM: no memory for the views; errors of shm_arena_create. */
+int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg);
+
+/* Starts every worker not running. -errno of pthread_create (workers
+ * already started keep running; dp_engine_stop stops them). */
+int dp_engine_start(struct dp_engine *e);
+
+/* Starts worker i alone (tests hold others back). -EINVAL: i >= N;
+ * -EALREADY: running. */
+int dp_engine_start_worker(struct dp_engine *e, uint32_t i);
+
+/* Stops and joins every running worker. What is left in the rings stays
+ * there: a restart carries on with it. */
+void dp_engine_stop(struct dp_engine *e);
+
+/* Stops the workers, unmaps the arena, frees the views. Safe on a zeroed
+ * engine. */
+void dp_engine_fini(struct dp_engine *e);
+
+/* The shard of a name: xxHash3 of its bytes modulo N. The one place that
+ * decides where named things live. */
+uint32_t dp_engine_shard_of_name(const struct dp_engine *e, const char *name, uint32_t len);
+
+/* The shard of a queue group: all its members subscribe there, so a
+ * publish, which reaches every shard once, picks one member of the group. */
+uint32_t dp_engine_shard_of_group(const struct dp_engine *e, uint32_t group);
+
+/* The worker that must execute c (name: its name section):
+ * returns 0 with *owner set; 1 when any worker may (anonymous create,
+ * subscription without group or entity, publish); -EINVAL when c names a
+ * handle of no shard of this engine (0, or a shard >= N). */
+int dp_engine_owner(const struct dp_engine *e, const struct dp_cmd *c, const char *name,
+                    uint32_t *owner);
+
+/* Submits a command to the ring of the worker that owns it (for "any": the
+ * subject's worker for a publish, the pattern's for a subscription, req_id
+ * modulo N for an anonymous create). c->name_len bytes of name are copied;
+ * m is the message of a send or publish. Any thread.
+ * -ENOBUFS: the ring is full now (poll completions and retry);
+ * -EMSGSIZE: the record would exceed DP_CMD_BYTES_MAX;
+ * -EINVAL: client out of range, unknown op, a message missing or given to
+ *          an op without one, or an owner of -EINVAL above;
+ * -EBUSY, -EPROTO: as shm_mpsc_reserve. */
+int dp_engine_submit(struct dp_engine *e, const struct dp_cmd *c, const char *name,
+                     const struct dp_msg_in *m);
+
+/* As dp_engine_submit, onto worker w's ring whoever owns the command. */
+int dp_engine_submit_to(struct dp_engine *e, uint32_t w, const struct dp_cmd *c,
+                        const char *name, const struct dp_msg_in *m);
+
+/* Hands up to max completions of `client` (from all workers) to fn.
+ * Returns the count, or -EINVAL for a bad client. One thread per client.
+ * Records that are not completions are skipped. */
+int dp_engine_poll(struct dp_engine *e, uint32_t client, dp_cpl_fn *fn, void *arg,
+                   unsigned max);
+
+/* As dp_engine_poll, but sleeps on the client's wake word up to timeout_ns
+ * (< 0: no limit) when there is nothing. Returns the count (0 after the
+ * timeout or a signal), or -EINVAL for a bad client. */
+int dp_engine_wait(struct dp_engine *e, uint32_t client, dp_cpl_fn *fn, void *arg,
+                   unsigned max, int64_t timeout_ns);
+
+static inline const struct dp_worker_stats *dp_engine_stats(const struct dp_engine *e,
+                                                            uint32_t i)
+{
+        return e->w[i].stats;
+}
+
+/* The index of ring (i -> j), i != j, among the N * (N - 1) mesh rings. */
+static inline uint32_t dp_engine_mesh_index(uint32_t n, uint32_t i, uint32_t j)
+{
+        return i * (n - 1) + (j < i ? j : j - 1);
+}
+
+#endif /* ATOMQ_DP_ENGINE_H */

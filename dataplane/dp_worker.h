@@ -1,0 +1,141 @@
+/* dp_worker.h - one dataplane worker: a thread that alone owns one shard.
+ *
+ * Share-nothing: a worker is the only thread that writes its shard. Work
+ * reaches it through rings in the arena:
+ *
+ *   command ring (shm_mpsc)      clients (control plane, agents, tests) -> w
+ *   mesh rings (shm_vring)       worker j -> w, one SPSC ring per pair
+ *   completion rings (shm_vring) w -> client c, one per client
+ *
+ * and it answers through completion rings, delivers through a callback
+ * (later: the network and agent outboxes), and reports through counters in
+ * the arena that only it writes.
+ *
+ * One pass of the loop (dp_worker_do_work): fire due timers, drain up to
+ * DP_CMD_DRAIN_MAX commands, drain each inbound mesh ring (DP_MESH_BURST
+ * records at most), then wake whoever was given work. Commands for an
+ * entity of another shard are forwarded through the mesh to their owner;
+ * a publish is matched here and forwarded to every other worker, so it
+ * reaches subscriptions on every shard, and since each mesh ring is FIFO a
+ * publisher's messages to one subject arrive in order everywhere.
+ *
+ * Back-pressure: when a mesh or completion ring has no room, the worker
+ * does not block and drops nothing: it leaves the command in its ring and
+ * stops draining that input until the next pass (see dp_worker.c).
+ */
+#ifndef ATOMQ_DP_WORKER_H
+#define ATOMQ_DP_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataplane/dp_cmd.h"
+#include "dataplane/dp_counter.h"
+#include "dataplane/dp_idle.h"
+#include "dataplane/dp_shard.h"
+#include "shm/shm_base.h"
+#include "shm/shm_mpsc.h"
+#include "shm/shm_vring.h"
+
+#ifndef DP_WORKERS_MAX
+#define DP_WORKERS_MAX 64
+#endif
+#ifndef DP_CMD_DRAIN_MAX
+#define DP_CMD_DRAIN_MAX 256
+#endif
+/* Records taken from one inbound mesh ring per pass: enough to keep up
+ * with a busy peer, few enough that one peer cannot starve the others. */
+#define DP_MESH_BURST 64u
+/* Timers fired per pass: a burst of expiries is spread over passes. */
+#define DP_TICK_MAX 256u
+
+_Static_assert(DP_WORKERS_MAX >= 1 && DP_WORKERS_MAX <= DP_SHARDS_MAX,
+               "a worker owns one shard, and handles name at most DP_SHARDS_MAX");
+
+/* A worker's counters: in the arena, one writer (the worker), read by
+ * anyone with dp_counter_get. Two cache lines of their own per worker, so
+ * the adjacent-line prefetcher does not pair them with a neighbour's. */
+struct dp_worker_stats {
+        dp_counter loops;          /* passes of the loop */
+        dp_counter work;           /* sum of what the passes returned */
+        dp_counter cmds;           /* commands taken from the own ring */
+        dp_counter executed;       /* commands executed on this shard */
+        dp_counter forwarded;      /* commands sent to their owner */
+        dp_counter cpls;           /* completions written */
+        dp_counter mesh_in;        /* records taken from inbound mesh rings */
+        dp_counter mesh_out;       /* records written to outbound mesh rings */
+        dp_counter fanouts;        /* publishes received from other workers */
+        dp_counter mesh_full;      /* times an input was held back: a mesh ring was full */
+        dp_counter cpl_full;       /* times an input was held back: a completion ring was full */
+        dp_counter bad_records;    /* malformed records counted and skipped/answered */
+        dp_counter ring_errors;    /* -EPROTO from a ring (corrupt shared memory) */
+        dp_counter cpl_lost;       /* completions that could not be written (corrupt ring) */
+        dp_counter fetch_overflow; /* fetched messages too large for the completion */
+        dp_counter deliveries;     /* dispatches handed to the delivery callback */
+        dp_counter timers;         /* timers fired */
+        struct dp_idle_counters idle;
+};
+#define DP_WORKER_STATS_BYTES 256u
+_Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats fit their lines");
+
+struct dp_worker;
+
+/* Called on the worker's thread for every dispatch of its shard (a message
+ * to an endpoint or a status). The message buffer is valid for the call;
+ * read it with dp_shard_msg_view(dp_worker_shard(w), d->buf, ...) and take
+ * a reference (shm_slab_ref) to keep it. */
+typedef void dp_worker_deliver_fn(void *arg, struct dp_worker *w, const struct dp_dispatch *d);
+
+struct dp_engine;
+
+struct dp_worker {
+        struct dp_engine *engine;
+        uint32_t index;
+        uint32_t workers;             /* N: the shard count */
+        uint32_t clients;
+        bool blocked;                 /* the last pass held an input back */
+        bool started;                 /* a thread was created (owner: the engine) */
+        struct dp_shard shard;
+        struct dp_worker_stats *stats;
+        struct shm_mpsc cmd;          /* consumer view of the own command ring */
+        struct shm_wake *wake;        /* the command ring's word: we sleep on it */
+        struct shm_vring *cpl;        /* producer views, one per client */
+        struct shm_wake **client_wake;/* the engine's per-client words */
+        struct shm_vring *mesh_out;   /* producer views to worker j (j != index) */
+        struct shm_vring *mesh_in;    /* consumer views from worker j (j != index) */
+        struct shm_wake **peer_wake;  /* worker j's command-ring word */
+        uint64_t *cpl_dirty;          /* clients to wake after this pass (bitmap) */
+        uint64_t *mesh_dirty;         /* workers to wake after this pass (bitmap) */
+        uint8_t *cmd_copy;            /* DP_CMD_BYTES_MAX: a command, copied out */
+        uint8_t *cpl_scratch;         /* DP_CPL_BYTES_MAX: a fetch answer */
+        dp_worker_deliver_fn *deliver;
+        void *deliver_arg;
+        struct dp_idle idle;
+        _Atomic bool running;
+        pthread_t thread;
+};
+
+/* One pass over everything this worker owns: timers, commands, mesh.
+ * Returns the work done (> 0), 0 when idle, or a ring's -EPROTO when
+ * nothing else was done (the ring is corrupt; counted in ring_errors). */
+int dp_worker_do_work(struct dp_worker *w);
+
+/* The runner: `while (running) dp_idle_run(&idle, dp_worker_do_work(w))`,
+ * pinned first under --busy-poll=always. Ends when dp_worker_stop_signal
+ * was called. */
+void dp_worker_run(struct dp_worker *w);
+
+/* Asks the runner to end after its pass and wakes it. Any thread. */
+void dp_worker_stop_signal(struct dp_worker *w);
+
+/* Is there input waiting (the idle strategy's re-check before sleeping)? */
+bool dp_worker_ready(void *w);
+
+static inline struct dp_shard *dp_worker_shard(struct dp_worker *w)
+{
+        return &w->shard;
+}
+
+#endif /* ATOMQ_DP_WORKER_H */

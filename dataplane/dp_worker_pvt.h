@@ -1,0 +1,67 @@
+/* dp_worker_pvt.h - what the worker's files (dp_worker.c, dp_worker_exec.c,
+ * dp_worker_mesh.c) and dp_engine.c share and nobody else needs. */
+#ifndef ATOMQ_DP_WORKER_PVT_H
+#define ATOMQ_DP_WORKER_PVT_H
+
+#include "dataplane/dp_engine.h"
+#include "dataplane/dp_worker.h"
+
+/* What handling one input record came to. */
+enum dp_take {
+        DP_TAKE_DONE = 0, /* handled (or counted and skipped): release it */
+        DP_TAKE_HOLD = 1, /* an output ring is full: leave it, stop this input */
+        DP_TAKE_DROP = 2, /* not executed, counted (a corrupt completion ring): release it */
+};
+
+/* The largest frame a command can carry: what a fetch answer must still
+ * have room for before it takes one more message. */
+#define DP_CMD_FRAME_MAX (DP_CMD_BYTES_MAX - (uint32_t)sizeof(struct dp_cmd))
+
+/* Subscription ids handed to clients: the shard in the handle's shard bits
+ * (so unsubscribe routes like a handle), the trie's id in the slot bits,
+ * generation 1 so an id is never 0. */
+static inline uint64_t dp_sub_id_make(uint32_t shard, uint32_t trie_id)
+{
+        return dp_handle_make(shard, trie_id, 1);
+}
+
+static inline void dp_bit_set(uint64_t *map, uint32_t i)
+{
+        map[i / 64] |= 1ull << (i % 64);
+}
+
+/* dp_worker.c */
+int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, void *shard_mem,
+                   size_t shard_len, const struct dp_engine_config *cfg);
+void dp_worker_fini(struct dp_worker *w);
+
+/* dp_worker_exec.c */
+
+/* Executes a command this worker owns (or, for a publish, matches it on
+ * this shard) and writes its completion. DP_TAKE_HOLD when the client's
+ * completion ring has no room, DP_TAKE_DROP when it is corrupt: in both
+ * cases nothing was done. */
+enum dp_take dp_worker_exec(struct dp_worker *w, const struct dp_cmd_view *v);
+
+/* Answers a command with status alone. DP_TAKE_HOLD and DP_TAKE_DROP as
+ * dp_worker_exec. */
+enum dp_take dp_worker_fail(struct dp_worker *w, const struct dp_cmd *h, int status);
+
+/* dp_worker_mesh.c */
+
+/* Sends a command (rec, len bytes) to its owner through the mesh.
+ * DP_TAKE_HOLD when the mesh ring to the owner has no room. */
+enum dp_take dp_worker_forward(struct dp_worker *w, uint32_t owner, const void *rec,
+                               uint32_t len);
+
+/* Publishes a command from the own ring: matched here and fanned out to
+ * every other worker, all or nothing. DP_TAKE_HOLD when a mesh ring or the
+ * completion ring has no room (nothing was done). */
+enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
+                               const void *rec, uint32_t len);
+
+/* Takes up to DP_MESH_BURST records from each inbound mesh ring. Returns
+ * the records taken, or -EPROTO when a ring is corrupt and none was. */
+int dp_worker_mesh_drain(struct dp_worker *w);
+
+#endif /* ATOMQ_DP_WORKER_PVT_H */
