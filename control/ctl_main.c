@@ -1,10 +1,11 @@
-/* ctl_main.c - atomqd, the control-plane process.
+/* ctl_main.c - atomqd, the appliance's main process.
  *
- *      atomqd --arena-size 256M --hugepages auto
+ *      atomqd --workers 2 --max-entities 1000000 --hugepages auto
  *
- * Today it owns the shared-memory arena: creates it, publishes its header,
- * reports what it made and holds it until SIGINT or SIGTERM. The dataplane,
- * the control socket and supervision come with the control-plane issue
+ * Today it builds the dataplane engine in its own process: the shared-memory
+ * arena with one shard per worker and the rings between them, then runs the
+ * workers until SIGINT or SIGTERM. The control socket, a separate
+ * dataplane process and its supervision come with the control-plane issue
  * (see docs/architecture.md).
  */
 #include <errno.h>
@@ -16,10 +17,11 @@
 #include <unistd.h>
 
 #include "control/ctl_parse.h"
-#include "shm/shm_arena.h"
+#include "dataplane/dp_engine.h"
 #include "shm/shm_log.h"
 
-#define CTL_ARENA_BYTES_DEFAULT (256ull << 20)
+#define CTL_MAX_ENTITIES_DEFAULT 1000000
+#define CTL_MAX_ENTITIES_MAX 100000000
 
 static volatile sig_atomic_t ctl_stop;
 
@@ -34,65 +36,84 @@ static void ctl_usage(FILE *out)
         fprintf(out,
                 "usage: atomqd [options]\n"
                 "\n"
-                "The atomq control-plane process: owns the shared-memory arena.\n"
+                "The atomq appliance: the shared-memory arena and the dataplane workers.\n"
                 "\n"
                 "options:\n"
-                "  --arena-size SIZE        arena bytes, with K/M/G suffix (default 256M)\n"
+                "  --workers N              dataplane workers, one thread and one shard\n"
+                "                           each (default: CPUs - 1, at least 1)\n"
+                "  --max-entities N         entities each shard holds (default 1000000)\n"
+                "  --busy-poll adaptive|always\n"
+                "                           idle workers back off (adaptive, default) or\n"
+                "                           spin pinned to a CPU each (always: dedicated\n"
+                "                           cores only; it starves anything sharing them)\n"
                 "  --hugepages auto|on|off  back the arena with hugepages (default auto:\n"
                 "                           when reserved, else plain memfd; on: or fail)\n"
-                "  --numa-node N            NUMA node for the arena (default: local)\n"
-                "  --once                   create the arena, report it and exit\n"
+                "  --once                   build everything, report it and exit\n"
                 "  -h, --help               this text\n"
                 "  -V, --version            print the version\n"
                 "\n"
                 "example:\n"
-                "  atomqd --arena-size 1G --hugepages on\n");
+                "  atomqd --workers 2 --busy-poll always --hugepages on\n");
 }
 
 struct ctl_opts {
-        struct shm_arena_config arena;
+        struct dp_engine_config engine;
+        uint32_t max_entities;
         bool once;
 };
+
+#define CTL_STR_(x) #x
+#define CTL_STR(x) CTL_STR_(x)
+
+static int ctl_opt_error(const char *opt, const char *value, const char *want)
+{
+        fprintf(stderr, "atomqd: %s: '%s' is not %s\n", opt, value, want);
+        return -1;
+}
 
 /* Parses argv into o; returns 0, 1 when the program should exit 0 (help,
  * version) or -1 after printing an error that names the option. */
 static int ctl_opts_parse(struct ctl_opts *o, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                { "arena-size", required_argument, NULL, 's' },
+                { "workers", required_argument, NULL, 'w' },
+                { "max-entities", required_argument, NULL, 'm' },
+                { "busy-poll", required_argument, NULL, 'b' },
                 { "hugepages", required_argument, NULL, 'H' },
-                { "numa-node", required_argument, NULL, 'n' },
                 { "once", no_argument, NULL, '1' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { NULL, 0, NULL, 0 },
         };
-        int c;
-        long long node;
+        int c, kind;
+        long long v;
 
         while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
                 switch (c) {
-                case 's':
-                        if (ctl_parse_bytes(optarg, &o->arena.bytes) != 0) {
-                                fprintf(stderr, "atomqd: --arena-size: '%s' is not a size "
-                                        "like 64M or 1G\n", optarg);
-                                return -1;
-                        }
+                case 'w':
+                        if (ctl_parse_int(optarg, 1, DP_WORKERS_MAX, &v) != 0)
+                                return ctl_opt_error("--workers", optarg,
+                                                     "a worker count from 1 to "
+                                                     CTL_STR(DP_WORKERS_MAX));
+                        o->engine.workers = (uint32_t)v;
+                        break;
+                case 'm':
+                        if (ctl_parse_int(optarg, 1, CTL_MAX_ENTITIES_MAX, &v) != 0)
+                                return ctl_opt_error("--max-entities", optarg,
+                                                     "a count from 1 to 100000000");
+                        o->max_entities = (uint32_t)v;
+                        break;
+                case 'b':
+                        kind = dp_idle_kind_parse(optarg);
+                        if (kind < 0 || strcmp(optarg, "auto") == 0)
+                                return ctl_opt_error("--busy-poll", optarg,
+                                                     "one of adaptive, always");
+                        o->engine.idle.kind = (uint32_t)kind;
                         break;
                 case 'H':
-                        if (ctl_parse_hugepages(optarg, &o->arena.hugepages) != 0) {
-                                fprintf(stderr, "atomqd: --hugepages: '%s' is not one of "
-                                        "auto, on, off\n", optarg);
-                                return -1;
-                        }
-                        break;
-                case 'n':
-                        if (ctl_parse_int(optarg, 0, 1023, &node) != 0) {
-                                fprintf(stderr, "atomqd: --numa-node: '%s' is not a node "
-                                        "number\n", optarg);
-                                return -1;
-                        }
-                        o->arena.numa_node = (int)node;
+                        if (ctl_parse_hugepages(optarg, &o->engine.hugepages) != 0)
+                                return ctl_opt_error("--hugepages", optarg,
+                                                     "one of auto, on, off");
                         break;
                 case '1':
                         o->once = true;
@@ -117,38 +138,47 @@ static int ctl_opts_parse(struct ctl_opts *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-        struct ctl_opts o = {
-                .arena = { .bytes = CTL_ARENA_BYTES_DEFAULT, .hugepages = SHM_HUGEPAGES_AUTO,
-                           .numa_node = -1, .name = "atomq-arena" },
-        };
+        struct ctl_opts o = { .max_entities = CTL_MAX_ENTITIES_DEFAULT };
+        dp_engine_config_default(&o.engine, CTL_MAX_ENTITIES_DEFAULT);
         int rc = ctl_opts_parse(&o, argc, argv);
         if (rc != 0)
                 return rc > 0 ? 0 : 2;
+        if (o.max_entities != CTL_MAX_ENTITIES_DEFAULT) {
+                struct dp_engine_config d;
+                dp_engine_config_default(&d, o.max_entities);
+                o.engine.shard = d.shard;
+        }
 
-        struct shm_arena arena;
-        rc = shm_arena_create(&arena, &o.arena);
-        if (rc == 0)
-                rc = shm_arena_publish(&arena);
+        struct dp_engine engine;
+        rc = dp_engine_init(&engine, &o.engine);
         if (rc != 0) {
-                shm_log(SHM_LOG_ERR, "cannot create the arena (%llu bytes): %s",
-                        (unsigned long long)o.arena.bytes, strerror(-rc));
+                shm_log(SHM_LOG_ERR, "cannot build the dataplane (%u workers, %u entities "
+                        "each): %s", o.engine.workers, o.max_entities, strerror(-rc));
                 return 1;
         }
-        shm_log(SHM_LOG_INFO, "atomqd %s: arena of %llu MiB (%s pages) published as fd %d",
-                ATOMQ_VERSION, (unsigned long long)(arena.bytes >> 20),
-                arena.hugepages ? "huge" : "4 KiB", arena.fd);
+        shm_log(SHM_LOG_INFO, "atomqd %s: %u workers, %u entities each, arena of %llu MiB "
+                "(%s pages), idle %s", ATOMQ_VERSION, engine.workers, o.max_entities,
+                (unsigned long long)(engine.arena.bytes >> 20),
+                engine.arena.hugepages ? "huge" : "4 KiB",
+                o.engine.idle.kind == DP_IDLE_ALWAYS ? "always (busy-poll)" : "adaptive");
         if (o.once) {
-                shm_arena_close(&arena);
+                dp_engine_fini(&engine);
                 return 0;
         }
-
         struct sigaction sa = { .sa_handler = ctl_on_signal };
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
+        rc = dp_engine_start(&engine);
+        if (rc != 0) {
+                shm_log(SHM_LOG_ERR, "cannot start the workers: %s", strerror(-rc));
+                dp_engine_fini(&engine);
+                return 1;
+        }
         shm_log(SHM_LOG_INFO, "running; stop with Ctrl-C or SIGTERM");
         while (!ctl_stop)
                 pause();
         shm_log(SHM_LOG_INFO, "stopping");
-        shm_arena_close(&arena);
+        dp_engine_stop(&engine);
+        dp_engine_fini(&engine);
         return 0;
 }
