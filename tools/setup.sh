@@ -18,6 +18,9 @@ gcc              build
 liburing-dev     io_uring (network and disk backends)
 libnuma-dev      NUMA placement of the arena
 libxxhash-dev    name and subject hashes
+libinih-dev      atomqd's config file
+libjansson-dev   JSON replies read by tools and tests
+libedit-dev      atomqctl's interactive prompt
 libcriterion-dev unit tests
 python3          test helpers
 "

@@ -1,0 +1,42 @@
+/* ctl.h - what atomqd's modules share: the configuration and the context
+ * every handler receives. One instance, in ctl_main.c. */
+#ifndef ATOMQ_CTL_H
+#define ATOMQ_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "control/ctl_loop.h"
+#include "dataplane/dp_engine.h"
+
+#define CTL_PATH_MAX 108 /* sun_path */
+
+/* Every key of --help and of the config file (the same names). */
+struct ctl_config {
+        char control_path[CTL_PATH_MAX]; /* --control */
+        char nats_addr[64];              /* --nats ADDR:PORT (network issue) */
+        char metrics_addr[64];           /* --metrics ADDR:PORT, "" or "off": none */
+        char data_dir[256];              /* --data-dir */
+        char dataplane_path[256];        /* --dataplane: the atomq-dataplane binary */
+        uint32_t workers;                /* --workers, 0: default */
+        uint64_t arena_bytes;            /* --arena-size, 0: as the limits need */
+        uint32_t max_entities;           /* --max-entities, per shard */
+        uint32_t control_clients_max;    /* --control-clients */
+        enum shm_hugepages hugepages;    /* --hugepages */
+        uint32_t busy_poll;              /* --busy-poll: enum dp_idle_kind */
+        bool inprocess;                  /* --inprocess: workers as threads of atomqd */
+};
+
+/* The running appliance, as every module of atomqd sees it. */
+struct ctl_ctx {
+        const struct ctl_config *cfg;
+        struct ctl_loop *loop;
+        struct dp_engine *engine;        /* atomqd's view: creator and client 0 */
+        uint64_t started_realtime_ns;
+        pid_t dataplane_pid;             /* 0 while none runs */
+        uint32_t dataplane_restarts;
+        volatile int stopping;           /* SIGTERM seen: refuse new work */
+};
+
+#endif /* ATOMQ_CTL_H */
