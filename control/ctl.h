@@ -26,6 +26,8 @@ struct ctl_config {
         enum shm_hugepages hugepages;    /* --hugepages */
         uint32_t busy_poll;              /* --busy-poll: enum dp_idle_kind */
         bool inprocess;                  /* --inprocess: workers as threads of atomqd */
+        bool once;                       /* --once: build everything, report, exit */
+        char config_path[256];           /* --config: the file read, "" for none */
 };
 
 /* The running appliance, as every module of atomqd sees it. */

@@ -1,184 +1,216 @@
-/* ctl_main.c - atomqd, the appliance's main process.
+/* ctl_main.c - atomqd, the control-plane process.
  *
- *      atomqd --workers 2 --max-entities 1000000 --hugepages auto
+ *      atomqd --workers 2 --max-entities 1000000 --control /run/atomq/control.sock
+ *      atomqd --config /etc/atomq/atomqd.conf
  *
- * Today it builds the dataplane engine in its own process: the shared-memory
- * arena with one shard per worker and the rings between them, then runs the
- * workers until SIGINT or SIGTERM. The control socket, a separate
- * dataplane process and its supervision come with the control-plane issue
- * (see docs/architecture.md).
+ * atomqd owns the shared-memory arena: it builds the dataplane engine in it
+ * (one shard per worker, the rings between them), starts atomq-dataplane
+ * handed the arena's fd and supervises it, serves the control socket and
+ * the metrics port, all from one epoll loop (ctl_loop). With --inprocess the
+ * workers run as threads of atomqd instead (for debugging). SIGTERM or
+ * SIGINT: stop accepting, stop the dataplane, exit 0.
  */
 #include <errno.h>
-#include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "control/ctl_parse.h"
-#include "dataplane/dp_engine.h"
+#include "control/ctl.h"
+#include "control/ctl_config.h"
+#include "control/ctl_http.h"
+#include "control/ctl_server.h"
+#include "control/ctl_super.h"
+#include "shm/shm_clock.h"
 #include "shm/shm_log.h"
 
-#define CTL_MAX_ENTITIES_DEFAULT 1000000
-#define CTL_MAX_ENTITIES_MAX 100000000
+/* Large members (the HTTP server keeps its buffers inline): static, one
+ * instance per process. */
+static struct ctl_config cfg;
+static struct ctl_loop loop;
+static struct dp_engine engine;
+static struct ctl_server server;
+static struct ctl_http http;
+static struct ctl_super super;
+static struct ctl_ctx ctx;
 
-static volatile sig_atomic_t ctl_stop;
-
-static void ctl_on_signal(int sig)
+static void ctl_on_signal(void *arg, int fd, uint32_t events)
 {
-        (void)sig;
-        ctl_stop = 1;
-}
-
-static void ctl_usage(FILE *out)
-{
-        fprintf(out,
-                "usage: atomqd [options]\n"
-                "\n"
-                "The atomq appliance: the shared-memory arena and the dataplane workers.\n"
-                "\n"
-                "options:\n"
-                "  --workers N              dataplane workers, one thread and one shard\n"
-                "                           each (default: CPUs - 1, at least 1)\n"
-                "  --max-entities N         entities each shard holds (default 1000000)\n"
-                "  --busy-poll adaptive|always\n"
-                "                           idle workers back off (adaptive, default) or\n"
-                "                           spin pinned to a CPU each (always: dedicated\n"
-                "                           cores only; it starves anything sharing them)\n"
-                "  --hugepages auto|on|off  back the arena with hugepages (default auto:\n"
-                "                           when reserved, else plain memfd; on: or fail)\n"
-                "  --once                   build everything, report it and exit\n"
-                "  -h, --help               this text\n"
-                "  -V, --version            print the version\n"
-                "\n"
-                "example:\n"
-                "  atomqd --workers 2 --busy-poll always --hugepages on\n");
-}
-
-struct ctl_opts {
-        struct dp_engine_config engine;
-        uint32_t max_entities;
-        bool once;
-};
-
-#define CTL_STR_(x) #x
-#define CTL_STR(x) CTL_STR_(x)
-
-static int ctl_opt_error(const char *opt, const char *value, const char *want)
-{
-        fprintf(stderr, "atomqd: %s: '%s' is not %s\n", opt, value, want);
-        return -1;
-}
-
-/* Parses argv into o; returns 0, 1 when the program should exit 0 (help,
- * version) or -1 after printing an error that names the option. */
-static int ctl_opts_parse(struct ctl_opts *o, int argc, char **argv)
-{
-        static const struct option longopts[] = {
-                { "workers", required_argument, NULL, 'w' },
-                { "max-entities", required_argument, NULL, 'm' },
-                { "busy-poll", required_argument, NULL, 'b' },
-                { "hugepages", required_argument, NULL, 'H' },
-                { "once", no_argument, NULL, '1' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                { NULL, 0, NULL, 0 },
-        };
-        int c, kind;
-        long long v;
-
-        while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'w':
-                        if (ctl_parse_int(optarg, 1, DP_WORKERS_MAX, &v) != 0)
-                                return ctl_opt_error("--workers", optarg,
-                                                     "a worker count from 1 to "
-                                                     CTL_STR(DP_WORKERS_MAX));
-                        o->engine.workers = (uint32_t)v;
-                        break;
-                case 'm':
-                        if (ctl_parse_int(optarg, 1, CTL_MAX_ENTITIES_MAX, &v) != 0)
-                                return ctl_opt_error("--max-entities", optarg,
-                                                     "a count from 1 to 100000000");
-                        o->max_entities = (uint32_t)v;
-                        break;
-                case 'b':
-                        kind = dp_idle_kind_parse(optarg);
-                        if (kind < 0 || strcmp(optarg, "auto") == 0)
-                                return ctl_opt_error("--busy-poll", optarg,
-                                                     "one of adaptive, always");
-                        o->engine.idle.kind = (uint32_t)kind;
-                        break;
-                case 'H':
-                        if (ctl_parse_hugepages(optarg, &o->engine.hugepages) != 0)
-                                return ctl_opt_error("--hugepages", optarg,
-                                                     "one of auto, on, off");
-                        break;
-                case '1':
-                        o->once = true;
-                        break;
-                case 'h':
-                        ctl_usage(stdout);
-                        return 1;
-                case 'V':
-                        printf("atomqd %s\n", ATOMQ_VERSION);
-                        return 1;
-                default:
-                        ctl_usage(stderr);
-                        return -1;
-                }
+        struct signalfd_siginfo si;
+        (void)arg;
+        (void)events;
+        while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (!ctx.stopping)
+                        shm_log(SHM_LOG_INFO, "%s: stopping", strsignal((int)si.ssi_signo));
+                ctx.stopping = 1;
         }
-        if (optind < argc) {
-                fprintf(stderr, "atomqd: unexpected argument '%s'\n", argv[optind]);
-                return -1;
+}
+
+/* SIGTERM and SIGINT arrive through a signalfd in the loop, so a handler
+ * never runs between two halves of anything. */
+static int ctl_signals_open(void)
+{
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+                return -errno;
+        int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return ctl_loop_add(&loop, fd, EPOLLIN, ctl_on_signal, NULL);
+}
+
+/* The dataplane binary: as configured, or, when that default does not
+ * exist, where a build tree puts it (build/dataplane/ beside build/control/). */
+static void ctl_dataplane_resolve(char *path, size_t len)
+{
+        char exe[PATH_MAX];
+        if (access(path, X_OK) == 0)
+                return;
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n <= 0)
+                return;
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash == NULL)
+                return;
+        *slash = '\0';
+        char alt[PATH_MAX];
+        if (snprintf(alt, sizeof(alt), "%s/../dataplane/atomq-dataplane", exe) < (int)sizeof(alt) &&
+            access(alt, X_OK) == 0 && strlen(alt) < len)
+                snprintf(path, len, "%s", alt);
+}
+
+static int ctl_engine_build(void)
+{
+        struct dp_engine_config ec;
+        dp_engine_config_default(&ec, cfg.max_entities);
+        ec.workers = cfg.workers;
+        ec.hugepages = cfg.hugepages;
+        ec.idle.kind = cfg.busy_poll;
+        int rc = dp_engine_init(&engine, &ec);
+        if (rc != 0) {
+                shm_log(SHM_LOG_ERR, "cannot build the dataplane (%u entities a shard): %s",
+                        cfg.max_entities, strerror(-rc));
+                return rc;
         }
+        if (cfg.arena_bytes != 0 && engine.arena.bytes > cfg.arena_bytes) {
+                shm_log(SHM_LOG_ERR, "--arena-size %llu is too small for these limits: they "
+                        "need %llu bytes (lower --max-entities or --workers, or raise it)",
+                        (unsigned long long)cfg.arena_bytes,
+                        (unsigned long long)engine.arena.bytes);
+                return -ENOSPC;
+        }
+        shm_log(SHM_LOG_INFO, "atomqd %s: %u workers, %u entities each, arena of %llu MiB "
+                "(%s pages), idle %s", ATOMQ_VERSION, engine.workers, cfg.max_entities,
+                (unsigned long long)(engine.arena.bytes >> 20),
+                engine.arena.hugepages ? "huge" : "4 KiB",
+                cfg.busy_poll == DP_IDLE_ALWAYS ? "always (busy-poll)" : "adaptive");
         return 0;
+}
+
+/* Opens what clients reach: the control socket, then the metrics port. */
+static int ctl_listeners_open(void)
+{
+        int rc = ctl_server_open(&server, &ctx);
+        if (rc == -EADDRINUSE) {
+                shm_log(SHM_LOG_ERR, "another atomqd is serving the control socket %s; "
+                        "refusing to start a second one", cfg.control_path);
+                return rc;
+        }
+        if (rc != 0) {
+                shm_log(SHM_LOG_ERR, "control socket %s: %s", cfg.control_path, strerror(-rc));
+                return rc;
+        }
+        rc = ctl_http_open(&http, &ctx);
+        if (rc != 0)
+                ctl_server_close(&server);
+        return rc;
+}
+
+static int ctl_dataplane_start(void)
+{
+        if (cfg.inprocess) {
+                shm_log(SHM_LOG_INFO, "workers run as threads of atomqd (--inprocess)");
+                return dp_engine_start(&engine);
+        }
+        struct ctl_super_config sc;
+        ctl_super_config_default(&sc);
+        ctl_dataplane_resolve(cfg.dataplane_path, sizeof(cfg.dataplane_path));
+        int rc = ctl_super_init(&super, &ctx, cfg.dataplane_path, engine.arena.fd, &sc);
+        if (rc == 0)
+                rc = ctl_super_start(&super);
+        if (rc != 0)
+                shm_log(SHM_LOG_ERR, "cannot start the dataplane %s: %s", cfg.dataplane_path,
+                        strerror(-rc));
+        return rc;
+}
+
+static void ctl_dataplane_stop(void)
+{
+        if (cfg.inprocess) {
+                dp_engine_stop(&engine);
+                return;
+        }
+        ctl_super_stop(&super, CTL_SUPER_STOP_MS_DEFAULT);
+        ctl_super_fini(&super);
+}
+
+static int ctl_run(void)
+{
+        int rc = ctl_listeners_open();
+        if (rc != 0)
+                return rc;
+        rc = ctl_dataplane_start();
+        if (rc == 0) {
+                shm_log(SHM_LOG_INFO, "running: control %s, metrics %s; stop with SIGTERM",
+                        cfg.control_path, cfg.metrics_addr[0] ? cfg.metrics_addr : "off");
+                while (!ctx.stopping)
+                        ctl_loop_run_once(&loop, 1000);
+                /* Supervision that gave up stops atomqd with status 1, so
+                 * its service manager can start it afresh. */
+                if (!cfg.inprocess && super.state == CTL_SUPER_FAILED)
+                        rc = -ECHILD;
+        }
+        /* Stop accepting first, so nothing new arrives while the
+         * dataplane finishes what it holds. */
+        ctl_server_close(&server);
+        ctl_http_close(&http);
+        ctl_dataplane_stop();
+        return rc;
 }
 
 int main(int argc, char **argv)
 {
-        struct ctl_opts o = { .max_entities = CTL_MAX_ENTITIES_DEFAULT };
-        dp_engine_config_default(&o.engine, CTL_MAX_ENTITIES_DEFAULT);
-        int rc = ctl_opts_parse(&o, argc, argv);
-        if (rc != 0)
-                return rc > 0 ? 0 : 2;
-        if (o.max_entities != CTL_MAX_ENTITIES_DEFAULT) {
-                struct dp_engine_config d;
-                dp_engine_config_default(&d, o.max_entities);
-                o.engine.shard = d.shard;
+        char err[512];
+        ctl_config_defaults(&cfg);
+        int rc = ctl_config_parse_args(&cfg, argc, argv, err, sizeof(err));
+        if (rc < 0) {
+                fprintf(stderr, "atomqd: %s\n", err);
+                return 2;
         }
-
-        struct dp_engine engine;
-        rc = dp_engine_init(&engine, &o.engine);
-        if (rc != 0) {
-                shm_log(SHM_LOG_ERR, "cannot build the dataplane (%u workers, %u entities "
-                        "each): %s", o.engine.workers, o.max_entities, strerror(-rc));
+        if (rc > 0)
+                return 0;
+        if (ctl_engine_build() != 0)
                 return 1;
-        }
-        shm_log(SHM_LOG_INFO, "atomqd %s: %u workers, %u entities each, arena of %llu MiB "
-                "(%s pages), idle %s", ATOMQ_VERSION, engine.workers, o.max_entities,
-                (unsigned long long)(engine.arena.bytes >> 20),
-                engine.arena.hugepages ? "huge" : "4 KiB",
-                o.engine.idle.kind == DP_IDLE_ALWAYS ? "always (busy-poll)" : "adaptive");
-        if (o.once) {
+        if (cfg.once) {
                 dp_engine_fini(&engine);
                 return 0;
         }
-        struct sigaction sa = { .sa_handler = ctl_on_signal };
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        rc = dp_engine_start(&engine);
-        if (rc != 0) {
-                shm_log(SHM_LOG_ERR, "cannot start the workers: %s", strerror(-rc));
-                dp_engine_fini(&engine);
-                return 1;
-        }
-        shm_log(SHM_LOG_INFO, "running; stop with Ctrl-C or SIGTERM");
-        while (!ctl_stop)
-                pause();
-        shm_log(SHM_LOG_INFO, "stopping");
-        dp_engine_stop(&engine);
+        ctx = (struct ctl_ctx){ .cfg = &cfg, .loop = &loop, .engine = &engine,
+                                .started_realtime_ns = shm_clock_realtime_ns() };
+        rc = ctl_loop_init(&loop);
+        if (rc == 0)
+                rc = ctl_signals_open();
+        if (rc == 0)
+                rc = ctl_run();
         dp_engine_fini(&engine);
-        return 0;
+        ctl_loop_fini(&loop);
+        return rc != 0 ? 1 : 0;
 }

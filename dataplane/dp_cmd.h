@@ -12,9 +12,15 @@
  *   +--------------+--------------+------------------------------------+
  *
  * The op is an atomq frame op (include/atomq/frame.h): CREATE, DESTROY,
- * SEND, PUB, SUB, UNSUB, FETCH, ACK. The message of a send or publish is
- * carried inline as an atomq frame, so what an agent writes into a ring is
- * what travels over UDP. Every record is at most DP_CMD_BYTES_MAX bytes.
+ * SEND, PUB, SUB, UNSUB, FETCH, ACK; or one of the control ops that never
+ * travel in a frame (DP_OP_SET, DP_OP_STAT, above the frame ops' range).
+ * The message of a send or publish is carried inline as an atomq frame, so
+ * what an agent writes into a ring is what travels over UDP. Every record
+ * is at most DP_CMD_BYTES_MAX bytes.
+ *
+ * Destroy, fetch, set and stat name their entity by handle, or, with
+ * handle 0, by name (as send does): the owner resolves the name on its own
+ * shard, so nobody else ever reads another worker's index.
  *
  * Every command gets exactly one completion (struct dp_cpl, type
  * DP_REC_CPL) in the completion ring of its client (dp_cmd.client) from
@@ -43,7 +49,7 @@
 
 #define DP_CMD_MAGIC 0x4443u /* "CD" */
 #define DP_CPL_MAGIC 0x4c43u /* "CL" */
-#define DP_CMD_VERSION 1
+#define DP_CMD_VERSION 2 /* 2: DP_OP_SET, DP_OP_STAT, destroy/fetch by name */
 
 /* Ring record types (the ring's own type word, not the op). */
 #define DP_REC_CMD 0x31444d43u         /* "CMD1": a client's command */
@@ -64,6 +70,11 @@
 #define DP_CLIENTS_MAX 64u
 /* Names and patterns are subjects: at most 255 bytes. */
 #define DP_CMD_NAME_MAX ATOMQ_FRAME_SUBJECT_MAX
+
+/* Control ops: commands only, never in a frame, so they sit above the
+ * frame ops (ATOMQ_OP_MAX_) and a frame can never be mistaken for one. */
+#define DP_OP_SET 0x40u   /* change an entity's storage and/or TTL live */
+#define DP_OP_STAT 0x41u  /* read an entity: struct dp_cpl_stat after the completion */
 
 enum dp_cmd_create_flags {
         DP_CMD_CREATE_F_STORAGE = 1u << 0,      /* storage overrides the mode's */
@@ -105,16 +116,31 @@ struct dp_cmd_send {
         uint8_t reserved[13];
 };
 
+enum dp_cmd_set_flags {
+        DP_CMD_SET_F_STORAGE = 1u << 0, /* switch storage (dp_shard_set_storage) */
+        DP_CMD_SET_F_TTL = 1u << 1,     /* set the TTL from now, 0 clears it */
+};
+
+struct dp_cmd_set {
+        uint8_t flags;      /* enum dp_cmd_set_flags, at least one */
+        uint8_t storage;    /* with DP_CMD_SET_F_STORAGE */
+        uint8_t reserved[2];
+        uint32_t ttl_ms;    /* with DP_CMD_SET_F_TTL */
+        uint8_t reserved2[16];
+};
+
 union dp_cmd_args {
         struct dp_cmd_create create;
         struct dp_cmd_sub sub;
         struct dp_cmd_fetch fetch;
         struct dp_cmd_send send;
+        struct dp_cmd_set set;
         uint8_t raw[24];
 };
 
 /* The fixed head of every command record. handle is the target of
- * destroy, send, fetch and ack, the entity a subscription feeds (0: the
+ * destroy, send, fetch, set, stat and ack (0 with a name: the entity of
+ * that name, except for ack), the entity a subscription feeds (0: the
  * endpoint) and the subscription id of an unsubscribe. */
 struct dp_cmd {
         uint16_t magic;      /* DP_CMD_MAGIC (filled by dp_cmd_encode) */
@@ -160,6 +186,30 @@ _Static_assert(offsetof(struct dp_cpl, req_id) == 8, "req_id offset");
 _Static_assert(offsetof(struct dp_cpl, count) == 32, "count offset");
 _Static_assert(offsetof(struct dp_cpl, worker) == 40, "worker offset");
 
+/* The answer of DP_OP_STAT, after its struct dp_cpl (msgs_bytes holds its
+ * size): a copy of the entity's atoms, limits and counts taken by its
+ * owner, so the reader sees one consistent moment. */
+struct dp_cpl_stat {
+        uint8_t mode;        /* enum dp_mode */
+        uint8_t storage;     /* enum dp_storage */
+        uint8_t retention;
+        uint8_t routing;
+        uint8_t delivery;
+        uint8_t overflow;
+        uint8_t lifecycle;   /* enum dp_lifecycle_flags */
+        uint8_t flags;       /* enum dp_entity_flags */
+        uint32_t msgs;
+        uint32_t bytes;
+        uint32_t max_msgs;
+        uint32_t max_bytes;
+        uint32_t ttl_ms;
+        uint32_t parties;
+        uint64_t seq;        /* next sequence number or log offset */
+};
+_Static_assert(sizeof(struct dp_cpl_stat) == 40, "stat answer");
+_Static_assert(offsetof(struct dp_cpl_stat, msgs) == 8, "stat msgs offset");
+_Static_assert(offsetof(struct dp_cpl_stat, seq) == 32, "stat seq offset");
+
 /* A command as a worker sees it after dp_cmd_parse. Pointers go into the
  * buffer that was parsed. */
 struct dp_cmd_view {
@@ -189,6 +239,8 @@ static inline bool dp_cmd_op_valid(uint8_t op)
         case ATOMQ_OP_UNSUB:
         case ATOMQ_OP_FETCH:
         case ATOMQ_OP_ACK:
+        case DP_OP_SET:
+        case DP_OP_STAT:
                 return true;
         default:
                 return false;

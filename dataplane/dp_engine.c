@@ -1,12 +1,15 @@
 /* dp_engine.c - building the workers' arena (regions, shards, rings),
  * wiring each worker's views, and starting and stopping their threads.
- * Routing, submission and completions are in dp_engine_submit.c.
+ * Routing, submission and completions are in dp_engine_submit.c; attaching
+ * an arena another process built is in dp_engine_attach.c.
  */
+#include "dataplane/dp_engine_pvt.h"
 #include "dataplane/dp_worker_pvt.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +18,6 @@
 #define DP_PAGE_BYTES 4096u
 /* Room for the arena header and the page rounding of five regions. */
 #define DP_ARENA_SLACK_BYTES (64u * 1024)
-
-struct dp_engine_layout {
-        uint64_t engine_bytes;
-        uint64_t shard_stride;
-        uint64_t cmd_stride;
-        uint64_t cpl_stride;
-        uint64_t mesh_stride;
-        uint64_t arena_bytes;
-};
 
 uint32_t dp_engine_workers_default(void)
 {
@@ -57,8 +51,7 @@ static bool dp_ring_bytes_ok(uint32_t bytes, uint32_t min)
         return shm_is_pow2_u64(bytes) && bytes >= min && bytes <= DP_RING_BYTES_MAX;
 }
 
-static int dp_engine_layout(const struct dp_engine_config *c, uint32_t n,
-                            struct dp_engine_layout *l)
+int dp_engine_layout(const struct dp_engine_config *c, uint32_t n, struct dp_engine_layout *l)
 {
         if (n == 0 || n > DP_WORKERS_MAX || n > DP_SHARDS_MAX || c->clients == 0 ||
             c->clients > DP_CLIENTS_MAX)
@@ -112,7 +105,11 @@ static int dp_engine_regions(struct dp_engine *e, const struct dp_engine_config 
                 .cpl_stride = l->cpl_stride, .mesh_stride = l->mesh_stride,
                 .wake_off = off + sizeof(*h),
                 .stats_off = off + sizeof(*h) + (uint64_t)e->clients * SHM_CACHE_LINE,
+                .shard = c->shard, .idle = c->idle,
         };
+        /* What a dataplane process that attaches needs to rebuild the
+         * layout and check it; each shard's own index is in its header. */
+        h->shard.shard = 0;
         rc = shm_arena_region_add(&e->arena, DP_REGION_SHARDS, "dp.shards", n * l->shard_stride,
                                   &h->shards_off);
         if (rc == 0)
@@ -154,22 +151,39 @@ static int dp_engine_views_alloc(struct dp_engine *e)
         return 0;
 }
 
-/* Formats worker i's command ring and completion rings, and the mesh rings
- * from i, and attaches both sides' views. */
-static int dp_engine_rings(struct dp_engine *e, uint32_t i)
+/* The first view of a ring: the creator formats the ring, an attacher
+ * takes it as it is (its indexes carry on). The second view always
+ * attaches. */
+static int dp_engine_mpsc_open(struct shm_mpsc *r, void *mem, uint64_t len, uint32_t bytes,
+                               bool format)
 {
-        const struct dp_engine_hdr *h = e->hdr;
+        return format ? shm_mpsc_init(r, mem, len, bytes) : shm_mpsc_attach(r, mem, len);
+}
+
+static int dp_engine_vring_open(struct shm_vring *r, void *mem, uint64_t len, uint32_t bytes,
+                                bool format)
+{
+        return format ? shm_vring_init(r, mem, len, bytes) : shm_vring_attach(r, mem, len);
+}
+
+/* Opens worker i's command ring and completion rings, and the mesh rings
+ * from i, with both sides' views. */
+static int dp_engine_rings(struct dp_engine *e, const struct dp_engine_hdr *h, uint32_t i,
+                           bool format)
+{
         uint32_t n = e->workers;
         struct dp_worker *w = &e->w[i];
         void *mem = dp_engine_at(e, h->cmd_off, h->cmd_stride, i);
-        int rc = shm_mpsc_init(&w->cmd, mem, h->cmd_stride, h->cmd_ring_bytes);
+        int rc = dp_engine_mpsc_open(&w->cmd, mem, h->cmd_stride, h->cmd_ring_bytes, format);
         if (rc == 0)
                 rc = shm_mpsc_attach(&e->cmd_prod[i], mem, h->cmd_stride);
+        if (rc != 0)
+                return rc;
         e->worker_wake[i] = w->wake = &w->cmd.hdr->wake;
         for (uint32_t c = 0; rc == 0 && c < e->clients; c++) {
                 mem = dp_engine_at(e, h->cpl_off, h->cpl_stride, (uint64_t)i * e->clients + c);
-                rc = shm_vring_init(&e->cpl_prod[i * e->clients + c], mem, h->cpl_stride,
-                                    h->cpl_ring_bytes);
+                rc = dp_engine_vring_open(&e->cpl_prod[i * e->clients + c], mem, h->cpl_stride,
+                                          h->cpl_ring_bytes, format);
                 if (rc == 0)
                         rc = shm_vring_attach(&e->cpl_cons[c * n + i], mem, h->cpl_stride);
         }
@@ -177,8 +191,8 @@ static int dp_engine_rings(struct dp_engine *e, uint32_t i)
                 if (j == i)
                         continue;
                 mem = dp_engine_at(e, h->mesh_off, h->mesh_stride, dp_engine_mesh_index(n, i, j));
-                rc = shm_vring_init(&e->mesh_prod[i * n + j], mem, h->mesh_stride,
-                                    h->mesh_ring_bytes);
+                rc = dp_engine_vring_open(&e->mesh_prod[i * n + j], mem, h->mesh_stride,
+                                          h->mesh_ring_bytes, format);
                 if (rc == 0)
                         rc = shm_vring_attach(&e->mesh_cons[j * n + i], mem, h->mesh_stride);
         }
@@ -186,10 +200,10 @@ static int dp_engine_rings(struct dp_engine *e, uint32_t i)
 }
 
 /* Points worker i at its views, its counters and its shard, then lets it
- * initialise itself. */
-static int dp_engine_worker_wire(struct dp_engine *e, uint32_t i, const struct dp_engine_config *c)
+ * initialise itself (formatting or re-attaching its shard). */
+static int dp_engine_worker_wire(struct dp_engine *e, const struct dp_engine_hdr *h, uint32_t i,
+                                 const struct dp_engine_config *c, bool format)
 {
-        const struct dp_engine_hdr *h = e->hdr;
         struct dp_worker *w = &e->w[i];
         w->stats = dp_engine_at(e, h->stats_off, DP_WORKER_STATS_BYTES, i);
         w->cpl = &e->cpl_prod[i * e->clients];
@@ -198,24 +212,30 @@ static int dp_engine_worker_wire(struct dp_engine *e, uint32_t i, const struct d
         w->client_wake = e->client_wake;
         w->peer_wake = e->worker_wake;
         void *mem = dp_engine_at(e, h->shards_off, h->shard_stride, i);
-        return dp_worker_init(w, e, i, mem, h->shard_stride, c);
+        return dp_worker_init(w, e, i, mem, h->shard_stride, c, format);
 }
 
-static int dp_engine_format(struct dp_engine *e, const struct dp_engine_config *c)
+int dp_engine_views_build(struct dp_engine *e, const struct dp_engine_hdr *h,
+                          const struct dp_engine_config *c, bool format)
 {
-        const struct dp_engine_hdr *h = e->hdr;
+        int rc = dp_engine_views_alloc(e);
+        if (rc != 0)
+                return rc;
         for (uint32_t k = 0; k < e->clients; k++) {
                 e->client_wake[k] = dp_engine_at(e, h->wake_off, SHM_CACHE_LINE, k);
-                shm_wake_init(e->client_wake[k]);
+                /* An attacher leaves the words alone: atomqd's threads may
+                 * be asleep on them right now. */
+                if (format)
+                        shm_wake_init(e->client_wake[k]);
         }
         for (uint32_t i = 0; i < e->workers; i++) {
-                int rc = dp_engine_rings(e, i);
+                rc = dp_engine_rings(e, h, i, format);
                 if (rc != 0)
                         return rc;
         }
         /* The wake words of every worker exist before any is wired. */
         for (uint32_t i = 0; i < e->workers; i++) {
-                int rc = dp_engine_worker_wire(e, i, c);
+                rc = dp_engine_worker_wire(e, h, i, c, format);
                 if (rc != 0)
                         return rc;
         }
@@ -238,9 +258,7 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
         if (rc == 0)
                 rc = dp_engine_regions(e, cfg, &l);
         if (rc == 0)
-                rc = dp_engine_views_alloc(e);
-        if (rc == 0)
-                rc = dp_engine_format(e, cfg);
+                rc = dp_engine_views_build(e, e->hdr, cfg, true);
         /* Magic last, with a release store: an attacher that sees it sees
          * every region formatted (shm_arena_publish). */
         if (rc == 0)
@@ -260,6 +278,42 @@ static void *dp_engine_thread(void *arg)
         return NULL;
 }
 
+int dp_engine_claim(struct dp_engine *e)
+{
+        _Atomic int32_t *owner = &e->hdr->owner_pid;
+        int32_t me = (int32_t)getpid();
+        int32_t cur = atomic_load_explicit(owner, memory_order_acquire);
+        /* Our own pid: this process already runs them, or a dead owner's
+         * pid was reused for us. */
+        if (cur != me) {
+                /* kill(pid, 0) fails with ESRCH only for a process that is
+                 * gone; EPERM means it exists under another user. A
+                 * negative word names no process (and must not reach
+                 * kill, where it means a process group). */
+                if (cur > 0 && (kill(cur, 0) == 0 || errno != ESRCH))
+                        return -EBUSY;
+                /* Two processes that both found the owner gone: one wins.
+                 * Pairs with the acquire load above in the loser. */
+                if (!atomic_compare_exchange_strong_explicit(owner, &cur, me,
+                                                             memory_order_acq_rel,
+                                                             memory_order_acquire))
+                        return -EBUSY;
+        }
+        e->owner = true;
+        return 0;
+}
+
+/* Gives up the ownership if this view took it. */
+static void dp_engine_unclaim(struct dp_engine *e)
+{
+        int32_t me = (int32_t)getpid();
+        if (e->owner)
+                atomic_compare_exchange_strong_explicit(&e->hdr->owner_pid, &me, 0,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed);
+        e->owner = false;
+}
+
 int dp_engine_start_worker(struct dp_engine *e, uint32_t i)
 {
         if (i >= e->workers)
@@ -267,6 +321,9 @@ int dp_engine_start_worker(struct dp_engine *e, uint32_t i)
         struct dp_worker *w = &e->w[i];
         if (w->started)
                 return -EALREADY;
+        /* Two processes running one shard would corrupt it. */
+        if (dp_engine_claim(e) != 0)
+                return -EBUSY;
         /* pthread_create orders this store before the thread's first load. */
         atomic_store_explicit(&w->running, true, memory_order_relaxed);
         int rc = pthread_create(&w->thread, NULL, dp_engine_thread, w);
@@ -318,6 +375,7 @@ void dp_engine_fini(struct dp_engine *e)
         free(e->client_wake);
         free(e->worker_wake);
         free(e->poll_next);
+        dp_engine_unclaim(e);
         shm_arena_close(&e->arena);
         memset(e, 0, sizeof(*e));
         e->arena.fd = -1;

@@ -12,8 +12,15 @@
  *   dp.mesh    N * (N - 1) mesh rings (shm_vring: worker i -> worker j)
  *
  * Everything is found from the header by offsets, so a dataplane process
- * can attach the published arena later. The engine then starts one thread
- * per worker (dp_worker_run) and stops and joins them.
+ * can attach the published arena later (dp_engine_attach: the shards keep
+ * their entities, messages and timers). The engine then starts one thread
+ * per worker (dp_worker_run) and stops and joins them. One process at a
+ * time runs an arena's workers: owner_pid in the header says which.
+ *
+ * Processes (docs/architecture.md): atomqd creates the arena with
+ * dp_engine_init and never starts the workers; it is client 0. The
+ * atomq-dataplane process (dp_main.c) attaches the arena by its fd and runs
+ * the workers; atomqd restarts it when it dies (control/ctl_super.c).
  *
  * Routing is a pure function of the command: a named entity lives on
  * dp_engine_shard_of_name(name), a handle names its shard, the members of a
@@ -53,7 +60,7 @@
 #include "shm/shm_arena.h"
 
 #define DP_ENGINE_MAGIC 0x454e494745514d41ull /* "AMQEGINE" */
-#define DP_ENGINE_VERSION 1
+#define DP_ENGINE_VERSION 2 /* 2: shard and idle config, owner, audit */
 #define DP_REGION_ENGINE (SHM_REGION_USER + 1)
 #define DP_REGION_SHARDS (SHM_REGION_USER + 2)
 /* Ring sizes a command (DP_CMD_BYTES_MAX) or a completion (DP_CPL_BYTES_MAX)
@@ -76,7 +83,22 @@ struct dp_engine_config {
         void *deliver_arg;
 };
 
-/* The head of the dp.engine region. Offsets are from the arena's base. */
+/* What dp_engine_attach found in the shards it attached (sums over the
+ * shards): the damage a dataplane killed in the middle of a command can
+ * leave, which attach accepts but counts (dp_engine_attach.c explains it). */
+struct dp_engine_audit {
+        uint32_t leaked_slots;    /* entity slots neither live nor free */
+        uint32_t leaked_msgs;     /* message records neither queued nor free */
+        uint32_t unindexed;       /* live named entities their name does not find */
+        uint32_t count_skew;      /* counters that disagree with what they count */
+        uint32_t cmd_rings_stuck; /* command rings whose oldest record never commits */
+        uint32_t reserved[3];
+};
+_Static_assert(sizeof(struct dp_engine_audit) == 32, "audit record");
+
+/* The head of the dp.engine region. Offsets are from the arena's base.
+ * Written by the creator before it publishes the arena; afterwards only
+ * owner_pid, attaches and audit change (by the process that attaches). */
 struct dp_engine_hdr {
         uint64_t magic;
         uint32_t version;
@@ -91,16 +113,27 @@ struct dp_engine_hdr {
         uint64_t mesh_off, mesh_stride;  /* ring (i, j) at dp_engine_mesh_index(N, i, j) */
         uint64_t wake_off;               /* C words, one line each */
         uint64_t stats_off;              /* N struct dp_worker_stats, DP_WORKER_STATS_BYTES each */
-        uint64_t reserved[2];
+        _Atomic int32_t owner_pid;       /* the process running the workers; 0: none */
+        uint32_t attaches;               /* successful dp_engine_attach calls */
+        uint64_t reserved;
+        struct dp_shard_config shard;    /* every shard's geometry (.shard 0) */
+        struct dp_idle_config idle;      /* the creator's idle strategy */
+        struct dp_engine_audit audit;    /* what the last attach found */
+        uint8_t reserved2[48];
 };
-_Static_assert(sizeof(struct dp_engine_hdr) == 128, "engine header is two lines");
+_Static_assert(sizeof(struct dp_engine_hdr) == 320, "engine header is five lines");
 _Static_assert(offsetof(struct dp_engine_hdr, shards_off) == 32, "shards_off offset");
 _Static_assert(offsetof(struct dp_engine_hdr, stats_off) == 104, "stats_off offset");
+_Static_assert(offsetof(struct dp_engine_hdr, owner_pid) == 112, "owner_pid offset");
+_Static_assert(offsetof(struct dp_engine_hdr, shard) == 128, "shard config offset");
+_Static_assert(offsetof(struct dp_engine_hdr, idle) == 208, "idle config offset");
+_Static_assert(offsetof(struct dp_engine_hdr, audit) == 240, "audit offset");
 
 /* A completion as a client receives it: valid for the call only. */
 typedef void dp_cpl_fn(void *arg, const struct dp_cpl *c, uint32_t len);
 
-/* The creating process's view: process-local, pointers allowed. */
+/* A process's view of the engine, the creator's (dp_engine_init) or an
+ * attacher's (dp_engine_attach): process-local, pointers allowed. */
 struct dp_engine {
         struct shm_arena arena;
         struct dp_engine_hdr *hdr;
@@ -115,6 +148,7 @@ struct dp_engine {
         struct shm_wake **client_wake;  /* C words in the arena */
         struct shm_wake **worker_wake;  /* N command-ring words */
         uint32_t *poll_next;            /* per client: the worker its next poll starts at */
+        bool owner;                     /* this view holds hdr->owner_pid (dp_engine_claim) */
 };
 
 /* Online CPUs minus one (one core is left to the control plane and the
@@ -135,20 +169,55 @@ void dp_engine_config_default(struct dp_engine_config *cfg, uint32_t max_entitie
  * -ENOMEM: no memory for the views; errors of shm_arena_create. */
 int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg);
 
-/* Starts every worker not running. -errno of pthread_create (workers
- * already started keep running; dp_engine_stop stops them). */
+/* How dp_engine_attach sets up the workers it attaches. */
+struct dp_engine_attach_opts {
+        const struct dp_idle_config *idle; /* NULL: the creator's (in the header) */
+        dp_worker_deliver_fn *deliver;     /* NULL: deliveries are only counted */
+        void *deliver_arg;
+};
+
+/* Maps the arena behind arena_fd (which stays the caller's), published by
+ * another process's dp_engine_init, and builds the same views
+ * dp_engine_init builds, without formatting anything: each shard is
+ * re-attached with its entities, messages and timers, each ring carries on
+ * from its shared indexes. dp_engine_start then runs the workers here.
+ * Makes this process the arena's worker owner (owner_pid), and records in
+ * the header what it found (hdr->audit, hdr->attaches). o may be NULL.
+ * -EBADF: arena_fd is not a file;
+ * -EINVAL: the file is too small to be an arena, or o->idle is invalid;
+ * -EPROTO: not a published arena, no dp.engine region, or its magic or
+ *          version is not this build's; a shard or ring that was never
+ *          formatted;
+ * -EPROTONOSUPPORT: another arena layout version;
+ * -EBADMSG: a size, offset, stride or count in the arena or engine header
+ *           that does not add up, a shard in the wrong place, a broken
+ *           link in a shard (a free-list cycle, a record owned twice);
+ * -EBUSY: another live process runs this arena's workers;
+ * -ENOMEM: no memory for the views; other -errno of mmap or fcntl. */
+int dp_engine_attach(struct dp_engine *e, int arena_fd, const struct dp_engine_attach_opts *o);
+
+/* atomq-dataplane's exit status (dp_main.c), read by its supervisor
+ * (control/ctl_super.c): 0 after SIGTERM or SIGINT, 1 for a failure a
+ * restart may cure, and these two, which a restart cannot cure. */
+#define DP_EXIT_USAGE 2   /* a bad command line */
+#define DP_EXIT_REFUSED 3 /* the arena fd was refused (not a file, not an engine, corrupt) */
+
+/* Starts every worker not running.
+ * -EBUSY: another live process runs this arena's workers;
+ * other -errno of pthread_create (workers already started keep running;
+ * dp_engine_stop stops them). */
 int dp_engine_start(struct dp_engine *e);
 
 /* Starts worker i alone (tests hold others back). -EINVAL: i >= N;
- * -EALREADY: running. */
+ * -EALREADY: running; -EBUSY: as dp_engine_start. */
 int dp_engine_start_worker(struct dp_engine *e, uint32_t i);
 
 /* Stops and joins every running worker. What is left in the rings stays
  * there: a restart carries on with it. */
 void dp_engine_stop(struct dp_engine *e);
 
-/* Stops the workers, unmaps the arena, frees the views. Safe on a zeroed
- * engine. */
+/* Stops the workers, gives up the worker ownership when this process held
+ * it, unmaps the arena, frees the views. Safe on a zeroed engine. */
 void dp_engine_fini(struct dp_engine *e);
 
 /* The shard of a name: xxHash3 of its bytes modulo N. The one place that

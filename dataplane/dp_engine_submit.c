@@ -45,6 +45,11 @@ int dp_engine_owner(const struct dp_engine *e, const struct dp_cmd *c, const cha
                 *owner = dp_engine_shard_of_name(e, name, c->name_len);
                 return 0;
         case ATOMQ_OP_SEND:
+        case ATOMQ_OP_DESTROY:
+        case ATOMQ_OP_FETCH:
+        case DP_OP_SET:
+        case DP_OP_STAT:
+                /* By handle, or with handle 0 by name. */
                 if (c->handle == DP_HANDLE_NONE) {
                         if (c->name_len == 0)
                                 return -EINVAL;
@@ -52,8 +57,6 @@ int dp_engine_owner(const struct dp_engine *e, const struct dp_cmd *c, const cha
                         return 0;
                 }
                 return dp_engine_handle_owner(e, c->handle, owner);
-        case ATOMQ_OP_DESTROY:
-        case ATOMQ_OP_FETCH:
         case ATOMQ_OP_ACK:
         case ATOMQ_OP_UNSUB:
                 return dp_engine_handle_owner(e, c->handle, owner);

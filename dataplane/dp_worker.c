@@ -30,7 +30,7 @@ static uint32_t dp_bitmap_words(uint32_t bits)
 }
 
 int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, void *shard_mem,
-                   size_t shard_len, const struct dp_engine_config *cfg)
+                   size_t shard_len, const struct dp_engine_config *cfg, bool format)
 {
         struct dp_shard_config sc = cfg->shard;
         sc.shard = index;
@@ -41,7 +41,9 @@ int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, voi
         w->deliver = cfg->deliver;
         w->deliver_arg = cfg->deliver_arg;
         atomic_init(&w->running, false);
-        int rc = dp_shard_init(&w->shard, shard_mem, shard_len, &sc, dp_worker_on_deliver, w);
+        int rc = format ? dp_shard_init(&w->shard, shard_mem, shard_len, &sc,
+                                        dp_worker_on_deliver, w)
+                        : dp_shard_attach(&w->shard, shard_mem, shard_len, dp_worker_on_deliver, w);
         if (rc != 0)
                 return rc;
         rc = dp_idle_init(&w->idle, &cfg->idle, w->wake, dp_worker_ready, w, &w->stats->idle);

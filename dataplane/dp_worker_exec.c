@@ -5,8 +5,10 @@
  * has no room, nothing is done and the command waits in its ring (held
  * back, see dp_worker.c). So every command that runs gets its completion,
  * and none runs twice. Completions of fixed size are written straight into
- * the ring; a fetch answer, whose size is known only at the end, is built
- * in the worker's scratch buffer.
+ * the ring (a stat answer is a completion and a struct dp_cpl_stat); a
+ * fetch answer, whose size is known only at the end, is built in the
+ * worker's scratch buffer. A command that names its entity by name rather
+ * than handle is resolved here, on the owner (dp_exec_target).
  */
 #include "dataplane/dp_worker_pvt.h"
 
@@ -74,16 +76,74 @@ static int dp_exec_create(struct dp_worker *w, const struct dp_cmd_view *v, stru
         return dp_shard_create(&w->shard, &o, v->name, v->hdr->name_len, &c->handle);
 }
 
+/* The entity a command names: its handle, or with handle 0 its name,
+ * looked up here on the owner's shard (dp_engine_owner sent it here). */
+static int dp_exec_target(struct dp_worker *w, const struct dp_cmd_view *v, uint64_t *h)
+{
+        *h = v->hdr->handle;
+        if (*h != DP_HANDLE_NONE)
+                return 0;
+        if (v->hdr->name_len == 0)
+                return -EINVAL;
+        return dp_table_find(&w->shard.table, v->name, v->hdr->name_len, h);
+}
+
 static int dp_exec_send(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
 {
-        uint64_t h = v->hdr->handle;
-        if (h == 0) {
-                int rc = dp_table_find(&w->shard.table, v->name, v->hdr->name_len, &h);
+        int rc = dp_exec_target(w, v, &c->handle);
+        if (rc != 0)
+                return rc;
+        return dp_shard_send(&w->shard, c->handle, &v->msg, &c->seq);
+}
+
+static int dp_exec_destroy(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
+{
+        int rc = dp_exec_target(w, v, &c->handle);
+        if (rc != 0)
+                return rc;
+        return dp_shard_destroy(&w->shard, c->handle);
+}
+
+/* Storage is checked before anything changes, so a set with a bad storage
+ * leaves the TTL alone too. */
+static int dp_exec_set(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
+{
+        const struct dp_cmd_set *a = &v->hdr->args.set;
+        const uint8_t known = DP_CMD_SET_F_STORAGE | DP_CMD_SET_F_TTL;
+        if (a->flags == 0 || (a->flags & ~known))
+                return -EINVAL;
+        int rc = dp_exec_target(w, v, &c->handle);
+        if (rc != 0)
+                return rc;
+        if (a->flags & DP_CMD_SET_F_STORAGE) {
+                rc = dp_shard_set_storage(&w->shard, c->handle, a->storage);
                 if (rc != 0)
                         return rc;
         }
-        c->handle = h;
-        return dp_shard_send(&w->shard, h, &v->msg, &c->seq);
+        if (a->flags & DP_CMD_SET_F_TTL)
+                rc = dp_shard_set_ttl(&w->shard, c->handle, a->ttl_ms);
+        return rc;
+}
+
+/* Copies the entity's record into the answer after the completion. */
+static int dp_exec_stat(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
+{
+        struct dp_entity *e;
+        int rc = dp_exec_target(w, v, &c->handle);
+        if (rc == 0)
+                rc = dp_table_get(&w->shard.table, c->handle, &e);
+        if (rc != 0)
+                return rc;
+        struct dp_cpl_stat *st = (struct dp_cpl_stat *)(c + 1);
+        *st = (struct dp_cpl_stat){
+                .mode = e->mode, .storage = e->storage, .retention = e->retention,
+                .routing = e->routing, .delivery = e->delivery, .overflow = e->overflow,
+                .lifecycle = e->lifecycle, .flags = e->flags, .msgs = e->msgs,
+                .bytes = e->bytes, .max_msgs = e->max_msgs, .max_bytes = e->max_bytes,
+                .ttl_ms = e->ttl_ms, .parties = e->parties, .seq = e->seq,
+        };
+        c->msgs_bytes = (uint32_t)sizeof(*st);
+        return 0;
 }
 
 static int dp_exec_subscribe(struct dp_worker *w, const struct dp_cmd_view *v,
@@ -108,9 +168,11 @@ static int dp_exec_simple(struct dp_worker *w, const struct dp_cmd_view *v, stru
         case ATOMQ_OP_CREATE:
                 return dp_exec_create(w, v, c);
         case ATOMQ_OP_DESTROY:
-                return dp_shard_destroy(&w->shard, h->handle);
+                return dp_exec_destroy(w, v, c);
         case ATOMQ_OP_SEND:
                 return dp_exec_send(w, v, c);
+        case DP_OP_SET:
+                return dp_exec_set(w, v, c);
         case ATOMQ_OP_SUB:
                 return dp_exec_subscribe(w, v, c);
         case ATOMQ_OP_UNSUB:
@@ -163,13 +225,17 @@ static void dp_fetch_append(struct dp_worker *w, struct dp_cpl *c, uint32_t room
 }
 
 /* Fills the fetch answer in the scratch buffer; returns its status. */
-static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd *h, struct dp_cpl *c)
+static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
 {
+        const struct dp_cmd *h = v->hdr;
         const uint32_t room = DP_CPL_BYTES_MAX - (uint32_t)sizeof(*c);
         uint32_t max = h->args.fetch.max;
         struct dp_fetched got[DP_FETCH_MAX];
         if (max == 0 || max > DP_FETCH_MAX)
                 return -EINVAL;
+        int rc = dp_exec_target(w, v, &c->handle);
+        if (rc != 0)
+                return rc;
         while (c->count < max) {
                 /* Take only as many as surely fit, each up to the largest
                  * frame a command carries; small messages make this loop
@@ -178,11 +244,11 @@ static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd *h, struct dp_
                 uint32_t want = max - c->count < fit ? max - c->count : fit;
                 if (want == 0)
                         break;
-                int n = dp_shard_fetch(&w->shard, h->handle, h->args.fetch.end, got, want);
+                int n = dp_shard_fetch(&w->shard, c->handle, h->args.fetch.end, got, want);
                 if (n < 0)
                         return c->count == 0 ? n : 0;
                 for (int i = 0; i < n; i++)
-                        dp_fetch_append(w, c, room, &got[i], h->handle);
+                        dp_fetch_append(w, c, room, &got[i], c->handle);
                 if ((uint32_t)n < want)
                         break;
         }
@@ -193,12 +259,13 @@ static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd *h, struct dp_
  * that reservation); the answer is built aside, then written at its real
  * size. The second reserve abandons the first and cannot fail for want of
  * room: it asks for less, and the client only ever frees room. */
-static enum dp_take dp_exec_fetch(struct dp_worker *w, const struct dp_cmd *h,
+static enum dp_take dp_exec_fetch(struct dp_worker *w, const struct dp_cmd_view *v,
                                   struct shm_vring *r)
 {
+        const struct dp_cmd *h = v->hdr;
         struct dp_cpl *c = (struct dp_cpl *)w->cpl_scratch;
         dp_cpl_begin(w, c, h);
-        c->status = dp_fetch_fill(w, h, c);
+        c->status = dp_fetch_fill(w, v, c);
         uint32_t len = (uint32_t)sizeof(*c) + c->msgs_bytes;
         void *p = shm_vring_reserve(r, len);
         if (p == NULL) {
@@ -217,15 +284,26 @@ enum dp_take dp_worker_exec(struct dp_worker *w, const struct dp_cmd_view *v)
 {
         const struct dp_cmd *h = v->hdr;
         struct shm_vring *r = &w->cpl[h->client];
-        uint32_t room = h->op == ATOMQ_OP_FETCH ? DP_CPL_BYTES_MAX : (uint32_t)sizeof(struct dp_cpl);
+        uint32_t room = (uint32_t)sizeof(struct dp_cpl);
+        if (h->op == ATOMQ_OP_FETCH)
+                room = DP_CPL_BYTES_MAX;
+        else if (h->op == DP_OP_STAT)
+                room += (uint32_t)sizeof(struct dp_cpl_stat);
         struct dp_cpl *c = shm_vring_reserve(r, room);
         if (c == NULL)
                 return dp_cpl_unavailable(w, r);
         dp_counter_inc(&w->stats->executed);
         if (h->op == ATOMQ_OP_FETCH)
-                return dp_exec_fetch(w, h, r);
+                return dp_exec_fetch(w, v, r);
         dp_cpl_begin(w, c, h);
-        c->status = dp_exec_simple(w, v, c);
+        if (h->op == DP_OP_STAT) {
+                /* Always answered at full size (the record zeroed when the
+                 * entity is not found): one reservation, nothing to shrink. */
+                memset(c + 1, 0, sizeof(struct dp_cpl_stat));
+                c->status = dp_exec_stat(w, v, c);
+        } else {
+                c->status = dp_exec_simple(w, v, c);
+        }
         dp_cpl_commit(w, r, h->client);
         return DP_TAKE_DONE;
 }

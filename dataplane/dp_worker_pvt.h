@@ -31,8 +31,13 @@ static inline void dp_bit_set(uint64_t *map, uint32_t i)
 }
 
 /* dp_worker.c */
+
+/* Sets up worker index of e. format: formats its shard in shard_mem with
+ * cfg->shard; otherwise re-attaches the shard found there (a restarted
+ * dataplane, dp_engine_attach). -ENOMEM, errors of dp_shard_init or
+ * dp_shard_attach, and of dp_idle_init. */
 int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, void *shard_mem,
-                   size_t shard_len, const struct dp_engine_config *cfg);
+                   size_t shard_len, const struct dp_engine_config *cfg, bool format);
 void dp_worker_fini(struct dp_worker *w);
 
 /* dp_worker_exec.c */

@@ -1,0 +1,515 @@
+/* ctl_server.c - the control socket: binding (with the stale-socket
+ * probe), accepting within the client limit, and moving bytes between
+ * each client's bounded buffers and the command layer (ctl_cmd.c), all
+ * non-blocking inside atomqd's loop.
+ *
+ * A client's life: accepted, greeted; each complete line runs as one
+ * command when its output buffer has room for the largest reply; a long
+ * command (ctl_cmd.h) holds the client's later lines back and runs in
+ * slices from the kick eventfd, which stays readable while some long
+ * command can make progress; the client is closed after `quit` once its
+ * output is sent, after its end of file once everything it sent is
+ * answered, or at once when the connection fails.
+ *
+ *      socat - UNIX-CONNECT:/run/atomq/control.sock
+ */
+#include "control/ctl_server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "shm/shm_log.h"
+
+/* --- binding --- */
+
+/* Creates the socket's directory (one level, 0700) when it is missing. */
+static int ctl_server_mkdir(const char *path)
+{
+        char dir[CTL_PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        if (slash == NULL || slash == path)
+                return 0;
+        size_t len = (size_t)(slash - path);
+        memcpy(dir, path, len);
+        dir[len] = 0;
+        if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+                return 0;
+        return -errno;
+}
+
+/* The path is taken. Returns 0 when it was a stale socket (now removed),
+ * -EADDRINUSE when an atomqd answers there, -EEXIST when it is not a
+ * socket (left alone), or another -errno. */
+static int ctl_server_probe(const struct sockaddr_un *sa)
+{
+        struct stat st;
+        if (lstat(sa->sun_path, &st) != 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        /* Non-blocking: a live atomqd with a full backlog answers EAGAIN
+         * instead of holding us. */
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+        int err = rc == 0 ? 0 : errno;
+        close(fd);
+        if (rc == 0 || err == EAGAIN || err == EINPROGRESS)
+                return -EADDRINUSE;
+        if (err != ECONNREFUSED)
+                return -err;
+        if (unlink(sa->sun_path) != 0 && errno != ENOENT)
+                return -errno;
+        shm_log(SHM_LOG_INFO, "control: removed the stale socket %s", sa->sun_path);
+        return 0;
+}
+
+static int ctl_server_bind_once(int fd, const struct sockaddr_un *sa)
+{
+        /* The umask makes the socket 0600 from its first moment. */
+        mode_t old = umask(0177);
+        int rc = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+        int err = errno;
+        umask(old);
+        return rc == 0 ? 0 : -err;
+}
+
+static int ctl_server_bind(struct ctl_server *s)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(s->path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
+        int rc = ctl_server_mkdir(s->path);
+        if (rc != 0)
+                return rc;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        rc = ctl_server_bind_once(fd, &sa);
+        if (rc == -EADDRINUSE) {
+                rc = ctl_server_probe(&sa);
+                if (rc == 0)
+                        rc = ctl_server_bind_once(fd, &sa);
+        }
+        struct stat st;
+        if (rc == 0 && (chmod(s->path, 0600) != 0 || stat(s->path, &st) != 0))
+                rc = -errno;
+        if (rc == 0 && listen(fd, SOMAXCONN) != 0)
+                rc = -errno;
+        if (rc != 0) {
+                close(fd);
+                return rc;
+        }
+        s->sock_dev = st.st_dev;
+        s->sock_ino = st.st_ino;
+        s->listen_fd = fd;
+        return 0;
+}
+
+/* --- clients --- */
+
+static void ctl_client_close(struct ctl_client *c)
+{
+        struct ctl_server *s = c->srv;
+        ctl_loop_del(s->ctx->loop, c->fd);
+        close(c->fd);
+        ctl_cmd_abort(&c->session);
+        free(c->in);
+        c->in = c->out = NULL;
+        c->fd = -1;
+        s->env.clients--;
+}
+
+static void ctl_kick_arm(struct ctl_server *s)
+{
+        uint64_t one = 1;
+        if (!s->kick_armed && write(s->kick_fd, &one, sizeof(one)) == sizeof(one))
+                s->kick_armed = true;
+}
+
+static void ctl_kick_disarm(struct ctl_server *s)
+{
+        uint64_t v;
+        if (s->kick_armed && read(s->kick_fd, &v, sizeof(v)) == sizeof(v))
+                s->kick_armed = false;
+}
+
+/* Sends what is buffered. -errno when the connection failed. */
+static int ctl_client_flush(struct ctl_client *c)
+{
+        while (c->out_off < c->out_len) {
+                ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n > 0) {
+                        c->out_off += (uint32_t)n;
+                        continue;
+                }
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        break;
+                return n < 0 ? -errno : -EPIPE;
+        }
+        if (c->out_off == c->out_len)
+                c->out_off = c->out_len = 0;
+        return 0;
+}
+
+/* Free output room, moving unsent bytes to the front when that helps. */
+static uint32_t ctl_client_room(struct ctl_client *c, uint32_t want)
+{
+        if (CTL_OUT_BYTES - c->out_len < want && c->out_off > 0) {
+                memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+                c->out_len -= c->out_off;
+                c->out_off = 0;
+        }
+        return CTL_OUT_BYTES - c->out_len;
+}
+
+static void ctl_client_consume(struct ctl_client *c, uint32_t n)
+{
+        memmove(c->in, c->in + n, c->in_len - n);
+        c->in_len -= n;
+}
+
+/* Runs one line; returns false when the client must stop taking lines. */
+static bool ctl_client_line(struct ctl_client *c, uint32_t len, uint32_t consumed)
+{
+        struct ctl_out o;
+        ctl_out_init(&o, c->out, CTL_OUT_BYTES, c->out_len, false);
+        enum ctl_run r = ctl_cmd_exec(&c->session, c->in, len, &o);
+        c->out_len = o.len;
+        ctl_client_consume(c, consumed);
+        if (r == CTL_RUN_MORE)
+                ctl_kick_arm(c->srv);
+        if (r == CTL_RUN_QUIT)
+                c->quit = true;
+        return r == CTL_RUN_DONE;
+}
+
+/* Runs the complete lines waiting, as far as output room allows. */
+static void ctl_client_lines(struct ctl_client *c)
+{
+        while (!c->quit && !ctl_session_busy(&c->session) &&
+               ctl_client_room(c, CTL_REPLY_MAX) >= CTL_REPLY_MAX) {
+                char *nl = memchr(c->in, '\n', c->in_len);
+                if (nl != NULL) {
+                        uint32_t len = (uint32_t)(nl - c->in);
+                        if (!ctl_client_line(c, len, len + 1))
+                                break;
+                        continue;
+                }
+                if (c->in_len == CTL_LINE_MAX) {
+                        /* No newline in a full buffer: over-long. Answer
+                         * now, skip the rest of it as it arrives. */
+                        struct ctl_out o;
+                        ctl_out_init(&o, c->out, CTL_OUT_BYTES, c->out_len, false);
+                        ctl_cmd_line_too_long(&c->session, c->in, c->in_len, &o);
+                        c->out_len = o.len;
+                        c->in_len = 0;
+                        c->discarding = true;
+                        continue;
+                }
+                if (c->eof && c->in_len > 0) {
+                        /* A last line without its newline still counts. */
+                        if (!ctl_client_line(c, c->in_len, c->in_len))
+                                break;
+                        continue;
+                }
+                break;
+        }
+}
+
+/* Reads what the socket has, up to the input buffer's room. -errno when
+ * the connection failed. */
+static int ctl_client_read(struct ctl_client *c)
+{
+        while (!c->eof && c->in_len < CTL_LINE_MAX) {
+                ssize_t n = recv(c->fd, c->in + c->in_len, CTL_LINE_MAX - c->in_len, MSG_DONTWAIT);
+                if (n == 0) {
+                        c->eof = true;
+                        break;
+                }
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                break;
+                        return -errno;
+                }
+                c->in_len += (uint32_t)n;
+                if (c->discarding) {
+                        char *nl = memchr(c->in, '\n', c->in_len);
+                        if (nl == NULL) {
+                                c->in_len = 0;
+                                continue;
+                        }
+                        ctl_client_consume(c, (uint32_t)(nl - c->in) + 1);
+                        c->discarding = false;
+                }
+        }
+        return 0;
+}
+
+/* Flushes, then closes the client when it is finished, or sets the
+ * events to watch. Returns false when it was closed. */
+static bool ctl_client_settle(struct ctl_client *c)
+{
+        if (ctl_client_flush(c) != 0) {
+                ctl_client_close(c);
+                return false;
+        }
+        bool pending = c->out_len > c->out_off;
+        bool idle = !ctl_session_busy(&c->session);
+        bool has_line = memchr(c->in, '\n', c->in_len) != NULL || (c->eof && c->in_len > 0);
+        if (!pending && idle && (c->quit || (c->eof && !has_line))) {
+                ctl_client_close(c);
+                return false;
+        }
+        uint32_t want = 0;
+        if (!c->eof && !c->quit && c->in_len < CTL_LINE_MAX)
+                want |= EPOLLIN;
+        if (pending)
+                want |= EPOLLOUT;
+        if (want != c->events && ctl_loop_mod(c->srv->ctx->loop, c->fd, want) == 0)
+                c->events = want;
+        return true;
+}
+
+/* Whether the peer really hung up: an event may be stale when its fd was
+ * closed and reused within one batch of the loop. */
+static bool ctl_client_hung_up(const struct ctl_client *c)
+{
+        struct pollfd p = { .fd = c->fd, .events = 0 };
+        return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+/* A restarted dataplane may have lost commands that were in flight. */
+static void ctl_server_sync(struct ctl_server *s)
+{
+        if (s->env.dp != NULL && s->ctx->dataplane_restarts != s->restarts_seen) {
+                s->restarts_seen = s->ctx->dataplane_restarts;
+                ctl_dp_forget_inflight(s->env.dp);
+        }
+}
+
+static void ctl_on_client(void *arg, int fd, uint32_t events)
+{
+        struct ctl_client *c = arg;
+        (void)fd;
+        ctl_server_sync(c->srv);
+        if ((events & (EPOLLHUP | EPOLLERR)) && ctl_client_hung_up(c)) {
+                /* Nobody can read our answers any more. */
+                ctl_client_close(c);
+                return;
+        }
+        if ((events & EPOLLIN) && ctl_client_read(c) != 0) {
+                ctl_client_close(c);
+                return;
+        }
+        if ((events & EPOLLOUT) && ctl_client_flush(c) != 0) {
+                ctl_client_close(c);
+                return;
+        }
+        if (ctl_session_busy(&c->session) && ctl_client_room(c, CTL_ITEM_MAX) >= CTL_ITEM_MAX)
+                ctl_kick_arm(c->srv);
+        ctl_client_lines(c);
+        ctl_client_settle(c);
+}
+
+/* A client over the limit: told why, then closed. */
+static void ctl_server_refuse(struct ctl_server *s, int fd, int err, const char *why)
+{
+        char line[160];
+        int n = snprintf(line, sizeof(line), "error: %s (%s)\n\n", why, ctl_errno_name(err));
+        if (n > 0)
+                (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        s->env.clients_refused++;
+}
+
+static int ctl_client_start(struct ctl_server *s, struct ctl_client *c, int fd)
+{
+        char *mem = malloc(CTL_LINE_MAX + CTL_OUT_BYTES);
+        if (mem == NULL)
+                return -ENOMEM;
+        int rc = ctl_loop_add(s->ctx->loop, fd, EPOLLIN, ctl_on_client, c);
+        if (rc != 0) {
+                free(mem);
+                return rc;
+        }
+        *c = (struct ctl_client){ .srv = s, .fd = fd, .events = EPOLLIN, .in = mem,
+                                  .out = mem + CTL_LINE_MAX };
+        ctl_session_init(&c->session, &s->env);
+        s->env.clients++;
+        s->env.clients_accepted++;
+        struct ctl_out o;
+        ctl_out_init(&o, c->out, CTL_OUT_BYTES, 0, false);
+        ctl_cmd_greeting(&c->session, &o);
+        c->out_len = o.len;
+        ctl_client_settle(c);
+        return 0;
+}
+
+static struct ctl_client *ctl_server_free_slot(struct ctl_server *s)
+{
+        for (uint32_t i = 0; i < s->clients_max; i++)
+                if (s->clients[i].fd < 0)
+                        return &s->clients[i];
+        return NULL;
+}
+
+static void ctl_on_accept(void *arg, int fd, uint32_t events)
+{
+        struct ctl_server *s = arg;
+        (void)events;
+        for (uint32_t i = 0; i < CTL_ACCEPT_BURST; i++) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        if (errno != EAGAIN && errno != EWOULDBLOCK)
+                                shm_log(SHM_LOG_WARN, "control: accept: %s", strerror(errno));
+                        return;
+                }
+                struct ctl_client *c = ctl_server_free_slot(s);
+                if (c == NULL) {
+                        ctl_server_refuse(s, cfd, -EUSERS, "too many control clients");
+                        continue;
+                }
+                int rc = ctl_client_start(s, c, cfd);
+                if (rc != 0)
+                        ctl_server_refuse(s, cfd, rc, "cannot serve another client now");
+        }
+}
+
+/* Gives each long command that has output room one slice. */
+static void ctl_on_kick(void *arg, int fd, uint32_t events)
+{
+        struct ctl_server *s = arg;
+        bool runnable = false;
+        (void)fd;
+        (void)events;
+        ctl_server_sync(s);
+        for (uint32_t i = 0; i < s->clients_max; i++) {
+                struct ctl_client *c = &s->clients[i];
+                if (c->fd < 0 || !ctl_session_busy(&c->session))
+                        continue;
+                if (ctl_client_room(c, CTL_REPLY_MAX) < CTL_ITEM_MAX)
+                        continue;       /* its EPOLLOUT re-arms the kick */
+                struct ctl_out o;
+                ctl_out_init(&o, c->out, CTL_OUT_BYTES, c->out_len, false);
+                enum ctl_run r = ctl_cmd_resume(&c->session, &o, CTL_SLICE_NS);
+                c->out_len = o.len;
+                if (r == CTL_RUN_QUIT)
+                        c->quit = true;
+                if (r == CTL_RUN_MORE)
+                        runnable = true;
+                else
+                        ctl_client_lines(c);
+                if (ctl_client_settle(c) && ctl_session_busy(&c->session))
+                        runnable = true;
+        }
+        if (!runnable)
+                ctl_kick_disarm(s);
+}
+
+/* --- open, close --- */
+
+static int ctl_server_setup(struct ctl_server *s, struct ctl_ctx *ctx)
+{
+        const struct ctl_config *cfg = ctx->cfg;
+        int rc;
+        if (cfg != NULL && cfg->control_path[0] != 0) {
+                if (strlen(cfg->control_path) >= sizeof(s->path))
+                        return -ENAMETOOLONG;
+                memcpy(s->path, cfg->control_path, strlen(cfg->control_path) + 1);
+        } else if ((rc = ctl_server_default_path(s->path, sizeof(s->path))) != 0) {
+                return rc;
+        }
+        s->clients_max = cfg != NULL && cfg->control_clients_max != 0 ? cfg->control_clients_max
+                                                                      : CTL_CLIENTS_DEFAULT;
+        s->clients = calloc(s->clients_max, sizeof(*s->clients));
+        if (s->clients == NULL)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < s->clients_max; i++)
+                s->clients[i].fd = -1;
+        s->env = (struct ctl_env){ .ctx = ctx, .control_path = s->path,
+                                   .clients_max = s->clients_max };
+        s->restarts_seen = ctx->dataplane_restarts;
+        if (ctx->engine != NULL) {
+                rc = ctl_dp_init(&s->dp, ctx->engine, CTL_ENGINE_CLIENT);
+                if (rc != 0)
+                        return rc;
+                s->env.dp = &s->dp;
+        }
+        s->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (s->kick_fd < 0)
+                return -errno;
+        return 0;
+}
+
+int ctl_server_open(struct ctl_server *s, struct ctl_ctx *ctx)
+{
+        memset(s, 0, sizeof(*s));
+        s->ctx = ctx;
+        s->listen_fd = s->kick_fd = -1;
+        s->opened = true;
+        int rc = ctl_server_setup(s, ctx);
+        if (rc == 0)
+                rc = ctl_server_bind(s);
+        if (rc == 0)
+                rc = ctl_loop_add(ctx->loop, s->kick_fd, EPOLLIN, ctl_on_kick, s);
+        if (rc == 0) {
+                rc = ctl_loop_add(ctx->loop, s->listen_fd, EPOLLIN, ctl_on_accept, s);
+                if (rc != 0)
+                        ctl_loop_del(ctx->loop, s->kick_fd);
+        }
+        if (rc != 0) {
+                ctl_server_close(s);
+                return rc;
+        }
+        shm_log(SHM_LOG_INFO, "control: listening on %s (at most %u clients)", s->path,
+                s->clients_max);
+        return 0;
+}
+
+void ctl_server_close(struct ctl_server *s)
+{
+        if (!s->opened)
+                return;
+        for (uint32_t i = 0; s->clients != NULL && i < s->clients_max; i++)
+                if (s->clients[i].fd >= 0)
+                        ctl_client_close(&s->clients[i]);
+        free(s->clients);
+        s->clients = NULL;
+        if (s->listen_fd >= 0) {
+                struct stat st;
+                ctl_loop_del(s->ctx->loop, s->listen_fd);
+                close(s->listen_fd);
+                /* Only our own socket: another atomqd may have taken the
+                 * path since (after removing ours as stale). */
+                if (stat(s->path, &st) == 0 && st.st_dev == s->sock_dev &&
+                    st.st_ino == s->sock_ino)
+                        unlink(s->path);
+        }
+        if (s->kick_fd >= 0) {
+                ctl_loop_del(s->ctx->loop, s->kick_fd);
+                close(s->kick_fd);
+        }
+        s->listen_fd = s->kick_fd = -1;
+        s->opened = false;
+}
+
+uint32_t ctl_server_clients(const struct ctl_server *s)
+{
+        return s->env.clients;
+}
