@@ -302,7 +302,12 @@ static int dp_attach_audit(struct dp_engine *e)
                 int rc = dp_audit_shard(&w->shard, &a);
                 if (rc != 0)
                         return rc;
-                a.cmd_rings_stuck += dp_attach_cmd_stuck(w);
+                /* A worker killed inside a release left it half done:
+                 * finish it, or the ring would wait on zeroed bytes. */
+                if (shm_mpsc_recover(&w->cmd) < 0)
+                        a.cmd_rings_stuck++;
+                else
+                        a.cmd_rings_stuck += dp_attach_cmd_stuck(w);
                 /* Only worker i sleeps on this word, and it is not running:
                  * a count left by a worker killed in its sleep goes. */
                 atomic_store_explicit(&w->wake->sleepers, 0, memory_order_relaxed);

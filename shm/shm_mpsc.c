@@ -222,15 +222,36 @@ static void shm_mpsc_consume(struct shm_mpsc *r, uint64_t total)
 {
         uint64_t off = r->tail & r->mask;
         DP_ASSERT(off + total <= r->capacity);
+        /* Journal first (read back only by shm_mpsc_recover in a process
+         * that took over after this one died, so no ordering with the
+         * producers is needed; stores of a killed process are not lost). */
+        atomic_store_explicit(&r->hdr->release_to, r->tail + total, memory_order_relaxed);
         memset(r->data + off, 0, total);
         r->tail += total;
 }
+
 
 static void shm_mpsc_tail_publish(struct shm_mpsc *r)
 {
         /* Pairs with the acquire load of tail in shm_mpsc_claim: the zeroing
          * is visible before producers may claim the bytes again. */
         atomic_store_explicit(&r->hdr->tail, r->tail, memory_order_release);
+}
+
+int shm_mpsc_recover(struct shm_mpsc *r)
+{
+        uint64_t tail = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+        uint64_t to = atomic_load_explicit(&r->hdr->release_to, memory_order_relaxed);
+        if (to <= tail)
+                return 0;
+        /* One record at most: it never wraps and is aligned. */
+        uint64_t off = tail & r->mask;
+        if (to % SHM_MPSC_ALIGN != 0 || to - tail > r->capacity - off)
+                return -EPROTO;
+        memset(r->data + off, 0, to - tail);
+        r->tail = to;
+        shm_mpsc_tail_publish(r);
+        return 1;
 }
 
 /* Reads and checks the header at the local tail. Returns 1 with *len,

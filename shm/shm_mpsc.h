@@ -49,7 +49,7 @@
 #include "shm/shm_wake.h"
 
 #define SHM_MPSC_MAGIC 0x4d514d41u /* "AMQM" little-endian */
-#define SHM_MPSC_VERSION 1
+#define SHM_MPSC_VERSION 2
 /* 64 bytes hold one record of up to 24 payload bytes; smaller is useless. */
 #define SHM_MPSC_CAPACITY_MIN 64u
 /* Keeps lengths below bit 31, which marks a committed record. */
@@ -71,6 +71,7 @@ struct shm_mpsc_hdr {
         uint32_t capacity;                      /* data bytes, a power of two */
         SHM_ALIGNED_LINE _Atomic uint64_t head; /* producers: next byte to claim */
         SHM_ALIGNED_LINE _Atomic uint64_t tail; /* consumer: next byte to read */
+        _Atomic uint64_t release_to;            /* consumer: end of the release under way */
         SHM_ALIGNED_LINE struct shm_wake wake;  /* a consumer sleeping on empty */
 };
 _Static_assert(sizeof(struct shm_mpsc_hdr) == 4 * SHM_CACHE_LINE, "mpsc header layout");
@@ -172,6 +173,15 @@ int shm_mpsc_peek(struct shm_mpsc *r, struct shm_mpsc_rec *out);
 /* Consumer: zeroes the record the last successful peek returned and frees
  * it. Calling it without one is a bug and panics. */
 void shm_mpsc_release(struct shm_mpsc *r);
+
+/* Consumer taking over from a consumer that was killed (call it once, from
+ * the new consumer, before reading). A release zeroes the consumed bytes
+ * before it moves tail; a consumer killed between the two left zeroed
+ * bytes that no producer will ever commit, and the ring would wait on them
+ * for good. The release journals its end in release_to first, so this
+ * finishes it. Returns 1 when it finished one, 0 when there was none, or
+ * -EPROTO when release_to is impossible (nothing is changed then). */
+int shm_mpsc_recover(struct shm_mpsc *r);
 
 /* Consumer: hands up to max committed records, oldest first, to fn, then
  * frees them all with one store of tail. fn must not keep rec->data.

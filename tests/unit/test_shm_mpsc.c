@@ -608,3 +608,37 @@ Test(shm_mpsc, keeps_per_producer_order_with_two_processes, .timeout = 30)
         }
         munmap(mem, len);
 }
+
+/* A consumer killed inside a release (after zeroing, before moving tail)
+ * must not leave the ring waiting for good on the zeroed bytes: the next
+ * consumer finishes the release from its journal. */
+Test(shm_mpsc, recover_finishes_a_release_cut_short_by_a_crash)
+{
+        size_t len = shm_mpsc_bytes(4096);
+        void *mem = aligned_alloc(64, len);
+        struct shm_mpsc prod, dead, next;
+        struct shm_mpsc_rec rec;
+        cr_assert_eq(shm_mpsc_init(&prod, mem, len, 4096), 0);
+        cr_assert_eq(shm_mpsc_attach(&dead, mem, len), 0);
+        cr_assert_eq(shm_mpsc_write(&prod, 7, "first", 5), 0);
+        cr_assert_eq(shm_mpsc_peek(&dead, &rec), 1);
+        /* What the dead consumer did of its release: the journal and the
+         * zeroing, not the tail. */
+        uint64_t tail = atomic_load(&dead.hdr->tail);
+        uint64_t end = tail + 8 + 8;
+        atomic_store(&dead.hdr->release_to, end);
+        memset(dead.data, 0, end - tail);
+        cr_assert_eq(shm_mpsc_write(&prod, 8, "second", 6), 0);
+
+        cr_assert_eq(shm_mpsc_attach(&next, mem, len), 0);
+        cr_assert_eq(shm_mpsc_peek(&next, &rec), 0, "without recovery it waits for good");
+        cr_assert_eq(shm_mpsc_recover(&next), 1);
+        cr_assert_eq(shm_mpsc_peek(&next, &rec), 1, "the ring moves again");
+        cr_assert_eq(rec.type, 8);
+        cr_assert_eq(rec.len, 6);
+        shm_mpsc_release(&next);
+        cr_assert_eq(shm_mpsc_recover(&next), 0, "nothing left to finish");
+        atomic_store(&next.hdr->release_to, atomic_load(&next.hdr->tail) + 4096 * 2);
+        cr_assert_eq(shm_mpsc_recover(&next), -EPROTO, "an impossible journal is refused");
+        free(mem);
+}
