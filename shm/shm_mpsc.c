@@ -335,32 +335,19 @@ int shm_mpsc_read_burst(struct shm_mpsc *r,
         return (int)n;
 }
 
+struct shm_mpsc_try {
+        struct shm_mpsc *r;
+        struct shm_mpsc_rec *out;
+};
+
+static int shm_mpsc_try_peek(void *arg)
+{
+        struct shm_mpsc_try *t = arg;
+        return shm_mpsc_peek(t->r, t->out);
+}
+
 int shm_mpsc_read_wait(struct shm_mpsc *r, struct shm_mpsc_rec *out, int64_t timeout_ns)
 {
-        uint64_t deadline_ns = timeout_ns < 0 ? UINT64_MAX : shm_clock_ns() + (uint64_t)timeout_ns;
-
-        for (;;) {
-                int got = shm_mpsc_peek(r, out);
-                if (got != 0)
-                        return got;
-                /* The eventcount of shm_wake.h: announce, re-check, sleep. */
-                uint32_t seq = shm_wake_prepare(&r->hdr->wake);
-                got = shm_mpsc_peek(r, out);
-                if (got != 0) {
-                        shm_wake_cancel(&r->hdr->wake);
-                        return got;
-                }
-                int64_t left_ns = -1;
-                if (deadline_ns != UINT64_MAX) {
-                        uint64_t now_ns = shm_clock_ns();
-                        if (now_ns >= deadline_ns) {
-                                shm_wake_cancel(&r->hdr->wake);
-                                return -ETIMEDOUT;
-                        }
-                        left_ns = (int64_t)(deadline_ns - now_ns);
-                }
-                int rc = shm_wake_wait(&r->hdr->wake, seq, left_ns);
-                if (rc == -EINTR)
-                        return rc;
-        }
+        struct shm_mpsc_try t = { r, out };
+        return shm_wake_until(&r->hdr->wake, timeout_ns, shm_mpsc_try_peek, &t);
 }

@@ -90,32 +90,21 @@ int64_t shm_ring_count(const struct shm_ring *r)
         return n > r->capacity ? -EPROTO : (int64_t)n;
 }
 
+struct shm_ring_try {
+        struct shm_ring *r;
+        void *objs;
+        unsigned n;
+};
+
+static int shm_ring_try_dequeue(void *arg)
+{
+        struct shm_ring_try *t = arg;
+        return shm_ring_dequeue_burst(t->r, t->objs, t->n);
+}
+
 int shm_ring_dequeue_wait(struct shm_ring *r, void *objs, unsigned n,
                           int64_t timeout_ns)
 {
-        uint64_t deadline_ns = timeout_ns < 0 ? UINT64_MAX : shm_clock_ns() + (uint64_t)timeout_ns;
-
-        for (;;) {
-                int got = shm_ring_dequeue_burst(r, objs, n);
-                if (got != 0)
-                        return got;
-                uint32_t seq = shm_wake_prepare(&r->hdr->wake);
-                got = shm_ring_dequeue_burst(r, objs, n);
-                if (got != 0) {
-                        shm_wake_cancel(&r->hdr->wake);
-                        return got;
-                }
-                int64_t left_ns = -1;
-                if (deadline_ns != UINT64_MAX) {
-                        uint64_t now_ns = shm_clock_ns();
-                        if (now_ns >= deadline_ns) {
-                                shm_wake_cancel(&r->hdr->wake);
-                                return -ETIMEDOUT;
-                        }
-                        left_ns = (int64_t)(deadline_ns - now_ns);
-                }
-                int rc = shm_wake_wait(&r->hdr->wake, seq, left_ns);
-                if (rc == -EINTR)
-                        return rc;
-        }
+        struct shm_ring_try t = { r, objs, n };
+        return shm_wake_until(&r->hdr->wake, timeout_ns, shm_ring_try_dequeue, &t);
 }

@@ -72,4 +72,12 @@ static inline void shm_wake_notify(struct shm_wake *w)
  * -EINTR when a signal arrived. */
 int shm_wake_wait(struct shm_wake *w, uint32_t seq, int64_t timeout_ns);
 
+/* A consumer's "try, else sleep" loop around the eventcount: calls
+ * try_fn(arg) (which returns > 0 or < 0 to finish, 0 for nothing yet),
+ * and between tries announces itself, re-checks and sleeps on w, until
+ * try_fn finishes or timeout_ns passes (< 0: no timeout). Returns what
+ * try_fn returned, -ETIMEDOUT or -EINTR. Every ring's blocking read is
+ * this loop with its own try_fn. */
+int shm_wake_until(struct shm_wake *w, int64_t timeout_ns, int (*try_fn)(void *arg), void *arg);
+
 #endif /* ATOMQ_SHM_WAKE_H */
