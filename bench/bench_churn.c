@@ -16,10 +16,11 @@
  * with dp_table_create_burst in bursts of 32 (timed), checks the live count
  * and looks a sample up by name (untimed), destroys all N (timed), and checks
  * that the table is empty, the names gone and the old handles stale
- * (untimed). Path "table" destroys by handle; path "table-byname" finds each
- * handle by name first, as a control command naming the entity would. Every
- * failed call and every wrong answer is an error, and errors make
- * atomq-bench exit 1.
+ * (untimed). Path "table" destroys by handle, with dp_table_destroy_burst in
+ * bursts of 32; path "table-byname" finds each handle by name first, as a
+ * control command naming the entity would: dp_table_find_burst on 32 names,
+ * then dp_table_destroy_burst on the handles found. Every failed call and
+ * every wrong answer is an error, and errors make atomq-bench exit 1.
  *
  * The table is formatted once per N. A first cycle runs on the freshly
  * formatted table, where creates fault in the name heap's pages: its create
@@ -51,8 +52,8 @@
 #include "shm/shm_clock.h"
 
 #define BENCH_CHURN_ENTITIES_DEFAULT 1000000u
-/* Creates per dp_table_create_burst call: a worker drains its command ring
- * in bursts of this order. */
+/* Names or handles per burst call (create, find, destroy): a worker drains
+ * its command ring in bursts of this order. */
 #define BENCH_CHURN_BURST 32u
 /* Names looked up after each fill, and handles tried after each drain. */
 #define BENCH_CHURN_SAMPLE 4096u
@@ -247,9 +248,11 @@ static uint64_t bench_churn_fill(struct bench_churn_case *c, uint64_t *errors)
         return elapsed_ns;
 }
 
-/* Destroys all n entities, by handle or by name; returns the time it took
- * and counts failed calls in *errors. By name, a wrong handle from
- * dp_table_find destroys another entity, whose own turn then fails. */
+/* Destroys all n entities in bursts, by handle or by name; returns the time
+ * it took and counts every name not found and every handle not destroyed in
+ * *errors. By name, a wrong handle from dp_table_find_burst destroys another
+ * entity, whose own name then is not found (or, in the same burst, whose
+ * handle is then stale). */
 static uint64_t bench_churn_drain(struct bench_churn_case *c, enum bench_churn_path path,
                                   uint64_t *errors)
 {
@@ -257,16 +260,27 @@ static uint64_t bench_churn_drain(struct bench_churn_case *c, enum bench_churn_p
         const struct dp_name *names = c->set.names;
         const uint64_t *handles = c->set.handles;
         uint64_t failed = 0;
+        int rcs[BENCH_CHURN_BURST];
 
         uint64_t t0_ns = shm_clock_ns();
         if (path == BENCH_CHURN_BY_HANDLE) {
-                for (uint32_t i = 0; i < c->n; i++)
-                        failed += dp_table_destroy(t, handles[i]) != 0;
+                for (uint32_t i = 0; i < c->n; i += BENCH_CHURN_BURST) {
+                        uint32_t m = c->n - i < BENCH_CHURN_BURST ? c->n - i : BENCH_CHURN_BURST;
+                        failed += m - dp_table_destroy_burst(t, &handles[i], m, rcs);
+                }
         } else {
-                for (uint32_t i = 0; i < c->n; i++) {
-                        uint64_t h = DP_HANDLE_NONE;
-                        failed += dp_table_find(t, names[i].s, names[i].len, &h) != 0;
-                        failed += dp_table_destroy(t, h) != 0;
+                uint64_t found[BENCH_CHURN_BURST];
+                for (uint32_t i = 0; i < c->n; i += BENCH_CHURN_BURST) {
+                        uint32_t m = c->n - i < BENCH_CHURN_BURST ? c->n - i : BENCH_CHURN_BURST;
+                        uint32_t k = 0;
+                        dp_table_find_burst(t, &names[i], m, found, rcs);
+                        for (uint32_t j = 0; j < m; j++) {
+                                if (rcs[j] == 0)
+                                        found[k++] = found[j];
+                                else
+                                        failed++;
+                        }
+                        failed += k - dp_table_destroy_burst(t, found, k, rcs);
                 }
         }
         uint64_t elapsed_ns = shm_clock_ns() - t0_ns;

@@ -23,7 +23,7 @@
 #include "dataplane/dp_names.h"
 
 #define DP_TABLE_MAGIC 0x4c42415451544f41ull /* "AOTQTABL" */
-#define DP_TABLE_VERSION 1
+#define DP_TABLE_VERSION 2 /* 2: grouped name index, free-list hints */
 #define DP_TABLE_CAPACITY_MAX (1u << 30)
 
 struct dp_table_hdr {
@@ -71,7 +71,8 @@ int dp_table_init(struct dp_table *t, void *mem, size_t len, const struct dp_tab
 
 /* Attaches to a table formatted earlier (its configuration comes from its
  * header). -EPROTO: not a table or another version; -ENOSPC: len short;
- * -EBADMSG: a slot's link or name reference points outside the table. */
+ * -EBADMSG: a slot's link, a name reference or an index entry points
+ * outside the table. */
 int dp_table_attach(struct dp_table *t, void *mem, size_t len);
 
 /* Creates an entity with the atom choices of proto (its name, queue and
@@ -96,6 +97,12 @@ int dp_table_get(const struct dp_table *t, uint64_t handle, struct dp_entity **o
 /* The handle of the live entity named name. -ENOENT when there is none. */
 int dp_table_find(const struct dp_table *t, const char *name, uint32_t len, uint64_t *handle);
 
+/* Finds n names, hiding the misses of each (index, slot, stored name)
+ * behind prefetches. rcs[i] gets what dp_table_find would return for
+ * names[i], handles[i] the handle when it is 0. Returns the number found. */
+uint32_t dp_table_find_burst(const struct dp_table *t, const struct dp_name *names, uint32_t n,
+                             uint64_t *handles, int *rcs);
+
 /* The entity's name (NULL for anonymous ones), length in *len. */
 const char *dp_table_name(const struct dp_table *t, const struct dp_entity *e, uint32_t *len);
 
@@ -106,5 +113,13 @@ uint64_t dp_table_handle(const struct dp_table *t, const struct dp_entity *e);
  * generation moves on. The caller has released its messages and timers.
  * Errors as dp_table_get. */
 int dp_table_destroy(struct dp_table *t, uint64_t handle);
+
+/* Destroys the entities of n handles, in order, hiding the misses of each
+ * handle (slot, name, index group) behind prefetches. rcs[i] gets what
+ * dp_table_destroy(handles[i]) would return called in that order: a handle
+ * repeated in the burst is -ESTALE the second time. Returns the number
+ * destroyed. */
+uint32_t dp_table_destroy_burst(struct dp_table *t, const uint64_t *handles, uint32_t n,
+                                int *rcs);
 
 #endif /* ATOMQ_DP_TABLE_H */
