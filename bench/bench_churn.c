@@ -483,6 +483,12 @@ int bench_churn_run(const struct bench_opts *o, struct bench_progress *pg,
                     struct bench_report *rep)
 {
         static const unsigned entities_default[] = { BENCH_CHURN_ENTITIES_DEFAULT };
+        if (o->churn_path != NULL && strcmp(o->churn_path, "control") == 0)
+                return bench_churn_control(o, pg, rep);
+        if (o->control_path != NULL) {
+                fprintf(stderr, "atomq-bench: churn: --control goes with --path control\n");
+                return -EINVAL;
+        }
         const unsigned *entities = o->entities_n ? o->entities : entities_default;
         unsigned entities_n = o->entities_n ? o->entities_n : 1;
         int cpu;

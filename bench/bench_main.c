@@ -43,7 +43,7 @@ static const struct bench_scenario bench_scenarios[] = {
           "table, not snprintf. One table per N serves every run; a first cold cycle on\n"
           "the fresh table (first-touch page faults) is reported apart as\n"
           "cold_creates_per_s. Runs on the first CPU of --cpus.",
-          BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES, bench_churn_run },
+          BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES | BENCH_OPTF_PATH, bench_churn_run },
         { "ring", "SPSC shm_ring between two pinned threads: throughput and ping-pong latency",
           "throughput for --sizes (default 8,32,256 bytes) x --bursts (default 1,32);\n"
           "round trips of an 8-byte message over two rings (case pingpong), and over\n"
@@ -93,6 +93,10 @@ static void bench_usage(FILE *f)
                 "  --sizes LIST        ring: message sizes in bytes, comma-separated (at most %d)\n"
                 "  --bursts LIST       ring: messages per burst, comma-separated (at most %d)\n"
                 "  --entities LIST     churn: entity counts, comma-separated (at most %d)\n"
+                "  --path table|control\n"
+                "                      churn: the table in this process (default), or\n"
+                "                      bulk create/destroy through atomqd's control socket\n"
+                "  --control PATH      churn --path control: the running atomqd's socket\n"
                 "  --subs LIST         route: subscription counts, comma-separated (at most %d)\n"
                 "  --json              one JSON object per result line on stdout, no table\n"
                 "  --svg FILE          also draw the results as an SVG picture\n"
@@ -188,6 +192,8 @@ enum bench_opt_id {
         BENCH_OPT_BURSTS,
         BENCH_OPT_ENTITIES,
         BENCH_OPT_SUBS,
+        BENCH_OPT_PATH,
+        BENCH_OPT_CONTROL,
         BENCH_OPT_JSON,
         BENCH_OPT_SVG,
         BENCH_OPT_QUIET,
@@ -202,6 +208,8 @@ static const struct option bench_long_opts[] = {
         { "bursts", required_argument, NULL, BENCH_OPT_BURSTS },
         { "entities", required_argument, NULL, BENCH_OPT_ENTITIES },
         { "subs", required_argument, NULL, BENCH_OPT_SUBS },
+        { "path", required_argument, NULL, BENCH_OPT_PATH },
+        { "control", required_argument, NULL, BENCH_OPT_CONTROL },
         { "json", no_argument, NULL, BENCH_OPT_JSON },
         { "svg", required_argument, NULL, BENCH_OPT_SVG },
         { "quiet", no_argument, NULL, BENCH_OPT_QUIET },
@@ -246,6 +254,16 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
         case BENCH_OPT_SUBS:
                 o->given |= BENCH_OPTF_SUBS;
                 return bench_parse_list("--subs", arg, BENCH_COUNT_MAX, o->subs, &o->subs_n);
+        case BENCH_OPT_PATH:
+                o->given |= BENCH_OPTF_PATH;
+                if (strcmp(arg, "table") != 0 && strcmp(arg, "control") != 0)
+                        return bench_usage_error("--path", "table or control", arg);
+                o->churn_path = arg;
+                return 0;
+        case BENCH_OPT_CONTROL:
+                o->given |= BENCH_OPTF_PATH;
+                o->control_path = arg;
+                return 0;
         case BENCH_OPT_JSON:
                 o->json = true;
                 return 0;
@@ -274,6 +292,7 @@ static int bench_opts_check(const struct bench_opts *o, const struct bench_scena
                 { BENCH_OPTF_BURSTS, "--bursts" },
                 { BENCH_OPTF_ENTITIES, "--entities" },
                 { BENCH_OPTF_SUBS, "--subs" },
+                { BENCH_OPTF_PATH, "--path and --control" },
         };
         for (size_t i = 0; i < sizeof(optfs) / sizeof(optfs[0]); i++) {
                 if ((o->given & optfs[i].flag) && !(sc->opts & optfs[i].flag)) {

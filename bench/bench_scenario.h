@@ -38,6 +38,7 @@ struct bench_report;
 #define BENCH_OPTF_BURSTS (1u << 3)
 #define BENCH_OPTF_ENTITIES (1u << 4)
 #define BENCH_OPTF_SUBS (1u << 5)
+#define BENCH_OPTF_PATH (1u << 6) /* --path, --control */
 
 struct bench_opts {
         double duration_s;    /* each timed run */
@@ -54,6 +55,8 @@ struct bench_opts {
         unsigned bursts[BENCH_LIST_MAX];
         unsigned entities_n;  /* 0: the scenario's default entity counts */
         unsigned entities[BENCH_LIST_MAX];
+        const char *churn_path;   /* churn --path: "table" (NULL) or "control" */
+        const char *control_path; /* churn --control: atomqd's control socket */
         unsigned subs_n;      /* 0: the scenario's default subscription counts */
         unsigned subs[BENCH_LIST_MAX];
         unsigned given;       /* BENCH_OPTF_* of the options on the command line */
@@ -82,6 +85,7 @@ int bench_opts_cpu(const struct bench_opts *o, const char *scenario, int *cpu);
 
 bench_scenario_run_fn bench_churn_run;
 bench_scenario_run_fn bench_ring_run;
+bench_scenario_run_fn bench_churn_control;
 bench_scenario_run_fn bench_route_run;
 
 #endif /* ATOMQ_BENCH_SCENARIO_H */

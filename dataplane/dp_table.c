@@ -458,15 +458,25 @@ static inline uint64_t dp_table_entity_hash(const struct dp_table *t, const stru
         return dp_table_hash(name, len);
 }
 
-/* Destruction of live entity e, whose name (if any) hashes to hash. */
+/* Destruction of live entity e, whose name (if any) hashes to hash.
+ *
+ * The order makes a destroy safe to replay after the dataplane was killed
+ * in the middle of it (a restarted dataplane runs the command again):
+ * index entry first, then the slot, then the name. Killed after the index
+ * entry went, the replay finds the slot still live and its entry already
+ * gone (so a missing entry is not an error here); killed after the slot
+ * went, the replay gets -ESTALE and the name's units stay leaked (bounded,
+ * one name per crash) rather than being freed twice. */
 static inline void dp_table_destroy_hashed(struct dp_table *t, struct dp_entity *e,
                                            uint64_t hash)
 {
-        if (e->flags & DP_ENT_F_NAMED) {
-                DP_VERIFY(dp_index_remove(&t->index, hash, (uint32_t)(e - t->slots)) == 0);
-                dp_names_free(&t->names, e->name_ref);
-        }
+        bool named = (e->flags & DP_ENT_F_NAMED) != 0;
+        uint32_t ref = e->name_ref;
+        if (named)
+                (void)dp_index_remove(&t->index, hash, (uint32_t)(e - t->slots));
         dp_table_slot_put(t, e);
+        if (named)
+                dp_names_free(&t->names, ref);
         t->hdr->destroys++;
 }
 

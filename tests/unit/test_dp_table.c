@@ -9,6 +9,9 @@
 #include "dataplane/dp_subject.h"
 #include "dataplane/dp_table.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static struct dp_table table;
 static void *table_mem;
 static const struct dp_entity proto = { .storage = DP_STORAGE_MEM, .routing = DP_ROUTING_DIRECT };
@@ -517,5 +520,32 @@ Test(dp_table, burst_find_reports_each_name)
                         cr_assert_eq(found[i], handles[i == 13 ? 14 : i], "name %d", i);
         }
         cr_assert_eq(dp_table_find_burst(&table, names, 0, found, rcs), 0, "an empty burst");
+        table_free();
+}
+
+/* A dataplane killed in the middle of a destroy runs it again after its
+ * restart. Killed after the name left the index but before the slot was
+ * freed, the replay must finish the destroy, not abort. */
+Test(dp_table, a_destroy_replayed_after_a_crash_mid_way_completes)
+{
+        uint64_t h, other;
+        table_new(8, 0, 0);
+        cr_assert_eq(create_named("crash.victim", &h), 0);
+        cr_assert_eq(create_named("crash.bystander", &other), 0);
+        /* What the killed dataplane did of the destroy: the index entry. */
+        struct dp_entity *e;
+        cr_assert_eq(dp_table_get(&table, h, &e), 0);
+        uint32_t len;
+        const char *name = dp_table_name(&table, e, &len);
+        cr_assert_eq(dp_index_remove(&table.index, XXH3_64bits(name, len), dp_handle_slot(h)), 0);
+
+        cr_assert_eq(dp_table_destroy(&table, h), 0, "the replay finishes");
+        cr_assert_eq(dp_table_get(&table, h, &e), -ESTALE);
+        cr_assert_eq(dp_table_destroy(&table, h), -ESTALE, "and a second replay is refused");
+        cr_assert_eq(table.hdr->live, 1);
+        uint64_t found;
+        cr_assert_eq(dp_table_find(&table, "crash.bystander", 15, &found), 0);
+        cr_assert_eq(found, other);
+        cr_assert_eq(create_named("crash.victim", &h), 0, "the name can be taken again");
         table_free();
 }
