@@ -398,23 +398,12 @@ static void bench_churn_notes(const struct bench_churn_case *c)
         }
 }
 
-/* "1M", "250k" or "1234": short case names for tables and charts. */
-static void bench_churn_count_name(char *buf, size_t len, uint32_t n)
-{
-        if (n % 1000000 == 0)
-                snprintf(buf, len, "%uM", n / 1000000);
-        else if (n % 1000 == 0)
-                snprintf(buf, len, "%uk", n / 1000);
-        else
-                snprintf(buf, len, "%u", n);
-}
-
 /* One result per path, reduced to medians. -ENOSPC when the report is full. */
 static int bench_churn_results(const struct bench_churn_case *c, struct bench_report *rep)
 {
         const struct bench_churn_shard *sh = &c->shard;
         char case_name[BENCH_NAME_BYTES];
-        bench_churn_count_name(case_name, sizeof(case_name), c->n);
+        bench_count_name(case_name, sizeof(case_name), c->n);
         for (unsigned p = 0; p < BENCH_CHURN_PATHS; p++) {
                 struct bench_result *r = bench_report_add(rep, "atomq", "churn", case_name);
                 if (r == NULL) {

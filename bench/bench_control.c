@@ -85,18 +85,6 @@ static int bench_ctl_timed(struct bench_ctl *c, const char *cmd, const char *key
         return 0;
 }
 
-static int bench_ctl_cmp(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return (x > y) - (x < y);
-}
-
-static double bench_ctl_median(double *v, unsigned n)
-{
-        qsort(v, n, sizeof(*v), bench_ctl_cmp);
-        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* One N: --runs creates and destroys; medians into one result. */
 static int bench_ctl_case(const struct bench_opts *o, struct bench_ctl *c, uint32_t n,
                           struct bench_report *rep)
@@ -136,7 +124,7 @@ static int bench_ctl_case(const struct bench_opts *o, struct bench_ctl *c, uint3
         res->fixed_work = true;
         res->errors = errors;
         res->cpu_share = 1.0;
-        double cs = bench_ctl_median(create_s, o->runs), ds = bench_ctl_median(destroy_s, o->runs);
+        double cs = bench_median_f64(create_s, o->runs), ds = bench_median_f64(destroy_s, o->runs);
         bench_result_str(res, "path", "control");
         bench_result_u64(res, "entities", n);
         bench_result_rate(res, "creates_per_s", n / cs);

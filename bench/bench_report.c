@@ -122,6 +122,16 @@ static int bench_cmp_u64(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
+void bench_count_name(char *buf, size_t len, uint32_t n)
+{
+        if (n % 1000000 == 0)
+                snprintf(buf, len, "%uM", n / 1000000);
+        else if (n % 1000 == 0)
+                snprintf(buf, len, "%uk", n / 1000);
+        else
+                snprintf(buf, len, "%u", n);
+}
+
 double bench_median_f64(double *v, unsigned n)
 {
         DP_VERIFY(n >= 1);

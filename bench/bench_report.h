@@ -135,6 +135,9 @@ void bench_latency_median(struct bench_latency *out, const struct bench_latency 
 
 /* Medians; both sort v in place. n must be at least 1. */
 double bench_median_f64(double *v, unsigned n);
+
+/* "1M", "250k" or "1234": short names of counts for cases and charts. */
+void bench_count_name(char *buf, size_t len, uint32_t n);
 uint64_t bench_median_u64(uint64_t *v, unsigned n);
 
 #endif /* ATOMQ_BENCH_REPORT_H */

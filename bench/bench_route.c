@@ -395,21 +395,10 @@ static void bench_route_notes(const struct bench_route_case *c)
                         c->runs[r].deliveries_per_s / 1e6);
 }
 
-/* "1M", "10k" or "1234". */
-static void bench_route_count_name(char *buf, size_t len, uint32_t n)
-{
-        if (n % 1000000 == 0)
-                snprintf(buf, len, "%uM", n / 1000000);
-        else if (n % 1000 == 0)
-                snprintf(buf, len, "%uk", n / 1000);
-        else
-                snprintf(buf, len, "%u", n);
-}
-
 static int bench_route_results(const struct bench_route_case *c, struct bench_report *rep)
 {
         char case_name[BENCH_NAME_BYTES];
-        bench_route_count_name(case_name, sizeof(case_name), c->subs_n);
+        bench_count_name(case_name, sizeof(case_name), c->subs_n);
         struct bench_result *r = bench_report_add(rep, "atomq", "route", case_name);
         if (r == NULL) {
                 fprintf(stderr, "atomq-bench: route: more than %u results\n", BENCH_RESULTS_MAX);
