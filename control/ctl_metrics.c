@@ -141,9 +141,10 @@ static uint32_t eng_workers(const struct ctl_metrics *m)
         return e->workers < DP_WORKERS_MAX ? e->workers : DP_WORKERS_MAX;
 }
 
+/* Every loop pass that found no work, spinning, yielding or sleeping. */
 static uint64_t idle_passes(const struct dp_worker_stats *ws)
 {
-        return dp_counter_get(&ws->idle.yields) + dp_counter_get(&ws->idle.sleeps);
+        return dp_counter_get(&ws->idle.passes);
 }
 
 /* Bytes waiting in worker i's command ring, from the shared head and tail
@@ -218,6 +219,7 @@ static const struct ctl_ctr worker_ctrs[] = {
         { "worker_fetch_overflow", "fetch_overflow", "Fetched messages too large for a completion.", WCTR(fetch_overflow) },
         { "worker_dispatches", "dispatches", "Dispatches handed to the delivery callback.", WCTR(deliveries) },
         { "worker_timers", "timers", "Timers fired.", WCTR(timers) },
+        { "worker_idle_passes", "idle_passes", "Loop passes that found no work.", WCTR(idle.passes) },
         { "worker_idle_yields", "idle_yields", "Idle passes given away with sched_yield.", WCTR(idle.yields) },
         { "worker_idle_sleeps", "idle_sleeps", "Idle passes that slept on the wake word.", WCTR(idle.sleeps) },
         { "worker_idle_wakeups", "idle_wakeups", "Sleeps ended by a notify.", WCTR(idle.wakeups) },
@@ -351,8 +353,8 @@ static void prom_per_worker(const struct ctl_metrics *m, struct ctl_mbuf *b)
                 mb_printf(b, "atomq_cmd_ring_capacity_bytes{worker=\"%" PRIu32 "\"} %" PRIu32 "\n", i,
                           e->cmd_prod[i].capacity);
         prom_family(b, "worker_idle_ratio", "gauge",
-                    "Share of the worker's passes that yielded or slept over the last window "
-                    "of a second or more (spins are not counted: a lower bound).");
+                    "Share of the worker's loop passes that found no work, over the last "
+                    "window of a second or more.");
         for (uint32_t i = 0; i < n; i++)
                 if (m->idle_ppm[i] >= 0)
                         mb_printf(b, "atomq_worker_idle_ratio{worker=\"%" PRIu32 "\"} %.6f\n", i,

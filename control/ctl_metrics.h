@@ -63,9 +63,8 @@ void ctl_metrics_init(struct ctl_metrics *m, const struct ctl_ctx *ctx,
 
 /* Closes the idle-ratio window when it is CTL_METRICS_WINDOW_NS old: each
  * worker's ratio becomes (idle passes) / (passes) over it, where an idle
- * pass is one that yielded or slept. The worker does not count the passes
- * it spins, so this is a lower bound on idleness, and it reads 0 under
- * --busy-poll always, which never yields nor sleeps. now_ns: CLOCK_MONOTONIC. */
+ * pass is any loop pass that found no work (spinning, yielding or
+ * sleeping, under either idle strategy). now_ns: CLOCK_MONOTONIC. */
 void ctl_metrics_sample(struct ctl_metrics *m, uint64_t now_ns);
 
 /* Prometheus text format 0.0.4. Returns the length or -ENOSPC. */

@@ -82,6 +82,8 @@ void dp_idle_run(struct dp_idle *s, int work)
                 s->sleep_ns = s->cfg.sleep_min_ns;
                 return;
         }
+        /* One writer (this worker), on its own lines: a plain increment. */
+        dp_counter_inc(&s->ctr->passes);
         if (s->cfg.kind == DP_IDLE_ALWAYS) {
                 shm_cpu_relax();
                 return;

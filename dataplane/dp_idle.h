@@ -64,6 +64,7 @@ struct dp_idle_config {
 
 /* The strategy's counters, part of the worker's counters in the arena. */
 struct dp_idle_counters {
+        dp_counter passes;     /* loop passes that found no work (any strategy) */
         dp_counter yields;     /* idle passes given away with sched_yield */
         dp_counter sleeps;     /* idle passes that slept on the wake word */
         dp_counter wakeups;    /* sleeps ended by a notify, not the timeout */
