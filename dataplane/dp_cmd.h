@@ -85,7 +85,7 @@ enum dp_cmd_create_flags {
 struct dp_cmd_create {
         uint8_t mode;       /* enum dp_mode */
         int8_t storage;     /* with DP_CMD_CREATE_F_STORAGE */
-        int8_t overflow;    /* <= 0: the mode's */
+        int8_t overflow;    /* -1: the mode's; else enum dp_overflow */
         uint8_t flags;      /* enum dp_cmd_create_flags */
         uint32_t ttl_ms;
         uint32_t max_msgs;

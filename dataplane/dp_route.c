@@ -143,7 +143,8 @@ static const struct dp_binding *dp_group_pick(struct dp_shard *s, const struct d
                         continue;
                 count++;
                 uint32_t load = least ? s->load(s->load_arg, b->endpoint) : 0;
-                if (least && load < best_load) {
+                /* <=: a member is picked even when every load is UINT32_MAX. */
+                if (least && load <= best_load) {
                         best_load = load;
                         best = b;
                 }
@@ -187,6 +188,8 @@ static unsigned dp_route_watchers(struct dp_shard *s, struct dp_entity *e, uint6
                         if (!dp_group_first(s, e, b))
                                 continue;
                         to = dp_group_pick(s, e, b->group);
+                        if (to == NULL)
+                                continue;
                 } else if (e->routing == DP_ROUTING_HEADERS && b->hname != 0 &&
                            !dp_headers_match(b, m->headers, m->headers_len)) {
                         continue;
@@ -364,7 +367,8 @@ int dp_shard_publish(struct dp_shard *s, const struct dp_msg_in *m)
 int dp_shard_request(struct dp_shard *s, const struct dp_msg_in *m, uint32_t endpoint,
                      uint32_t sid, uint32_t timeout_ms, uint64_t *inbox)
 {
-        struct dp_create_opts o = { .mode = DP_MODE_REQUEST, .ttl_ms = timeout_ms };
+        struct dp_create_opts o = { .mode = DP_MODE_REQUEST, .overflow = -1,
+                                    .ttl_ms = timeout_ms };
         uint64_t h;
         if (timeout_ms == 0 || endpoint >= DP_ENDPOINT_MAX)
                 return -EINVAL;

@@ -220,9 +220,10 @@ static int dp_opts_apply(struct dp_entity *e, const struct dp_create_opts *o)
                         return -EOPNOTSUPP;
                 e->storage = (uint8_t)o->storage;
         }
-        if (o->overflow >= DP_OVERFLOW_COUNT_)
+        /* -1 keeps the mode's choice; 0 (reject) is a choice like any other. */
+        if (o->overflow < -1 || o->overflow >= DP_OVERFLOW_COUNT_)
                 return -EINVAL;
-        if (o->overflow > 0)
+        if (o->overflow >= 0)
                 e->overflow = (uint8_t)o->overflow;
         if (o->ttl_idle)
                 e->lifecycle = (uint8_t)((e->lifecycle & ~DP_LIFE_TTL_ABSOLUTE) | DP_LIFE_TTL_IDLE);

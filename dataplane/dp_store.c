@@ -169,25 +169,10 @@ static int64_t dp_store_find_key(struct dp_shard *s, struct dp_entity *e, const 
         return -ENOENT;
 }
 
-/* Keeps buf (the caller's reference moves to the queue) under seq. */
-static int dp_store_put(struct dp_shard *s, struct dp_entity *e, uint32_t buf, uint64_t seq,
-                        const struct dp_msg_in *m)
+/* Links record idx, holding buf under seq, at the tail of e's queue. */
+static void dp_store_link(struct dp_shard *s, struct dp_entity *e, uint32_t idx, uint32_t buf,
+                          uint32_t len, uint64_t seq, const struct dp_msg_in *m)
 {
-        uint32_t prev, idx, len = dp_buf_len(s, buf);
-        if (e->retention == DP_RETENTION_LATEST) {
-                int64_t old = dp_store_find_key(s, e, m->subject, m->subject_len, &prev);
-                if (old >= 0)
-                        dp_msg_remove(s, e, prev, (uint32_t)old, false);
-        }
-        int rc = dp_store_room(s, e, len);
-        if (rc != 0) {
-                s->stats->drops_full++;
-                return rc;
-        }
-        if (dp_msgs_alloc(&s->msgs, &idx) != 0) {
-                s->stats->pool_exhausted++;
-                return -ENOMEM;
-        }
         struct dp_msg *r = dp_msgs_get(&s->msgs, idx);
         r->buf = buf;
         r->seq = seq;
@@ -197,6 +182,54 @@ static int dp_store_put(struct dp_shard *s, struct dp_entity *e, uint32_t buf, u
         dp_msgq_append(&s->msgs, e, idx);
         e->msgs++;
         e->bytes += len;
+}
+
+/* Retention latest with a value already under the key: would the new one
+ * fit once the old one (record old, len old_len) has made way? */
+static bool dp_store_fits_replacing(const struct dp_entity *e, uint32_t old_len, uint32_t len)
+{
+        return (e->max_msgs == 0 || e->msgs - 1 < e->max_msgs) &&
+               (e->max_bytes == 0 || (uint64_t)e->bytes - old_len + len <= e->max_bytes);
+}
+
+/* Makes room for the new message as retention and overflow say. The key's
+ * old value (retention latest) goes only once the new one is sure to be
+ * stored, so a refused send never loses the current value. */
+static int dp_store_make_room(struct dp_shard *s, struct dp_entity *e, uint32_t len,
+                              const struct dp_msg_in *m)
+{
+        uint32_t prev;
+        int64_t old = -1;
+        if (e->retention == DP_RETENTION_LATEST)
+                old = dp_store_find_key(s, e, m->subject, m->subject_len, &prev);
+        if (old < 0)
+                return dp_store_room(s, e, len);
+        uint32_t old_len = dp_buf_len(s, dp_msgs_get(&s->msgs, (uint32_t)old)->buf);
+        if (e->max_bytes != 0 && len > e->max_bytes)
+                return -ENOBUFS;
+        if (!dp_store_fits_replacing(e, old_len, len) && e->overflow == DP_OVERFLOW_REJECT)
+                return -ENOBUFS;
+        dp_msg_remove(s, e, prev, (uint32_t)old, false);
+        return dp_store_room(s, e, len);
+}
+
+/* Keeps buf (the caller's reference moves to the queue) under seq. The
+ * record is taken first: when the pool is empty nothing has changed. */
+static int dp_store_put(struct dp_shard *s, struct dp_entity *e, uint32_t buf, uint64_t seq,
+                        const struct dp_msg_in *m)
+{
+        uint32_t idx, len = dp_buf_len(s, buf);
+        if (dp_msgs_alloc(&s->msgs, &idx) != 0) {
+                s->stats->pool_exhausted++;
+                return -ENOMEM;
+        }
+        int rc = dp_store_make_room(s, e, len, m);
+        if (rc != 0) {
+                dp_msgs_free(&s->msgs, idx);
+                s->stats->drops_full++;
+                return rc;
+        }
+        dp_store_link(s, e, idx, buf, len, seq, m);
         return 0;
 }
 
@@ -347,6 +380,10 @@ int dp_shard_ack(struct dp_shard *s, uint64_t handle, uint64_t seq)
         int rc = dp_shard_entity(s, handle, &e);
         if (rc != 0)
                 return rc;
+        /* A log is read through cursors: an ack would delete an entry from
+         * under every consumer group. */
+        if (e->delivery == DP_DELIVERY_ORDERED)
+                return -EOPNOTSUPP;
         uint32_t prev = UINT32_MAX;
         for (uint32_t i = e->q_head; i != 0;) {
                 uint32_t idx = i - 1;

@@ -478,3 +478,81 @@ Test(dp_atom, stale_handles_are_refused_everywhere)
         cr_assert_eq(dp_shard_set_storage(&shard, h, DP_STORAGE_NONE), -ESTALE);
         cr_assert_eq(dp_shard_destroy(&shard, h), -ESTALE);
 }
+
+/* Found in review: the key's current value must survive a refused send. */
+Test(dp_atom, a_refused_latest_value_keeps_the_current_one)
+{
+        uint64_t h = entity((struct dp_create_opts){ .mode = DP_MODE_LATEST, .max_bytes = 200 },
+                            "kv.capped");
+        struct dp_msg_in v1 = { .subject = "kv.k", .subject_len = 4, .payload = "v1",
+                                .payload_len = 2, .storage = -1 };
+        static char big[300];
+        memset(big, 'x', sizeof(big));
+        struct dp_msg_in v2 = v1;
+        v2.payload = big;
+        v2.payload_len = sizeof(big);
+        struct dp_fetched f;
+        cr_assert_eq(dp_shard_send(&shard, h, &v1, NULL), 0);
+        cr_assert_eq(dp_shard_send(&shard, h, &v2, NULL), -ENOBUFS);
+        cr_assert_eq(dp_shard_get(&shard, h, "kv.k", 4, &f), 0, "v1 is still the value");
+        cr_assert_str_eq(payload_of(f.buf), "v1");
+        shm_slab_put(&shard.bufs, f.buf);
+        struct dp_msg_in v3 = v1;
+        v3.payload = "v3";
+        cr_assert_eq(dp_shard_send(&shard, h, &v3, NULL), 0, "a fitting value replaces it");
+        cr_assert_eq(dp_shard_get(&shard, h, "kv.k", 4, &f), 0);
+        cr_assert_str_eq(payload_of(f.buf), "v3");
+        shm_slab_put(&shard.bufs, f.buf);
+        struct dp_entity *e;
+        cr_assert_eq(dp_table_get(&shard.table, h, &e), 0);
+        cr_assert_eq(e->msgs, 1);
+}
+
+Test(dp_atom, reject_can_be_chosen_over_a_modes_drop_oldest)
+{
+        uint64_t h;
+        struct dp_create_opts o = { .mode = DP_MODE_LOG, .max_msgs = 1,
+                                    .overflow = DP_OVERFLOW_REJECT };
+        cr_assert_eq(dp_shard_create(&shard, &o, "log.strict", 10, &h), 0);
+        struct dp_msg_in m = text("x");
+        cr_assert_eq(dp_shard_send(&shard, h, &m, NULL), 0);
+        cr_assert_eq(dp_shard_send(&shard, h, &m, NULL), -ENOBUFS, "reject, not drop-oldest");
+        o.overflow = -2;
+        cr_assert_eq(dp_shard_create(&shard, &o, "log.bad", 7, &h), -EINVAL);
+}
+
+Test(dp_atom, ack_is_refused_on_a_log)
+{
+        uint64_t h = entity((struct dp_create_opts){ .mode = DP_MODE_LOG }, "log.acked");
+        struct dp_msg_in m = text("entry");
+        struct dp_fetched f[2];
+        cr_assert_eq(dp_shard_send(&shard, h, &m, NULL), 0);
+        cr_assert_eq(dp_shard_ack(&shard, h, 0), -EOPNOTSUPP, "cursors, not acks");
+        cr_assert_eq(dp_shard_read(&shard, h, 0, f, 2), 1, "the entry is still there");
+        shm_slab_put(&shard.bufs, f[0].buf);
+}
+
+static uint32_t load_saturated(void *arg, uint32_t endpoint)
+{
+        (void)arg;
+        (void)endpoint;
+        return UINT32_MAX;
+}
+
+Test(dp_atom, least_loaded_picks_a_member_even_when_all_are_saturated)
+{
+        uint64_t h = entity((struct dp_create_opts){ .mode = DP_MODE_REQUEST, .least_loaded = true },
+                            "ll.sat");
+        struct dp_entity *e;
+        cr_assert_eq(dp_table_get(&shard.table, h, &e), 0);
+        e->routing = DP_ROUTING_GROUP;
+        e->lifecycle = 0;
+        e->ttl_ms = 0;
+        dp_shard_set_load_fn(&shard, load_saturated, NULL);
+        struct dp_bind w = { .endpoint = 5, .sid = 5, .group = 1 };
+        cr_assert_eq(dp_shard_bind(&shard, h, &w), 0);
+        struct dp_msg_in m = text("job");
+        cr_assert_eq(dp_shard_send(&shard, h, &m, NULL), 0);
+        cr_assert_eq(got_n, 1);
+        cr_assert_eq(got[0].endpoint, 5);
+}
