@@ -5,6 +5,7 @@
  *      atomq-bench ring --runs 5 --json > ring.jsonl
  *      atomq-bench ring --svg /tmp/ring.svg --quiet
  *      atomq-bench churn --entities 1000000,10000000 --json
+ *      atomq-bench ipc --runs 3 --json
  *      atomq-bench route --subs 10000,1000000 --svg /tmp/route.svg
  *
  * A scenario is a function that appends results to a report
@@ -44,6 +45,14 @@ static const struct bench_scenario bench_scenarios[] = {
           "the fresh table (first-touch page faults) is reported apart as\n"
           "cold_creates_per_s. Runs on the first CPU of --cpus.",
           BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES | BENCH_OPTF_PATH, bench_churn_run },
+        { "ipc", "direct channels between two colocated agents, against the bare ring",
+          "32-byte messages over a channel of 64 KiB rings between two threads pinned to\n"
+          "--cpus, each end with its own mapping of the memfd: ipc-channel (msgs/s one\n"
+          "way, send + recv/release), ipc-channel-pingpong (round trips, p50/p99/p999 ns),\n"
+          "channel-open (create + attach + close, 10000 per run, on one thread) and\n"
+          "ring-baseline (the bare shm_ring, 32-byte slots, same CPUs, same run).\n"
+          "ipc-pubsub and ipc-pingpong (through a worker) come with the agent attach step.",
+          BENCH_OPTF_DURATION | BENCH_OPTF_CPUS, bench_ipc_run },
         { "ring", "SPSC shm_ring between two pinned threads: throughput and ping-pong latency",
           "throughput for --sizes (default 8,32,256 bytes) x --bursts (default 1,32);\n"
           "round trips of an 8-byte message over two rings (case pingpong), and over\n"

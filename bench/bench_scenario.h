@@ -84,6 +84,7 @@ struct bench_scenario {
 int bench_opts_cpu(const struct bench_opts *o, const char *scenario, int *cpu);
 
 bench_scenario_run_fn bench_churn_run;
+bench_scenario_run_fn bench_ipc_run;
 bench_scenario_run_fn bench_ring_run;
 bench_scenario_run_fn bench_churn_control;
 bench_scenario_run_fn bench_route_run;
