@@ -49,7 +49,8 @@
 
 #define DP_CMD_MAGIC 0x4443u /* "CD" */
 #define DP_CPL_MAGIC 0x4c43u /* "CL" */
-#define DP_CMD_VERSION 2 /* 2: DP_OP_SET, DP_OP_STAT, destroy/fetch by name */
+#define DP_CMD_VERSION 3 /* 2: DP_OP_SET, DP_OP_STAT, destroy/fetch by name;
+                          * 3: bind, unbind, request, get, read, commit */
 
 /* Ring record types (the ring's own type word, not the op). */
 #define DP_REC_CMD 0x31444d43u         /* "CMD1": a client's command */
@@ -75,6 +76,11 @@
  * frame ops (ATOMQ_OP_MAX_) and a frame can never be mistaken for one. */
 #define DP_OP_SET 0x40u   /* change an entity's storage and/or TTL live */
 #define DP_OP_STAT 0x41u  /* read an entity: struct dp_cpl_stat after the completion */
+#define DP_OP_BIND 0x42u  /* become a party of an entity: watcher or holder */
+#define DP_OP_UNBIND 0x43u /* leave it (endpoint and sid) */
+#define DP_OP_GET 0x44u   /* retention latest: the value under a key (the name section) */
+#define DP_OP_READ 0x45u  /* ordered: read by offset, or a group's cursor (name: group) */
+#define DP_OP_COMMIT 0x46u /* ordered: move a group's cursor (name: group, seq: offset) */
 
 enum dp_cmd_create_flags {
         DP_CMD_CREATE_F_STORAGE = 1u << 0,      /* storage overrides the mode's */
@@ -129,8 +135,34 @@ struct dp_cmd_set {
         uint8_t reserved2[16];
 };
 
+struct dp_cmd_bind {
+        uint32_t endpoint;  /* the party; forced to the agent's own for agents */
+        uint32_t sid;
+        uint32_t group;     /* group routing: members of one group */
+        uint8_t hold;       /* 1: a holder (pulls, keeps it alive), 0: a watcher */
+        uint8_t end;        /* channel end of a holder (0 or 1) */
+        uint8_t reserved[10];
+};
+
+struct dp_cmd_request {
+        uint32_t timeout_ms; /* 1 .. */
+        uint32_t endpoint;   /* the reply's party; forced for agents */
+        uint32_t sid;
+        uint8_t reserved[12];
+};
+
+struct dp_cmd_read {
+        uint32_t max;        /* 1 .. DP_FETCH_MAX */
+        uint32_t reserved;
+        uint64_t offset;     /* without a group: the first offset */
+        uint8_t reserved2[8];
+};
+
 union dp_cmd_args {
         struct dp_cmd_create create;
+        struct dp_cmd_bind bind;
+        struct dp_cmd_request request;
+        struct dp_cmd_read read;
         struct dp_cmd_sub sub;
         struct dp_cmd_fetch fetch;
         struct dp_cmd_send send;
@@ -139,9 +171,11 @@ union dp_cmd_args {
 };
 
 /* The fixed head of every command record. handle is the target of
- * destroy, send, fetch, set, stat and ack (0 with a name: the entity of
- * that name, except for ack), the entity a subscription feeds (0: the
- * endpoint) and the subscription id of an unsubscribe. */
+ * destroy, send, fetch, set, stat, bind and unbind (0 with a name: the
+ * entity of that name), of ack, get, read and commit (a handle is
+ * required: their name section is the key or group), the entity a
+ * subscription feeds (0: the endpoint) and the subscription id of an
+ * unsubscribe. */
 struct dp_cmd {
         uint16_t magic;      /* DP_CMD_MAGIC (filled by dp_cmd_encode) */
         uint8_t version;     /* DP_CMD_VERSION (filled by dp_cmd_encode) */
@@ -239,18 +273,30 @@ static inline bool dp_cmd_op_valid(uint8_t op)
         case ATOMQ_OP_UNSUB:
         case ATOMQ_OP_FETCH:
         case ATOMQ_OP_ACK:
+        case ATOMQ_OP_REQUEST:
         case DP_OP_SET:
         case DP_OP_STAT:
+        case DP_OP_BIND:
+        case DP_OP_UNBIND:
+        case DP_OP_GET:
+        case DP_OP_READ:
+        case DP_OP_COMMIT:
                 return true;
         default:
                 return false;
         }
 }
 
+/* Is the answer to op a list of messages (struct dp_cpl then frames)? */
+static inline bool dp_cmd_op_answers_msgs(uint8_t op)
+{
+        return op == ATOMQ_OP_FETCH || op == DP_OP_GET || op == DP_OP_READ;
+}
+
 /* Does a command of this op carry a message (a frame)? */
 static inline bool dp_cmd_op_has_msg(uint8_t op)
 {
-        return op == ATOMQ_OP_SEND || op == ATOMQ_OP_PUB;
+        return op == ATOMQ_OP_SEND || op == ATOMQ_OP_PUB || op == ATOMQ_OP_REQUEST;
 }
 
 /* Bytes of the record for a command with a name of name_len bytes and

@@ -51,6 +51,12 @@ static bool dp_ring_bytes_ok(uint32_t bytes, uint32_t min)
         return shm_is_pow2_u64(bytes) && bytes >= min && bytes <= DP_RING_BYTES_MAX;
 }
 
+uint32_t dp_engine_dlv_ring_bytes(const struct dp_engine_config *c)
+{
+        return c->agent_dlv_ring_bytes != 0 ? c->agent_dlv_ring_bytes
+                                            : DP_AGENT_DLV_RING_BYTES_DEFAULT;
+}
+
 int dp_engine_layout(const struct dp_engine_config *c, uint32_t n, struct dp_engine_layout *l)
 {
         if (n == 0 || n > DP_WORKERS_MAX || n > DP_SHARDS_MAX || c->clients == 0 ||
@@ -62,13 +68,18 @@ int dp_engine_layout(const struct dp_engine_config *c, uint32_t n, struct dp_eng
                 return -EINVAL;
         if (dp_idle_config_check(&c->idle) != 0)
                 return -EINVAL;
+        if (c->agents > DP_AGENTS_MAX || n > SHM_AGENT_WORKERS_MAX)
+                return -EINVAL;
+        if (c->agents > 0 && !dp_ring_bytes_ok(dp_engine_dlv_ring_bytes(c), DP_AGENT_DLV_RING_BYTES_MIN))
+                return -EINVAL;
         struct dp_shard_config sc = c->shard;
         sc.shard = 0;
         size_t shard_bytes = dp_shard_bytes(&sc);
         if (shard_bytes == 0)
                 return -EINVAL;
         l->engine_bytes = sizeof(struct dp_engine_hdr) + (uint64_t)c->clients * SHM_CACHE_LINE +
-                          (uint64_t)n * DP_WORKER_STATS_BYTES;
+                          (uint64_t)n * DP_WORKER_STATS_BYTES +
+                          (uint64_t)c->agents * sizeof(struct dp_agent_slot);
         /* Shards start on a page of their own (a later NUMA or read-only
          * mapping works on pages). */
         l->shard_stride = shm_align_up(shard_bytes, DP_PAGE_BYTES);
@@ -106,7 +117,10 @@ static int dp_engine_regions(struct dp_engine *e, const struct dp_engine_config 
                 .wake_off = off + sizeof(*h),
                 .stats_off = off + sizeof(*h) + (uint64_t)e->clients * SHM_CACHE_LINE,
                 .shard = c->shard, .idle = c->idle,
+                .agents = c->agents,
+                .agent_dlv_ring_bytes = c->agents > 0 ? dp_engine_dlv_ring_bytes(c) : 0,
         };
+        h->agents_off = h->stats_off + n * DP_WORKER_STATS_BYTES;
         /* What a dataplane process that attaches needs to rebuild the
          * layout and check it; each shard's own index is in its header. */
         h->shard.shard = 0;
@@ -221,6 +235,9 @@ int dp_engine_views_build(struct dp_engine *e, const struct dp_engine_hdr *h,
         int rc = dp_engine_views_alloc(e);
         if (rc != 0)
                 return rc;
+        e->agents = h->agents;
+        if (h->agents > 0)
+                e->agent_slots = dp_engine_at(e, h->agents_off, sizeof(struct dp_agent_slot) * h->agents, 0);
         for (uint32_t k = 0; k < e->clients; k++) {
                 e->client_wake[k] = dp_engine_at(e, h->wake_off, SHM_CACHE_LINE, k);
                 /* An attacher leaves the words alone: atomqd's threads may
@@ -259,6 +276,8 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
                 rc = dp_engine_regions(e, cfg, &l);
         if (rc == 0)
                 rc = dp_engine_views_build(e, e->hdr, cfg, true);
+        if (rc == 0 && e->agents > 0)
+                rc = dp_agent_files_create(e);
         /* Magic last, with a release store: an attacher that sees it sees
          * every region formatted (shm_arena_publish). */
         if (rc == 0)
@@ -375,6 +394,7 @@ void dp_engine_fini(struct dp_engine *e)
         free(e->client_wake);
         free(e->worker_wake);
         free(e->poll_next);
+        dp_agent_files_close(e);
         dp_engine_unclaim(e);
         shm_arena_close(&e->arena);
         memset(e, 0, sizeof(*e));

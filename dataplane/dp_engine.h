@@ -53,6 +53,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dataplane/dp_agent.h"
 #include "dataplane/dp_cmd.h"
 #include "dataplane/dp_idle.h"
 #include "dataplane/dp_shard.h"
@@ -60,7 +61,7 @@
 #include "shm/shm_arena.h"
 
 #define DP_ENGINE_MAGIC 0x454e494745514d41ull /* "AMQEGINE" */
-#define DP_ENGINE_VERSION 2 /* 2: shard and idle config, owner, audit */
+#define DP_ENGINE_VERSION 3 /* 2: shard and idle config, owner, audit; 3: agents */
 #define DP_REGION_ENGINE (SHM_REGION_USER + 1)
 #define DP_REGION_SHARDS (SHM_REGION_USER + 2)
 /* Ring sizes a command (DP_CMD_BYTES_MAX) or a completion (DP_CPL_BYTES_MAX)
@@ -75,7 +76,8 @@ struct dp_engine_config {
         uint32_t cmd_ring_bytes;    /* per worker, a power of two */
         uint32_t cpl_ring_bytes;    /* per worker and client */
         uint32_t mesh_ring_bytes;   /* per ordered pair of workers */
-        uint32_t reserved;
+        uint32_t agents;            /* agent slots, 0 .. DP_AGENTS_MAX (dp_agent.h) */
+        uint32_t agent_dlv_ring_bytes; /* per agent and worker; 0: the default */
         struct dp_shard_config shard; /* every shard's; .shard is set per worker */
         struct dp_idle_config idle;
         enum shm_hugepages hugepages;
@@ -119,7 +121,11 @@ struct dp_engine_hdr {
         struct dp_shard_config shard;    /* every shard's geometry (.shard 0) */
         struct dp_idle_config idle;      /* the creator's idle strategy */
         struct dp_engine_audit audit;    /* what the last attach found */
-        uint8_t reserved2[48];
+        uint32_t agents;                 /* agent slots */
+        uint32_t agent_dlv_ring_bytes;
+        uint64_t agents_off;             /* agents struct dp_agent_slot */
+        _Atomic uint32_t agents_epoch;   /* bumped by atomqd at every slot change */
+        uint8_t reserved2[28];
 };
 _Static_assert(sizeof(struct dp_engine_hdr) == 320, "engine header is five lines");
 _Static_assert(offsetof(struct dp_engine_hdr, shards_off) == 32, "shards_off offset");
@@ -128,6 +134,7 @@ _Static_assert(offsetof(struct dp_engine_hdr, owner_pid) == 112, "owner_pid offs
 _Static_assert(offsetof(struct dp_engine_hdr, shard) == 128, "shard config offset");
 _Static_assert(offsetof(struct dp_engine_hdr, idle) == 208, "idle config offset");
 _Static_assert(offsetof(struct dp_engine_hdr, audit) == 240, "audit offset");
+_Static_assert(offsetof(struct dp_engine_hdr, agents_off) == 280, "agents_off offset");
 
 /* A completion as a client receives it: valid for the call only. */
 typedef void dp_cpl_fn(void *arg, const struct dp_cpl *c, uint32_t len);
@@ -148,6 +155,9 @@ struct dp_engine {
         struct shm_wake **client_wake;  /* C words in the arena */
         struct shm_wake **worker_wake;  /* N command-ring words */
         uint32_t *poll_next;            /* per client: the worker its next poll starts at */
+        uint32_t agents;                /* agent slots (dp_agent.h) */
+        struct dp_agent_slot *agent_slots; /* in the arena */
+        struct dp_agent_file *agent_files; /* process-local: fds and mappings */
         bool owner;                     /* this view holds hdr->owner_pid (dp_engine_claim) */
 };
 
@@ -174,6 +184,8 @@ struct dp_engine_attach_opts {
         const struct dp_idle_config *idle; /* NULL: the creator's (in the header) */
         dp_worker_deliver_fn *deliver;     /* NULL: deliveries are only counted */
         void *deliver_arg;
+        int agent_fd_base;                 /* arenas with agent slots: the first of
+                                            * their inherited fds (dp_agent_files_adopt) */
 };
 
 /* Maps the arena behind arena_fd (which stays the caller's), published by

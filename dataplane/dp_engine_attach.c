@@ -91,6 +91,8 @@ static void dp_attach_config(const struct dp_engine_hdr *h, struct dp_engine_con
         c->mesh_ring_bytes = h->mesh_ring_bytes;
         c->shard = h->shard;
         c->idle = h->idle;
+        c->agents = h->agents;
+        c->agent_dlv_ring_bytes = h->agent_dlv_ring_bytes;
 }
 
 /* Region `name` of `kind` must start at off and hold count records of
@@ -117,7 +119,8 @@ static int dp_attach_geometry(const struct shm_arena *a, const struct shm_arena_
             h->cpl_stride != l.cpl_stride || h->mesh_stride != l.mesh_stride)
                 return -EBADMSG;
         if (r->bytes < l.engine_bytes || h->wake_off != r->offset + sizeof(*h) ||
-            h->stats_off != h->wake_off + nc * SHM_CACHE_LINE)
+            h->stats_off != h->wake_off + nc * SHM_CACHE_LINE ||
+            h->agents_off != h->stats_off + n * DP_WORKER_STATS_BYTES)
                 return -EBADMSG;
         int rc = dp_attach_region(a, DP_REGION_SHARDS, "dp.shards", h->shards_off, n,
                                   h->shard_stride);
@@ -348,6 +351,8 @@ int dp_engine_attach(struct dp_engine *e, int arena_fd, const struct dp_engine_a
                         rc = -EBADMSG;
         if (rc == 0)
                 rc = dp_attach_audit(e);
+        if (rc == 0 && e->agents > 0)
+                rc = dp_agent_files_adopt(e, o != NULL ? o->agent_fd_base : -1);
         if (rc != 0) {
                 dp_engine_fini(e);
                 return rc;

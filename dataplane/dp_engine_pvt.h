@@ -23,6 +23,13 @@ struct dp_engine_layout {
  * dp_engine_init. */
 int dp_engine_layout(const struct dp_engine_config *c, uint32_t n, struct dp_engine_layout *l);
 
+/* The smallest delivery ring an agent may have: a delivery carries one
+ * message of the largest size a command can. */
+#define DP_AGENT_DLV_RING_BYTES_MIN (64u * 1024)
+
+/* c's delivery ring size per agent and worker (its default when 0). */
+uint32_t dp_engine_dlv_ring_bytes(const struct dp_engine_config *c);
+
 /* Allocates the process-local views of e (e->workers and e->clients set)
  * and wires them to the regions that h describes: with format, formats
  * every ring and shard first (dp_engine_init); without, attaches to what is

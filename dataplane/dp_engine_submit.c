@@ -49,6 +49,8 @@ int dp_engine_owner(const struct dp_engine *e, const struct dp_cmd *c, const cha
         case ATOMQ_OP_FETCH:
         case DP_OP_SET:
         case DP_OP_STAT:
+        case DP_OP_BIND:
+        case DP_OP_UNBIND:
                 /* By handle, or with handle 0 by name. */
                 if (c->handle == DP_HANDLE_NONE) {
                         if (c->name_len == 0)
@@ -59,6 +61,9 @@ int dp_engine_owner(const struct dp_engine *e, const struct dp_cmd *c, const cha
                 return dp_engine_handle_owner(e, c->handle, owner);
         case ATOMQ_OP_ACK:
         case ATOMQ_OP_UNSUB:
+        case DP_OP_GET:
+        case DP_OP_READ:
+        case DP_OP_COMMIT:
                 return dp_engine_handle_owner(e, c->handle, owner);
         case ATOMQ_OP_SUB:
                 /* A subscription that feeds an entity lives with it; a queue
@@ -73,6 +78,7 @@ int dp_engine_owner(const struct dp_engine *e, const struct dp_cmd *c, const cha
                 }
                 return 1;
         case ATOMQ_OP_PUB:
+        case ATOMQ_OP_REQUEST:
                 return 1;
         default:
                 return -EINVAL;
@@ -112,7 +118,7 @@ int dp_engine_submit(struct dp_engine *e, const struct dp_cmd *c, const char *na
                 return rc;
         if (rc == 1) {
                 /* Any worker may: spread by what the command is about. */
-                if (c->op == ATOMQ_OP_PUB && m != NULL)
+                if ((c->op == ATOMQ_OP_PUB || c->op == ATOMQ_OP_REQUEST) && m != NULL)
                         w = dp_engine_shard_of_name(e, m->subject, m->subject_len);
                 else if (c->op == ATOMQ_OP_SUB)
                         w = dp_engine_shard_of_name(e, name, c->name_len);

@@ -56,9 +56,36 @@ int dp_idle_init(struct dp_idle *s, const struct dp_idle_config *cfg, struct shm
         return 0;
 }
 
+/* As dp_idle_sleep, on the own word and the extra words together. */
+static void dp_idle_sleep_many(struct dp_idle *s)
+{
+        struct shm_wake *w[SHM_WAKE_MANY_MAX];
+        uint32_t seq[SHM_WAKE_MANY_MAX];
+        uint32_t n = 1 + s->extra_count;
+        w[0] = s->wake;
+        for (uint32_t i = 1; i < n; i++)
+                w[i] = s->extra[i - 1];
+        for (uint32_t i = 0; i < n; i++)
+                seq[i] = shm_wake_prepare(w[i]);
+        if (s->ready(s->ready_arg)) {
+                for (uint32_t i = 0; i < n; i++)
+                        shm_wake_cancel(w[i]);
+                return;
+        }
+        dp_counter_inc(&s->ctr->sleeps);
+        if (shm_wake_wait_many(w, seq, n, (int64_t)s->sleep_ns) == 0)
+                dp_counter_inc(&s->ctr->wakeups);
+}
+
 /* Sleeps on the wake word unless work arrived since the caller looked. */
 static void dp_idle_sleep(struct dp_idle *s)
 {
+        if (s->extra_count > 0) {
+                dp_idle_sleep_many(s);
+                s->sleep_ns = s->sleep_ns * 2 > s->cfg.sleep_max_ns ? s->cfg.sleep_max_ns
+                                                                     : s->sleep_ns * 2;
+                return;
+        }
         /* The eventcount of shm_wake.h: prepare pairs with the fence in the
          * producer's shm_wake_notify, so either ready() sees the producer's
          * record or the producer sees us sleeping and wakes us. */

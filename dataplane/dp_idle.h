@@ -78,6 +78,8 @@ typedef bool dp_idle_ready_fn(void *arg);
 struct dp_idle {
         struct dp_idle_config cfg;
         struct shm_wake *wake;        /* the word producers notify */
+        struct shm_wake *const *extra;/* more words to sleep on (agents' doorbells) */
+        uint32_t extra_count;         /* < SHM_WAKE_MANY_MAX */
         dp_idle_ready_fn *ready;
         void *ready_arg;
         struct dp_idle_counters *ctr;

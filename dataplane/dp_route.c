@@ -46,7 +46,8 @@ int dp_shard_bind(struct dp_shard *s, uint64_t handle, const struct dp_bind *b)
         struct dp_binding *n = &s->bindings[idx];
         s->hdr->bind_free = n->next;
         *n = (struct dp_binding){ .endpoint = b->endpoint, .sid = b->sid, .group = b->group,
-                                  .end = b->end, .hold = b->hold };
+                                  .end = b->end, .hold = b->hold,
+                                  .entity = dp_handle_slot(handle) };
         if (b->hdr_name != NULL) {
                 n->hname = dp_hash32(b->hdr_name, strlen(b->hdr_name)) | 1;
                 n->hvalue = dp_hash32(b->hdr_value, strlen(b->hdr_value));
@@ -64,6 +65,8 @@ int dp_shard_bind(struct dp_shard *s, uint64_t handle, const struct dp_bind *b)
 
 static void dp_binding_free(struct dp_shard *s, uint32_t idx)
 {
+        /* No endpoint, so dp_shard_purge_endpoint passes free records by. */
+        s->bindings[idx].endpoint = 0;
         s->bindings[idx].next = s->hdr->bind_free;
         s->hdr->bind_free = idx + 1;
 }
@@ -86,6 +89,52 @@ int dp_shard_unbind(struct dp_shard *s, uint64_t handle, uint32_t endpoint, uint
                 return 0;
         }
         return -ENOENT;
+}
+
+struct dp_purge {
+        struct dp_shard *s;
+        uint32_t endpoint;
+        uint32_t subs;
+};
+
+static void dp_purge_sub(void *arg, uint32_t sub_id, uint32_t group, uint64_t value)
+{
+        struct dp_purge *p = arg;
+        (void)group;
+        if ((value & DP_TARGET_ENTITY) || (uint32_t)(value >> 32) != p->endpoint)
+                return;
+        if (dp_trie_remove(&p->s->trie, sub_id) == 0)
+                p->subs++;
+}
+
+uint32_t dp_shard_purge_endpoint(struct dp_shard *s, uint32_t endpoint)
+{
+        struct dp_purge p = { .s = s, .endpoint = endpoint };
+        if (endpoint == 0)
+                return 0;
+        dp_trie_walk_subs(&s->trie, dp_purge_sub, &p);
+        for (uint32_t i = 0; i < s->max_bindings; i++) {
+                const struct dp_binding *b = &s->bindings[i];
+                if (b->endpoint != endpoint || b->entity >= s->table.capacity)
+                        continue;
+                uint64_t h = dp_table_handle(&s->table, &s->table.slots[b->entity]);
+                /* Unbinding may destroy the entity (auto-destroy), which
+                 * frees its other bindings: later records are re-read. */
+                if (dp_shard_unbind(s, h, endpoint, b->sid) == 0)
+                        p.subs++;
+        }
+        return p.subs;
+}
+
+int dp_shard_sub_endpoint(const struct dp_shard *s, uint32_t sub_id, uint32_t *endpoint)
+{
+        uint64_t value;
+        uint32_t group;
+        int rc = dp_trie_sub_get(&s->trie, sub_id, &value, &group);
+        if (rc != 0)
+                return rc;
+        *endpoint = (value & DP_TARGET_ENTITY) ? 0 : (uint32_t)(value >> 32);
+        return 0;
 }
 
 void dp_bindings_release(struct dp_shard *s, struct dp_entity *e)

@@ -236,6 +236,15 @@ int dp_shard_bind(struct dp_shard *s, uint64_t handle, const struct dp_bind *b);
  * leaves. -ENOENT when endpoint/sid is not bound. */
 int dp_shard_unbind(struct dp_shard *s, uint64_t handle, uint32_t endpoint, uint32_t sid);
 
+/* Removes every subscription and binding of endpoint (an agent that left):
+ * entities with auto-destroy whose last party it was go too. O(max_subs +
+ * max_bindings). Returns the subscriptions and bindings removed. */
+uint32_t dp_shard_purge_endpoint(struct dp_shard *s, uint32_t endpoint);
+
+/* The endpoint subscription sub_id delivers to (0 when it feeds an
+ * entity). -ENOENT: no such subscription. */
+int dp_shard_sub_endpoint(const struct dp_shard *s, uint32_t sub_id, uint32_t *endpoint);
+
 /* Subject subscriptions (match routing). target_entity, when not 0, makes
  * the subscription feed that entity (a mailbox that collects a subject)
  * instead of endpoint/sid. Errors as dp_trie_insert. */

@@ -15,7 +15,7 @@ struct dp_binding {
         uint32_t next;    /* next binding of the entity + 1; free-list link */
         uint16_t end;     /* channel end this party holds (0 or 1) */
         uint16_t hold;    /* 1: a holder (pulls), 0: a watcher (pushed to) */
-        uint32_t reserved;
+        uint32_t entity;  /* the entity's slot (dp_shard_purge_endpoint) */
 };
 _Static_assert(sizeof(struct dp_binding) == 32, "binding record");
 

@@ -780,6 +780,37 @@ int dp_trie_remove(struct dp_trie *t, uint32_t sub_id)
         return 0;
 }
 
+static uint32_t dp_trie_sub_id(const struct dp_trie *t, uint32_t idx)
+{
+        return t->subs[idx].gen << t->sub_id_bits | idx;
+}
+
+int dp_trie_sub_get(const struct dp_trie *t, uint32_t sub_id, uint64_t *value, uint32_t *group)
+{
+        uint32_t idx = sub_id & ((1u << t->sub_id_bits) - 1);
+        if (idx >= t->sub_count)
+                return -ENOENT;
+        const struct dp_trie_sub *s = &t->subs[idx];
+        if (s->node == DP_TRIE_NIL || s->gen != sub_id >> t->sub_id_bits)
+                return -ENOENT;
+        *value = s->value;
+        *group = s->group;
+        return 0;
+}
+
+uint32_t dp_trie_walk_subs(struct dp_trie *t, dp_trie_match_fn *fn, void *arg)
+{
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < t->sub_count; i++) {
+                const struct dp_trie_sub *s = &t->subs[i];
+                if (s->node == DP_TRIE_NIL)
+                        continue;
+                n++;
+                fn(arg, dp_trie_sub_id(t, i), s->group, s->value);
+        }
+        return n;
+}
+
 /* ---- match -------------------------------------------------------------- */
 
 struct dp_trie_walk {

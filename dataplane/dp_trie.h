@@ -152,6 +152,14 @@ int dp_trie_match(const struct dp_trie *t, const char *subject, size_t len,
 /* Subscriptions in the trie. */
 uint32_t dp_trie_count(const struct dp_trie *t);
 
+/* The value and group of live subscription sub_id. -ENOENT: no such
+ * subscription (never issued, removed, or its slot reused). */
+int dp_trie_sub_get(const struct dp_trie *t, uint32_t sub_id, uint64_t *value, uint32_t *group);
+
+/* Calls fn for every live subscription, in slot order: O(max_subs). fn may
+ * remove the subscription it is given (and no other). Returns the count. */
+uint32_t dp_trie_walk_subs(struct dp_trie *t, dp_trie_match_fn *fn, void *arg);
+
 /* Pool usage now. */
 void dp_trie_usage(const struct dp_trie *t, struct dp_trie_usage *u);
 

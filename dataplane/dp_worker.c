@@ -20,6 +20,10 @@ static void dp_worker_on_deliver(void *arg, const struct dp_dispatch *d)
 {
         struct dp_worker *w = arg;
         dp_counter_inc(&w->stats->deliveries);
+        if (dp_agent_endpoint_is(d->endpoint)) {
+                (void)dp_worker_agent_deliver(w, d);
+                return;
+        }
         if (w->deliver != NULL)
                 w->deliver(w->deliver_arg, w, d);
 }
@@ -38,6 +42,8 @@ int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, voi
         w->index = index;
         w->workers = e->workers;
         w->clients = e->clients;
+        w->agents = e->agents;
+        w->clients_all = e->clients + e->agents;
         w->deliver = cfg->deliver;
         w->deliver_arg = cfg->deliver_arg;
         atomic_init(&w->running, false);
@@ -49,13 +55,20 @@ int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, voi
         rc = dp_idle_init(&w->idle, &cfg->idle, w->wake, dp_worker_ready, w, &w->stats->idle);
         if (rc != 0)
                 return rc;
-        w->cpl_dirty = calloc(dp_bitmap_words(w->clients), sizeof(uint64_t));
+        w->cpl_dirty = calloc(dp_bitmap_words(w->clients_all), sizeof(uint64_t));
         w->mesh_dirty = calloc(dp_bitmap_words(w->workers), sizeof(uint64_t));
         w->cmd_copy = aligned_alloc(SHM_CACHE_LINE, DP_CMD_BYTES_MAX);
         w->cpl_scratch = aligned_alloc(SHM_CACHE_LINE, DP_CPL_BYTES_MAX);
         if (w->cpl_dirty == NULL || w->mesh_dirty == NULL || w->cmd_copy == NULL ||
             w->cpl_scratch == NULL)
                 return -ENOMEM;
+        if (w->agents > 0) {
+                w->agent = calloc(w->agents, sizeof(*w->agent));
+                w->agent_live = calloc(w->agents, sizeof(*w->agent_live));
+                w->doorbells = calloc(w->agents, sizeof(*w->doorbells));
+                if (w->agent == NULL || w->agent_live == NULL || w->doorbells == NULL)
+                        return -ENOMEM;
+        }
         return 0;
 }
 
@@ -65,6 +78,12 @@ void dp_worker_fini(struct dp_worker *w)
         free(w->mesh_dirty);
         free(w->cmd_copy);
         free(w->cpl_scratch);
+        free(w->agent);
+        free(w->agent_live);
+        free(w->doorbells);
+        w->agent = NULL;
+        w->agent_live = NULL;
+        w->doorbells = NULL;
         w->cpl_dirty = w->mesh_dirty = NULL;
         w->cmd_copy = w->cpl_scratch = NULL;
 }
@@ -72,8 +91,6 @@ void dp_worker_fini(struct dp_worker *w)
 /* One command from the own ring. */
 static enum dp_take dp_worker_cmd_one(struct dp_worker *w, const struct shm_mpsc_rec *rec)
 {
-        struct dp_cmd_view v;
-        uint32_t owner;
         if (rec->type != DP_REC_CMD) {
                 dp_counter_inc(&w->stats->bad_records);
                 return DP_TAKE_DONE;
@@ -81,7 +98,14 @@ static enum dp_take dp_worker_cmd_one(struct dp_worker *w, const struct shm_mpsc
         /* A record above DP_CMD_BYTES_MAX is not copied whole: dp_cmd_parse
          * reads only its header and answers -EMSGSIZE. */
         memcpy(w->cmd_copy, rec->data, rec->len < DP_CMD_BYTES_MAX ? rec->len : DP_CMD_BYTES_MAX);
-        int rc = dp_cmd_parse(w->cmd_copy, rec->len, w->clients, &v);
+        return dp_worker_cmd_run(w, w->cmd_copy, rec->len, false);
+}
+
+enum dp_take dp_worker_cmd_run(struct dp_worker *w, uint8_t *buf, uint32_t len, bool from_agent)
+{
+        struct dp_cmd_view v;
+        uint32_t owner;
+        int rc = dp_cmd_parse(buf, len, w->clients_all, &v);
         if (rc == -EPROTO) {
                 dp_counter_inc(&w->stats->bad_records);
                 return DP_TAKE_DONE;
@@ -92,13 +116,22 @@ static enum dp_take dp_worker_cmd_one(struct dp_worker *w, const struct shm_mpsc
                         dp_counter_inc(&w->stats->bad_records);
                 return t;
         }
+        /* Only agents name the agent columns: a command from the engine's
+         * own ring that does is refused like any other bad header. */
+        if (!from_agent && v.hdr->client >= w->clients) {
+                dp_counter_inc(&w->stats->bad_records);
+                return DP_TAKE_DONE;
+        }
         rc = dp_engine_owner(w->engine, v.hdr, v.name, &owner);
         if (rc < 0)
                 return dp_worker_fail(w, v.hdr, rc);
         if (v.hdr->op == ATOMQ_OP_PUB)
-                return dp_worker_publish(w, &v, w->cmd_copy, rec->len);
-        if (rc == 0 && owner != w->index)
-                return dp_worker_forward(w, owner, w->cmd_copy, rec->len);
+                return dp_worker_publish(w, &v, buf, len);
+        if (rc == 0 && owner != w->index) {
+                if (from_agent)
+                        return dp_worker_fail(w, v.hdr, -EXDEV);
+                return dp_worker_forward(w, owner, buf, len);
+        }
         return dp_worker_exec(w, &v);
 }
 
@@ -141,9 +174,14 @@ static void dp_worker_flush(struct dp_worker *w)
                         shm_wake_notify(w->peer_wake[i * 64 + (uint32_t)__builtin_ctzll(m)]);
                 w->mesh_dirty[i] = 0;
         }
-        for (uint32_t i = 0; i < dp_bitmap_words(w->clients); i++) {
-                for (uint64_t m = w->cpl_dirty[i]; m != 0; m &= m - 1)
-                        shm_wake_notify(w->client_wake[i * 64 + (uint32_t)__builtin_ctzll(m)]);
+        for (uint32_t i = 0; i < dp_bitmap_words(w->clients_all); i++) {
+                for (uint64_t m = w->cpl_dirty[i]; m != 0; m &= m - 1) {
+                        uint32_t c = i * 64 + (uint32_t)__builtin_ctzll(m);
+                        if (c < w->clients)
+                                shm_wake_notify(w->client_wake[c]);
+                        else
+                                dp_worker_agent_wake(w, c - w->clients);
+                }
                 w->cpl_dirty[i] = 0;
         }
 }
@@ -157,11 +195,13 @@ int dp_worker_do_work(struct dp_worker *w)
          * commands below read (a TTL is armed from it). */
         int fired = dp_shard_tick(&w->shard, now_ns, DP_TICK_MAX);
         int work = fired;
+        dp_worker_agents_sync(w);
         int rc = dp_worker_cmd_drain(w, DP_CMD_DRAIN_MAX);
         if (rc < 0)
                 err = rc;
         else
                 work += rc;
+        work += dp_worker_agents_drain(w);
         rc = dp_worker_mesh_drain(w);
         if (rc < 0)
                 err = rc;
@@ -193,7 +233,7 @@ bool dp_worker_ready(void *arg)
         for (uint32_t j = 0; j < w->workers; j++)
                 if (j != w->index && shm_vring_peek(&w->mesh_in[j], &vr) != 0)
                         return true;
-        return false;
+        return dp_worker_agents_ready(w);
 }
 
 void dp_worker_run(struct dp_worker *w)

@@ -81,6 +81,7 @@ struct dp_worker_stats {
 _Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats fit their lines");
 
 struct dp_worker;
+struct dp_worker_agent;
 
 /* Called on the worker's thread for every dispatch of its shard (a message
  * to an endpoint or a status). The message buffer is valid for the call;
@@ -94,7 +95,15 @@ struct dp_worker {
         struct dp_engine *engine;
         uint32_t index;
         uint32_t workers;             /* N: the shard count */
-        uint32_t clients;
+        uint32_t clients;             /* the engine's client columns */
+        uint32_t clients_all;         /* clients + agent slots: the columns a command may name */
+        uint32_t agents;              /* agent slots (dp_agent.h) */
+        uint32_t agents_live;         /* slots this worker serves now */
+        uint32_t agents_epoch;        /* the engine's agents_epoch last synced */
+        bool agents_synced;
+        struct dp_worker_agent *agent;/* [agents]: views of each slot's rings */
+        uint32_t *agent_live;         /* [agents]: the slots served, agents_live of them */
+        struct shm_wake **doorbells;  /* [agents]: their doorbells, for the idle sleep */
         bool blocked;                 /* the last pass held an input back */
         bool started;                 /* a thread was created (owner: the engine) */
         struct dp_shard shard;

@@ -11,6 +11,7 @@
  * than handle is resolved here, on the owner (dp_exec_target).
  */
 #include "dataplane/dp_worker_pvt.h"
+#include "dataplane/dp_subject.h"
 
 #include <errno.h>
 #include <string.h>
@@ -32,23 +33,31 @@ static void dp_cpl_commit(struct dp_worker *w, struct shm_vring *r, uint16_t cli
  * input back until the client reads. A corrupt ring (the client wrote over
  * its header) never takes one again: holding would stall every other
  * client behind it forever, so the command is dropped and counted. */
-static enum dp_take dp_cpl_unavailable(struct dp_worker *w, const struct shm_vring *r)
+static enum dp_take dp_cpl_unavailable(struct dp_worker *w, const struct shm_vring *r,
+                                       uint32_t client)
 {
+        if (r == NULL) {
+                /* An agent that left (or went bad) while its command was
+                 * on the way: nobody to answer. */
+                dp_counter_inc(&w->stats->cpl_lost);
+                return DP_TAKE_DROP;
+        }
         if (r->reserve_err == -ENOBUFS) {
                 dp_counter_inc(&w->stats->cpl_full);
                 return DP_TAKE_HOLD;
         }
         dp_counter_inc(&w->stats->ring_errors);
         dp_counter_inc(&w->stats->cpl_lost);
+        dp_worker_cpl_corrupt(w, client);
         return DP_TAKE_DROP;
 }
 
 enum dp_take dp_worker_fail(struct dp_worker *w, const struct dp_cmd *h, int status)
 {
-        struct shm_vring *r = &w->cpl[h->client];
-        struct dp_cpl *c = shm_vring_reserve(r, sizeof(*c));
+        struct shm_vring *r = dp_worker_cpl_ring(w, h->client);
+        struct dp_cpl *c = r != NULL ? shm_vring_reserve(r, sizeof(*c)) : NULL;
         if (c == NULL)
-                return dp_cpl_unavailable(w, r);
+                return dp_cpl_unavailable(w, r, h->client);
         dp_cpl_begin(w, c, h);
         c->status = status;
         dp_cpl_commit(w, r, h->client);
@@ -146,6 +155,28 @@ static int dp_exec_stat(struct dp_worker *w, const struct dp_cmd_view *v, struct
         return 0;
 }
 
+/* An agent's subscriptions and watches count against its quota: room is
+ * taken before the subscription is made and given back if it fails. */
+static int dp_quota_take(struct dp_worker *w, uint16_t client)
+{
+        if (client < w->clients)
+                return 0;
+        struct dp_agent_slot *s = dp_agent_slot_at(w->engine, client - w->clients);
+        uint32_t n = atomic_fetch_add_explicit(&s->subs, 1, memory_order_relaxed);
+        if (s->max_subs != 0 && n >= s->max_subs) {
+                atomic_fetch_sub_explicit(&s->subs, 1, memory_order_relaxed);
+                return -EDQUOT;
+        }
+        return 0;
+}
+
+static void dp_quota_give(struct dp_worker *w, uint16_t client)
+{
+        if (client >= w->clients)
+                atomic_fetch_sub_explicit(&dp_agent_slot_at(w->engine, client - w->clients)->subs,
+                                          1, memory_order_relaxed);
+}
+
 static int dp_exec_subscribe(struct dp_worker *w, const struct dp_cmd_view *v,
                              struct dp_cpl *c)
 {
@@ -153,11 +184,85 @@ static int dp_exec_subscribe(struct dp_worker *w, const struct dp_cmd_view *v,
         uint32_t id;
         if (v->hdr->name_len == 0)
                 return -EINVAL;
-        int rc = dp_shard_subscribe(&w->shard, v->name, v->hdr->name_len, a->group,
-                                    a->endpoint, a->sid, v->hdr->handle, &id);
+        int rc = dp_quota_take(w, v->hdr->client);
+        if (rc != 0)
+                return rc;
+        rc = dp_shard_subscribe(&w->shard, v->name, v->hdr->name_len, a->group, a->endpoint,
+                                a->sid, v->hdr->handle, &id);
         if (rc == 0)
                 c->handle = dp_sub_id_make(w->index, id);
+        else
+                dp_quota_give(w, v->hdr->client);
         return rc;
+}
+
+/* An agent removes only its own subscriptions. */
+static int dp_exec_unsubscribe(struct dp_worker *w, const struct dp_cmd *h)
+{
+        uint32_t id = dp_handle_slot(h->handle), endpoint;
+        if (h->client >= w->clients) {
+                int rc = dp_shard_sub_endpoint(&w->shard, id, &endpoint);
+                if (rc != 0)
+                        return rc;
+                if (endpoint != w->agent[h->client - w->clients].endpoint)
+                        return -EPERM;
+        }
+        int rc = dp_shard_unsubscribe(&w->shard, id);
+        if (rc == 0)
+                dp_quota_give(w, h->client);
+        return rc;
+}
+
+static int dp_exec_bind(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
+{
+        const struct dp_cmd_bind *a = &v->hdr->args.bind;
+        int rc = dp_exec_target(w, v, &c->handle);
+        if (rc != 0)
+                return rc;
+        if (v->hdr->op == DP_OP_UNBIND) {
+                rc = dp_shard_unbind(&w->shard, c->handle, a->endpoint, a->sid);
+                if (rc == 0)
+                        dp_quota_give(w, v->hdr->client);
+                return rc;
+        }
+        if (a->hold > 1 || a->reserved[0] != 0)
+                return -EINVAL;
+        rc = dp_quota_take(w, v->hdr->client);
+        if (rc != 0)
+                return rc;
+        struct dp_bind b = { .endpoint = a->endpoint, .sid = a->sid, .group = a->group,
+                             .hold = a->hold != 0, .end = a->end };
+        rc = dp_shard_bind(&w->shard, c->handle, &b);
+        if (rc != 0)
+                dp_quota_give(w, v->hdr->client);
+        return rc;
+}
+
+/* A request: its reply inbox lives on this shard, and so must its
+ * responders for now (docs/architecture.md, "Known gap"). */
+static int dp_exec_request(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
+{
+        const struct dp_cmd_request *a = &v->hdr->args.request;
+        if (a->timeout_ms == 0 || dp_subject_check(v->msg.subject, v->msg.subject_len, false) != 0)
+                return -EINVAL;
+        int n = dp_shard_request(&w->shard, &v->msg, a->endpoint, a->sid, a->timeout_ms,
+                                 &c->handle);
+        if (n < 0)
+                return n;
+        c->count = (uint32_t)n;
+        return 0;
+}
+
+/* The group a read or commit names, as the C string the cursors hash.
+ * -EINVAL: none, or a NUL inside. */
+static int dp_exec_group(const struct dp_cmd_view *v, char *out)
+{
+        uint32_t len = v->hdr->name_len;
+        if (len == 0 || memchr(v->name, 0, len) != NULL)
+                return -EINVAL;
+        memcpy(out, v->name, len);
+        out[len] = 0;
+        return 0;
 }
 
 /* Runs a command whose completion is one struct dp_cpl; returns its status. */
@@ -176,7 +281,19 @@ static int dp_exec_simple(struct dp_worker *w, const struct dp_cmd_view *v, stru
         case ATOMQ_OP_SUB:
                 return dp_exec_subscribe(w, v, c);
         case ATOMQ_OP_UNSUB:
-                return dp_shard_unsubscribe(&w->shard, dp_handle_slot(h->handle));
+                return dp_exec_unsubscribe(w, h);
+        case DP_OP_BIND:
+        case DP_OP_UNBIND:
+                return dp_exec_bind(w, v, c);
+        case ATOMQ_OP_REQUEST:
+                return dp_exec_request(w, v, c);
+        case DP_OP_COMMIT: {
+                char group[DP_CMD_NAME_MAX + 1];
+                if (dp_exec_group(v, group) != 0)
+                        return -EINVAL;
+                c->handle = h->handle;
+                return dp_shard_commit(&w->shard, h->handle, group, h->seq);
+        }
         case ATOMQ_OP_ACK:
                 return dp_shard_ack(&w->shard, h->handle, h->seq);
         case ATOMQ_OP_PUB: {
@@ -224,16 +341,53 @@ static void dp_fetch_append(struct dp_worker *w, struct dp_cpl *c, uint32_t room
         shm_slab_put(&w->shard.bufs, f->buf);
 }
 
-/* Fills the fetch answer in the scratch buffer; returns its status. */
+/* Takes up to want messages for a fetch, get or read into got: the
+ * count, or -errno. A read by offset moves on past what it took. */
+static int dp_fetch_take(struct dp_worker *w, const struct dp_cmd_view *v, uint64_t handle,
+                         uint64_t *offset, struct dp_fetched *got, uint32_t want)
+{
+        const struct dp_cmd *h = v->hdr;
+        struct dp_shard *s = &w->shard;
+        int n;
+        switch (h->op) {
+        case DP_OP_GET:
+                if (h->name_len == 0)
+                        return -EINVAL;
+                n = dp_shard_get(s, handle, v->name, h->name_len, got);
+                return n == 0 ? 1 : n;
+        case DP_OP_READ: {
+                char group[DP_CMD_NAME_MAX + 1];
+                if (h->name_len != 0) {
+                        if (dp_exec_group(v, group) != 0)
+                                return -EINVAL;
+                        return dp_shard_read_group(s, handle, group, got, want);
+                }
+                n = dp_shard_read(s, handle, *offset, got, want);
+                for (int i = 0; i < n; i++)
+                        *offset = got[i].seq + 1;
+                return n;
+        }
+        default:
+                return dp_shard_fetch(s, handle, h->args.fetch.end, got, want);
+        }
+}
+
+/* Fills the answer of a fetch, get or read in the scratch buffer; returns
+ * its status. */
 static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd_view *v, struct dp_cpl *c)
 {
         const struct dp_cmd *h = v->hdr;
         const uint32_t room = DP_CPL_BYTES_MAX - (uint32_t)sizeof(*c);
-        uint32_t max = h->args.fetch.max;
+        uint32_t max = h->op == DP_OP_GET ? 1 : h->op == DP_OP_READ ? h->args.read.max
+                                                                    : h->args.fetch.max;
+        uint64_t offset = h->args.read.offset;
         struct dp_fetched got[DP_FETCH_MAX];
         if (max == 0 || max > DP_FETCH_MAX)
                 return -EINVAL;
-        int rc = dp_exec_target(w, v, &c->handle);
+        /* get and read name a key or group, not the entity. */
+        int rc = h->op == ATOMQ_OP_FETCH ? dp_exec_target(w, v, &c->handle) : 0;
+        if (h->op != ATOMQ_OP_FETCH)
+                c->handle = h->handle;
         if (rc != 0)
                 return rc;
         while (c->count < max) {
@@ -244,12 +398,15 @@ static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd_view *v, struc
                 uint32_t want = max - c->count < fit ? max - c->count : fit;
                 if (want == 0)
                         break;
-                int n = dp_shard_fetch(&w->shard, c->handle, h->args.fetch.end, got, want);
+                int n = dp_fetch_take(w, v, c->handle, &offset, got, want);
                 if (n < 0)
                         return c->count == 0 ? n : 0;
                 for (int i = 0; i < n; i++)
                         dp_fetch_append(w, c, room, &got[i], c->handle);
-                if ((uint32_t)n < want)
+                /* A group read does not move its cursor (commit does), so
+                 * a second round would hand out the same messages. */
+                bool by_offset = h->op == DP_OP_READ && h->name_len == 0;
+                if ((uint32_t)n < want || (h->op != ATOMQ_OP_FETCH && !by_offset))
                         break;
         }
         return 0;
@@ -283,17 +440,17 @@ static enum dp_take dp_exec_fetch(struct dp_worker *w, const struct dp_cmd_view 
 enum dp_take dp_worker_exec(struct dp_worker *w, const struct dp_cmd_view *v)
 {
         const struct dp_cmd *h = v->hdr;
-        struct shm_vring *r = &w->cpl[h->client];
+        struct shm_vring *r = dp_worker_cpl_ring(w, h->client);
         uint32_t room = (uint32_t)sizeof(struct dp_cpl);
-        if (h->op == ATOMQ_OP_FETCH)
+        if (dp_cmd_op_answers_msgs(h->op))
                 room = DP_CPL_BYTES_MAX;
         else if (h->op == DP_OP_STAT)
                 room += (uint32_t)sizeof(struct dp_cpl_stat);
-        struct dp_cpl *c = shm_vring_reserve(r, room);
+        struct dp_cpl *c = r != NULL ? shm_vring_reserve(r, room) : NULL;
         if (c == NULL)
-                return dp_cpl_unavailable(w, r);
+                return dp_cpl_unavailable(w, r, h->client);
         dp_counter_inc(&w->stats->executed);
-        if (h->op == ATOMQ_OP_FETCH)
+        if (dp_cmd_op_answers_msgs(h->op))
                 return dp_exec_fetch(w, v, r);
         dp_cpl_begin(w, c, h);
         if (h->op == DP_OP_STAT) {

@@ -97,7 +97,7 @@ enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
 static enum dp_take dp_mesh_fanout(struct dp_worker *w, const struct shm_vring_rec *rec)
 {
         struct dp_cmd_view v;
-        if (dp_cmd_parse(rec->data, rec->len, w->clients, &v) != 0 ||
+        if (dp_cmd_parse(rec->data, rec->len, w->clients_all, &v) != 0 ||
             v.hdr->op != ATOMQ_OP_PUB) {
                 dp_counter_inc(&w->stats->bad_records);
                 return DP_TAKE_DONE;
@@ -112,7 +112,7 @@ static enum dp_take dp_mesh_exec(struct dp_worker *w, const struct shm_vring_rec
 {
         struct dp_cmd_view v;
         uint32_t owner;
-        int rc = dp_cmd_parse(rec->data, rec->len, w->clients, &v);
+        int rc = dp_cmd_parse(rec->data, rec->len, w->clients_all, &v);
         if (rc == -EPROTO) {
                 dp_counter_inc(&w->stats->bad_records);
                 return DP_TAKE_DONE;

@@ -30,7 +30,28 @@ static inline void dp_bit_set(uint64_t *map, uint32_t i)
         map[i / 64] |= 1ull << (i % 64);
 }
 
+/* A worker's view of one agent slot (dp_worker_agent.c). */
+struct dp_worker_agent {
+        bool live;                    /* served: views open */
+        bool bad;                     /* its memory was found corrupt: not read again */
+        uint32_t gen;                 /* the tenant the views are for */
+        uint32_t acked_gen;           /* the last tenant whose close this worker acked */
+        uint32_t endpoint;            /* dp_agent_endpoint(slot, gen) */
+        struct shm_vring cmd;         /* consumer */
+        struct shm_vring cpl;         /* producer */
+        struct shm_vring dlv;         /* producer */
+        struct shm_agent_hdr *hdr;
+        struct shm_wake *doorbell;    /* the agent wakes this worker here */
+        int efd;
+};
+
 /* dp_worker.c */
+
+/* Runs one command copied to buf (len bytes as the ring said; at most
+ * DP_CMD_BYTES_MAX of them copied): parse, then execute here, forward to
+ * its owner, or fan out. from_agent: a command of another owner is
+ * answered -EXDEV instead of forwarded. */
+enum dp_take dp_worker_cmd_run(struct dp_worker *w, uint8_t *buf, uint32_t len, bool from_agent);
 
 /* Sets up worker index of e. format: formats its shard in shard_mem with
  * cfg->shard; otherwise re-attaches the shard found there (a restarted
@@ -68,5 +89,30 @@ enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
 /* Takes up to DP_MESH_BURST records from each inbound mesh ring. Returns
  * the records taken, or -EPROTO when a ring is corrupt and none was. */
 int dp_worker_mesh_drain(struct dp_worker *w);
+
+/* dp_worker_agent.c */
+
+/* Looks at the agent slots again when atomqd changed one. */
+void dp_worker_agents_sync(struct dp_worker *w);
+
+/* Takes commands from every served agent. Returns the count. */
+int dp_worker_agents_drain(struct dp_worker *w);
+
+/* Does an agent's ring hold a command, or did a slot change? */
+bool dp_worker_agents_ready(struct dp_worker *w);
+
+/* Writes a delivery to an agent endpoint's ring. false: dropped (the
+ * agent left, its ring is full or corrupt; counted). */
+bool dp_worker_agent_deliver(struct dp_worker *w, const struct dp_dispatch *d);
+
+/* Wakes agent slot (its futex word, and its eventfd when it polls). */
+void dp_worker_agent_wake(struct dp_worker *w, uint32_t slot);
+
+/* The completion ring of client (an engine column or an agent slot), or
+ * NULL for an agent that is gone or bad. */
+struct shm_vring *dp_worker_cpl_ring(struct dp_worker *w, uint32_t client);
+
+/* A completion ring answered -EPROTO: an agent's is marked bad. */
+void dp_worker_cpl_corrupt(struct dp_worker *w, uint32_t client);
 
 #endif /* ATOMQ_DP_WORKER_PVT_H */

@@ -44,6 +44,56 @@ int shm_wake_wait(struct shm_wake *w, uint32_t seq, int64_t timeout_ns)
         return rc;
 }
 
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+/* The kernel's struct futex_waitv (linux/futex.h of 5.16), spelled out so
+ * that older headers build. */
+struct shm_futex_waitv {
+        uint64_t val;
+        uint64_t uaddr;
+        uint32_t flags;
+        uint32_t reserved;
+};
+#define SHM_FUTEX2_SIZE_U32 0x02u
+
+int shm_wake_wait_many(struct shm_wake *const *w, const uint32_t *seq, uint32_t n,
+                       int64_t timeout_ns)
+{
+        struct shm_futex_waitv v[SHM_WAKE_MANY_MAX];
+        struct timespec abs, *tsp = NULL;
+        int rc = 0;
+        if (n == 0 || n > SHM_WAKE_MANY_MAX)
+                return -EINVAL;
+        if (n == 1)
+                return shm_wake_wait(w[0], seq[0], timeout_ns);
+        for (uint32_t i = 0; i < n; i++)
+                v[i] = (struct shm_futex_waitv){ .val = seq[i], .uaddr = (uintptr_t)&w[i]->seq,
+                                                 .flags = SHM_FUTEX2_SIZE_U32 };
+        if (timeout_ns >= 0) {
+                /* futex_waitv takes an absolute CLOCK_MONOTONIC deadline. */
+                clock_gettime(CLOCK_MONOTONIC, &abs);
+                int64_t ns = abs.tv_nsec + timeout_ns % 1000000000;
+                abs.tv_sec += timeout_ns / 1000000000 + ns / 1000000000;
+                abs.tv_nsec = ns % 1000000000;
+                tsp = &abs;
+        }
+        if (syscall(SYS_futex_waitv, v, n, 0, tsp, CLOCK_MONOTONIC) < 0) {
+                if (errno == ENOSYS) {
+                        for (uint32_t i = 1; i < n; i++)
+                                shm_wake_cancel(w[i]);
+                        return shm_wake_wait(w[0], seq[0], timeout_ns);
+                }
+                if (errno == ETIMEDOUT)
+                        rc = -ETIMEDOUT;
+                else if (errno == EINTR)
+                        rc = -EINTR;
+        }
+        for (uint32_t i = 0; i < n; i++)
+                atomic_fetch_sub_explicit(&w[i]->sleepers, 1, memory_order_relaxed);
+        return rc;
+}
+
 int shm_wake_until(struct shm_wake *w, int64_t timeout_ns, int (*try_fn)(void *arg), void *arg)
 {
         uint64_t deadline_ns = timeout_ns < 0 ? UINT64_MAX : shm_clock_ns() + (uint64_t)timeout_ns;

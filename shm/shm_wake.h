@@ -72,6 +72,18 @@ static inline void shm_wake_notify(struct shm_wake *w)
  * -EINTR when a signal arrived. */
 int shm_wake_wait(struct shm_wake *w, uint32_t seq, int64_t timeout_ns);
 
+/* Most words shm_wake_wait_many watches (futex_waitv's limit). */
+#define SHM_WAKE_MANY_MAX 128u
+
+/* As shm_wake_wait, on n words at once (each announced with
+ * shm_wake_prepare, seq[i] its sequence): returns when a notify on any of
+ * them arrives or timeout_ns passes (< 0: none), and withdraws all n
+ * announcements. Uses futex_waitv (Linux 5.16); where it is missing, it
+ * waits on w[0] alone, so a notify on another word is seen at the timeout.
+ * Returns 0, -ETIMEDOUT, -EINTR, or -EINVAL for n 0 or above the max. */
+int shm_wake_wait_many(struct shm_wake *const *w, const uint32_t *seq, uint32_t n,
+                       int64_t timeout_ns);
+
 /* A consumer's "try, else sleep" loop around the eventcount: calls
  * try_fn(arg) (which returns > 0 or < 0 to finish, 0 for nothing yet),
  * and between tries announces itself, re-checks and sleeps on w, until
