@@ -65,6 +65,17 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "control-clients", .arg = "N", .def = CTL_STR(CTL_CONTROL_CLIENTS_DEFAULT),
           .kind = CTL_KEY_U32, CTL_FIELD(control_clients_max), .min = 1,
           .max = CTL_CONTROL_CLIENTS_MAX, .help = "most control-socket clients at once" },
+        { .name = "max-agents", .arg = "N", .def = CTL_STR(CTL_MAX_AGENTS_DEFAULT),
+          .kind = CTL_KEY_U32, CTL_FIELD(max_agents), .min = 0, .max = DP_AGENTS_MAX,
+          .help = "agents attached at once through libatomq\n"
+                  "(0: none; each has its own rings)" },
+        { .name = "agent-max-subs", .arg = "N", .def = CTL_STR(CTL_AGENT_MAX_SUBS_DEFAULT),
+          .kind = CTL_KEY_U32, CTL_FIELD(agent_max_subs), .min = 1, .max = UINT32_MAX,
+          .help = "subscriptions and watches one agent may hold" },
+        { .name = "agent-ring-size", .arg = "SIZE", .def = "256K", .kind = CTL_KEY_BYTES,
+          CTL_FIELD(agent_ring_bytes), .min = 64 * 1024, .max = 64u << 20,
+          .help = "an agent's delivery ring per worker, a power\n"
+                  "of two: what it may have unread" },
         { .name = "inprocess", .def = "false", .kind = CTL_KEY_BOOL, CTL_FIELD(inprocess),
           .help = "run the workers as threads of atomqd, not in a\n"
                   "child process (for debugging)" },

@@ -39,6 +39,8 @@
 #define CTL_MAX_ENTITIES_DEFAULT 1000000  /* no suffix: --help prints it */
 #define CTL_MAX_ENTITIES_MAX 100000000    /* per shard; a bound on typos */
 #define CTL_CONTROL_CLIENTS_DEFAULT 128
+#define CTL_MAX_AGENTS_DEFAULT 16
+#define CTL_AGENT_MAX_SUBS_DEFAULT 65536
 /* Control clients share the loop's CTL_LOOP_FDS_MAX fds with the metrics
  * server, the dataplane and the signal fds: half is theirs at most. */
 #define CTL_CONTROL_CLIENTS_MAX 512u

@@ -37,6 +37,7 @@ static struct ctl_server server;
 static struct ctl_http http;
 static struct ctl_super super;
 static struct ctl_ctx ctx;
+static int agent_fds[CTL_SUPER_AGENT_FDS_MAX];
 
 static void ctl_on_signal(void *arg, int fd, uint32_t events)
 {
@@ -94,6 +95,13 @@ static int ctl_engine_build(void)
         ec.workers = cfg.workers;
         ec.hugepages = cfg.hugepages;
         ec.idle.kind = cfg.busy_poll;
+        ec.agents = cfg.max_agents;
+        ec.agent_dlv_ring_bytes = (uint32_t)cfg.agent_ring_bytes;
+        if (!shm_is_pow2_u64(cfg.agent_ring_bytes)) {
+                shm_log(SHM_LOG_ERR, "--agent-ring-size %llu is not a power of two (e.g. 256K, 1M)",
+                        (unsigned long long)cfg.agent_ring_bytes);
+                return -EINVAL;
+        }
         int rc = dp_engine_init(&engine, &ec);
         if (rc != 0) {
                 shm_log(SHM_LOG_ERR, "cannot build the dataplane (%u entities a shard): %s",
@@ -144,6 +152,13 @@ static int ctl_dataplane_start(void)
         ctl_super_config_default(&sc);
         ctl_dataplane_resolve(cfg.dataplane_path, sizeof(cfg.dataplane_path));
         int rc = ctl_super_init(&super, &ctx, cfg.dataplane_path, engine.arena.fd, &sc);
+        /* The agent files cross exec after the arena (dp_agent.h). */
+        for (uint32_t i = 0; i < engine.agents; i++) {
+                agent_fds[2 * i] = engine.agent_files[i].fd;
+                agent_fds[2 * i + 1] = engine.agent_files[i].efd;
+        }
+        if (rc == 0)
+                rc = ctl_super_set_agent_fds(&super, agent_fds, 2 * engine.agents);
         if (rc == 0)
                 rc = ctl_super_start(&super);
         if (rc != 0)

@@ -119,6 +119,9 @@ static int ctl_server_bind(struct ctl_server *s)
 static void ctl_client_close(struct ctl_client *c)
 {
         struct ctl_server *s = c->srv;
+        if (c->agent_slot >= 0)
+                ctl_agents_detach(&s->agents, (uint32_t)c->agent_slot);
+        c->agent_slot = -1;
         ctl_loop_del(s->ctx->loop, c->fd);
         close(c->fd);
         ctl_cmd_abort(&c->session);
@@ -180,11 +183,45 @@ static void ctl_client_consume(struct ctl_client *c, uint32_t n)
         c->in_len -= n;
 }
 
+static void ctl_client_close_conn(void *conn)
+{
+        ctl_client_close(conn);
+}
+
+/* `attach`: the agent's answer carries descriptors, so it is sent here
+ * with sendmsg, after every earlier reply (ctl_agent.h). An error is an
+ * ordinary reply. */
+static void ctl_client_attach(struct ctl_client *c, struct ctl_out *o)
+{
+        char why[128];
+        int rc = c->agent_slot >= 0 ? -EISCONN : ctl_client_flush(c);
+        if (rc == 0 && c->out_len != 0)
+                rc = -EBUSY;
+        if (rc == 0) {
+                rc = ctl_agents_attach(&c->srv->agents, c->fd, c, why, sizeof(why));
+                if (rc >= 0) {
+                        c->agent_slot = rc;
+                        return;
+                }
+        } else {
+                snprintf(why, sizeof(why), "%s", rc == -EISCONN ? "already attached"
+                                                 : "earlier replies are still unsent");
+        }
+        c->srv->env.errors++;
+        ctl_out_printf(o, "error: attach: %s (%s)\n\n", why, ctl_errno_name(-rc));
+}
+
 /* Runs one line; returns false when the client must stop taking lines. */
 static bool ctl_client_line(struct ctl_client *c, uint32_t len, uint32_t consumed)
 {
         struct ctl_out o;
         ctl_out_init(&o, c->out, CTL_OUT_BYTES, c->out_len, false);
+        if (ctl_agents_is_attach(c->in, len)) {
+                ctl_client_attach(c, &o);
+                c->out_len = o.len;
+                ctl_client_consume(c, consumed);
+                return true;
+        }
         enum ctl_run r = ctl_cmd_exec(&c->session, c->in, len, &o);
         c->out_len = o.len;
         ctl_client_consume(c, consumed);
@@ -346,7 +383,7 @@ static int ctl_client_start(struct ctl_server *s, struct ctl_client *c, int fd)
                 free(mem);
                 return rc;
         }
-        *c = (struct ctl_client){ .srv = s, .fd = fd, .events = EPOLLIN, .in = mem,
+        *c = (struct ctl_client){ .srv = s, .fd = fd, .events = EPOLLIN, .in = mem, .agent_slot = -1,
                                   .out = mem + CTL_LINE_MAX };
         ctl_session_init(&c->session, &s->env);
         s->env.clients++;
@@ -454,7 +491,7 @@ static int ctl_server_setup(struct ctl_server *s, struct ctl_ctx *ctx)
         s->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (s->kick_fd < 0)
                 return -errno;
-        return 0;
+        return ctl_agents_init(&s->agents, ctx, ctl_client_close_conn);
 }
 
 int ctl_server_open(struct ctl_server *s, struct ctl_ctx *ctx)
@@ -489,6 +526,7 @@ void ctl_server_close(struct ctl_server *s)
         for (uint32_t i = 0; s->clients != NULL && i < s->clients_max; i++)
                 if (s->clients[i].fd >= 0)
                         ctl_client_close(&s->clients[i]);
+        ctl_agents_fini(&s->agents);
         free(s->clients);
         s->clients = NULL;
         if (s->listen_fd >= 0) {

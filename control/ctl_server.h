@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "control/ctl.h"
+#include "control/ctl_agent.h"
 #include "control/ctl_cmd.h"
 #include "control/ctl_dp.h"
 
@@ -63,6 +64,7 @@ struct ctl_client {
         bool discarding;        /* skipping the rest of an over-long line */
         bool eof;               /* the peer shut its side: finish, then close */
         bool quit;              /* close once the output is sent */
+        int32_t agent_slot;     /* the agent attached through it; -1: none */
         char *in;               /* CTL_LINE_MAX */
         char *out;              /* CTL_OUT_BYTES */
         struct ctl_session session;
@@ -81,6 +83,7 @@ struct ctl_server {
         struct ctl_client *clients;
         struct ctl_dp dp;
         struct ctl_env env;
+        struct ctl_agents agents;
         uint32_t restarts_seen;  /* ctx->dataplane_restarts when last looked */
 };
 

@@ -28,6 +28,9 @@
 #define CTL_NS_PER_MS 1000000ull
 
 static char ctl_super_opt_fd[] = "--arena-fd";
+static char ctl_super_opt_agent_fds[] = "--agent-fds";
+/* Where the child puts what it inherits: the arena, then the agent files. */
+#define CTL_SUPER_CHILD_ARENA_FD 3
 
 void ctl_super_config_default(struct ctl_super_config *cfg)
 {
@@ -180,27 +183,49 @@ static void ctl_super_on_exit(void *arg, int fd, uint32_t events)
         ctl_super_after_death(s, &si);
 }
 
+/* The child: moves the arena to fd 3 and the agent files after it. Each
+ * is first copied above every fd involved, so no move can overwrite a
+ * source not yet moved: the sources are distinct fds >= 3, so the highest
+ * is at least 3 + n - 1 and every copy lands above every target. Returns
+ * 0 or an errno value. Async-signal-safe. */
+static int ctl_super_child_fds(const struct ctl_super *s)
+{
+        int tmp[1 + CTL_SUPER_AGENT_FDS_MAX];
+        uint32_t n = 1 + s->agent_fd_count;
+        int hi = s->arena_fd;
+        for (uint32_t i = 0; i < s->agent_fd_count; i++)
+                hi = s->agent_fds[i] > hi ? s->agent_fds[i] : hi;
+        for (uint32_t i = 0; i < n; i++) {
+                int src = i == 0 ? s->arena_fd : s->agent_fds[i - 1];
+                tmp[i] = fcntl(src, F_DUPFD_CLOEXEC, hi + 1);
+                if (tmp[i] < 0)
+                        return errno;
+        }
+        /* dup2 clears close-on-exec on the target: these cross exec. */
+        for (uint32_t i = 0; i < n; i++)
+                if (dup2(tmp[i], CTL_SUPER_CHILD_ARENA_FD + (int)i) < 0)
+                        return errno;
+        return 0;
+}
+
 /* The child, between fork and exec: async-signal-safe calls only. */
 static _Noreturn void ctl_super_child(const struct ctl_super *s, int errfd)
 {
         static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD };
         struct sigaction dfl = { .sa_handler = SIG_DFL };
         sigset_t none;
-        int fd = s->arena_fd, err;
+        int err = 0;
         /* Dispositions set to ignore and the blocked mask survive exec:
          * the dataplane starts from the defaults instead. */
         for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
                 sigaction(sigs[i], &dfl, NULL);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        /* Exactly one fd crosses exec besides 0, 1 and 2: anything atomqd
-         * opened without O_CLOEXEC is marked now (init made fd >= 3). */
-        if (fd > 3)
-                close_range(3, (unsigned)fd - 1, CLOSE_RANGE_CLOEXEC);
-        close_range((unsigned)fd + 1, ~0u, CLOSE_RANGE_CLOEXEC);
-        if (fcntl(fd, F_SETFD, 0) != 0) {
-                err = errno;
-        } else {
+        /* Only the arena and the agent files cross exec besides 0, 1 and
+         * 2: anything atomqd opened without O_CLOEXEC is marked now. */
+        close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
+        err = ctl_super_child_fds(s);
+        if (err == 0) {
                 execv(s->path, s->argv);
                 err = errno;
         }
@@ -262,8 +287,9 @@ static int ctl_super_spawn(struct ctl_super *s)
         rc = ctl_super_watch(s, pid);
         if (rc != 0)
                 return rc;
-        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d)", (int)pid, s->path,
-                s->arena_fd);
+        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d%s%s)", (int)pid,
+                s->path, CTL_SUPER_CHILD_ARENA_FD, s->agent_fd_count > 0 ? " --agent-fds " : "",
+                s->agent_fd_count > 0 ? s->agent_fd_arg : "");
         return 0;
 }
 
@@ -290,6 +316,26 @@ static void ctl_super_on_timer(void *arg, int fd, uint32_t events)
         ctl_super_after_death(s, &(siginfo_t){ .si_code = 0 });
 }
 
+int ctl_super_set_agent_fds(struct ctl_super *s, const int *fds, uint32_t count)
+{
+        if (count > CTL_SUPER_AGENT_FDS_MAX)
+                return -EINVAL;
+        for (uint32_t i = 0; i < count; i++)
+                if (fds[i] < 3)
+                        return -EINVAL;
+        s->agent_fds = fds;
+        s->agent_fd_count = count;
+        if (count == 0) {
+                s->argv[3] = NULL;
+                return 0;
+        }
+        snprintf(s->agent_fd_arg, sizeof(s->agent_fd_arg), "%d", CTL_SUPER_CHILD_ARENA_FD + 1);
+        s->argv[3] = ctl_super_opt_agent_fds;
+        s->argv[4] = s->agent_fd_arg;
+        s->argv[5] = NULL;
+        return 0;
+}
+
 int ctl_super_init(struct ctl_super *s, struct ctl_ctx *ctx, const char *dataplane_path,
                    int arena_fd, const struct ctl_super_config *cfg)
 {
@@ -305,7 +351,7 @@ int ctl_super_init(struct ctl_super *s, struct ctl_ctx *ctx, const char *datapla
         if (access(dataplane_path, X_OK) != 0)
                 return -errno;
         memcpy(s->path, dataplane_path, strlen(dataplane_path) + 1);
-        snprintf(s->fd_arg, sizeof(s->fd_arg), "%d", arena_fd);
+        snprintf(s->fd_arg, sizeof(s->fd_arg), "%d", CTL_SUPER_CHILD_ARENA_FD);
         s->argv[0] = s->path;
         s->argv[1] = ctl_super_opt_fd;
         s->argv[2] = s->fd_arg;

@@ -83,8 +83,14 @@ struct ctl_super {
         uint32_t restarts;              /* every restart attempt, the ring's index */
         char path[256];
         char fd_arg[16];
-        char *argv[4];                  /* path --arena-fd N */
+        char agent_fd_arg[16];
+        char *argv[6];                  /* path --arena-fd N [--agent-fds M] */
+        const int *agent_fds;           /* the agent files (dp_agent.h), the caller's */
+        uint32_t agent_fd_count;
 };
+
+/* Most agent descriptors a dataplane inherits: two per agent slot. */
+#define CTL_SUPER_AGENT_FDS_MAX 254u
 
 /* Fills cfg with the defaults above (5 restarts in 30 s, 100 ms to 5 s). */
 void ctl_super_config_default(struct ctl_super_config *cfg);
@@ -99,6 +105,12 @@ void ctl_super_config_default(struct ctl_super_config *cfg);
  * -errno of timerfd_create, or of ctl_loop_add (-ENOSPC: the loop is full). */
 int ctl_super_init(struct ctl_super *s, struct ctl_ctx *ctx, const char *dataplane_path,
                    int arena_fd, const struct ctl_super_config *cfg);
+
+/* The agent files the dataplane inherits besides the arena (count of them,
+ * which stay the caller's). In the child the arena becomes fd 3 and these
+ * fds 4 .. 4 + count - 1, in order, so atomq-dataplane is run with
+ * --arena-fd 3 --agent-fds 4. -EINVAL: count above the max or an fd < 3. */
+int ctl_super_set_agent_fds(struct ctl_super *s, const int *fds, uint32_t count);
 
 /* Starts the dataplane: fork, then exec with the arena fd inherited, and
  * the child's pidfd registered with the loop. Sets ctx->dataplane_pid.

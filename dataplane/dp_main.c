@@ -33,6 +33,7 @@
 
 struct dp_main_opts {
         int arena_fd;                /* -1: not given */
+        int agent_fd_base;           /* -1: not given */
         bool idle_set;
         struct dp_idle_config idle;  /* with idle_set: overrides atomqd's */
 };
@@ -40,7 +41,7 @@ struct dp_main_opts {
 static void dp_main_usage(FILE *out)
 {
         fprintf(out,
-                "usage: atomq-dataplane --arena-fd N [--busy-poll adaptive|always]\n"
+                "usage: atomq-dataplane --arena-fd N [--agent-fds M] [--busy-poll adaptive|always]\n"
                 "\n"
                 "Runs the dataplane workers of an arena that atomqd created. atomqd starts\n"
                 "it with the arena's file descriptor inherited and restarts it when it dies;\n"
@@ -49,6 +50,9 @@ static void dp_main_usage(FILE *out)
                 "\n"
                 "options:\n"
                 "  --arena-fd N             the inherited arena file descriptor (required)\n"
+                "  --agent-fds M            the first of the inherited agent files: slot s has\n"
+                "                           its memfd at M + 2s and its eventfd at M + 2s + 1\n"
+                "                           (required when the arena has agent slots)\n"
                 "  --busy-poll adaptive|always\n"
                 "                           override atomqd's idle strategy: back off when\n"
                 "                           idle (adaptive) or spin pinned to a CPU (always)\n"
@@ -59,7 +63,7 @@ static void dp_main_usage(FILE *out)
                 "2 bad command line, 3 the arena fd was refused\n"
                 "\n"
                 "example (what atomqd runs, with the arena on fd 3):\n"
-                "  atomq-dataplane --arena-fd 3\n");
+                "  atomq-dataplane --arena-fd 3 --agent-fds 4\n");
 }
 
 static int dp_main_error(const char *opt, const char *value, const char *want)
@@ -86,6 +90,7 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
 {
         static const struct option longopts[] = {
                 { "arena-fd", required_argument, NULL, 'f' },
+                { "agent-fds", required_argument, NULL, 'a' },
                 { "busy-poll", required_argument, NULL, 'b' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
@@ -97,6 +102,11 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                 case 'f':
                         if (dp_main_fd_parse(optarg, &o->arena_fd) != 0)
                                 return dp_main_error("--arena-fd", optarg,
+                                                     "a file descriptor number");
+                        break;
+                case 'a':
+                        if (dp_main_fd_parse(optarg, &o->agent_fd_base) != 0)
+                                return dp_main_error("--agent-fds", optarg,
                                                      "a file descriptor number");
                         break;
                 case 'b':
@@ -198,7 +208,8 @@ static int dp_main_wait(const sigset_t *stop, pid_t parent)
 static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
 {
         struct dp_engine e;
-        struct dp_engine_attach_opts ao = { .idle = o->idle_set ? &o->idle : NULL };
+        struct dp_engine_attach_opts ao = { .idle = o->idle_set ? &o->idle : NULL,
+                                            .agent_fd_base = o->agent_fd_base };
         int rc = dp_engine_attach(&e, o->arena_fd, &ao);
         if (rc != 0) {
                 shm_log(SHM_LOG_ERR, "cannot attach the arena on fd %d: %s", o->arena_fd,
@@ -235,7 +246,7 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
 
 int main(int argc, char **argv)
 {
-        struct dp_main_opts o = { .arena_fd = -1 };
+        struct dp_main_opts o = { .arena_fd = -1, .agent_fd_base = -1 };
         int rc = dp_main_parse(&o, argc, argv);
         if (rc != 0)
                 return rc > 0 ? 0 : DP_EXIT_USAGE;

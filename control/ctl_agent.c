@@ -1,0 +1,213 @@
+/* ctl_agent.c - agents attaching through the control socket (ctl_agent.h). */
+#include "control/ctl_agent.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "shm/shm_log.h"
+
+static void ctl_agents_why(char *why, size_t len, const char *text)
+{
+        snprintf(why, len, "%s", text);
+}
+
+/* The agent's process exited: its connection may live on in a child it
+ * forked, but the agent is gone. */
+static void ctl_agents_on_exit(void *arg, int fd, uint32_t events)
+{
+        struct ctl_agents *a = arg;
+        (void)events;
+        for (uint32_t i = 0; i < a->slots; i++) {
+                if (a->conn[i].pidfd != fd || a->conn[i].conn == NULL)
+                        continue;
+                shm_log(SHM_LOG_INFO, "agent %u (pid %d) exited", i, (int)a->conn[i].pid);
+                a->close_conn(a->conn[i].conn);
+                return;
+        }
+}
+
+/* Every tick: slots whose workers are all done are freed, agents a worker
+ * found corrupt are disconnected. */
+static void ctl_agents_on_tick(void *arg, int fd, uint32_t events)
+{
+        struct ctl_agents *a = arg;
+        uint64_t n;
+        (void)events;
+        if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+                return;
+        for (uint32_t i = 0; i < a->slots; i++) {
+                if (a->conn[i].conn != NULL && dp_agent_bad(a->engine, i)) {
+                        a->corrupt++;
+                        shm_log(SHM_LOG_WARN, "agent %u (pid %d): its rings are corrupt; "
+                                "disconnected", i, (int)a->conn[i].pid);
+                        a->close_conn(a->conn[i].conn);
+                }
+                if (a->conn[i].conn == NULL)
+                        (void)dp_agent_reap(a->engine, i);
+        }
+}
+
+int ctl_agents_init(struct ctl_agents *a, struct ctl_ctx *ctx, ctl_agent_close_fn *close_conn)
+{
+        memset(a, 0, sizeof(*a));
+        a->ctx = ctx;
+        a->timerfd = -1;
+        a->close_conn = close_conn;
+        if (ctx->engine == NULL || ctx->engine->agents == 0)
+                return 0;
+        a->engine = ctx->engine;
+        a->slots = ctx->engine->agents;
+        a->conn = calloc(a->slots, sizeof(*a->conn));
+        if (a->conn == NULL)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < a->slots; i++)
+                a->conn[i].pidfd = -1;
+        a->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (a->timerfd < 0)
+                return -errno;
+        struct itimerspec t = {
+                .it_value = { .tv_nsec = CTL_AGENT_TICK_MS * 1000000L },
+                .it_interval = { .tv_nsec = CTL_AGENT_TICK_MS * 1000000L },
+        };
+        if (timerfd_settime(a->timerfd, 0, &t, NULL) != 0)
+                return -errno;
+        return ctl_loop_add(ctx->loop, a->timerfd, EPOLLIN, ctl_agents_on_tick, a);
+}
+
+void ctl_agents_fini(struct ctl_agents *a)
+{
+        for (uint32_t i = 0; a->conn != NULL && i < a->slots; i++)
+                if (a->conn[i].conn != NULL)
+                        ctl_agents_detach(a, i);
+        if (a->timerfd >= 0) {
+                ctl_loop_del(a->ctx->loop, a->timerfd);
+                close(a->timerfd);
+        }
+        free(a->conn);
+        memset(a, 0, sizeof(*a));
+        a->timerfd = -1;
+}
+
+bool ctl_agents_is_attach(const char *line, uint32_t len)
+{
+        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\r'))
+                len--;
+        return len == 6 && memcmp(line, "attach", 6) == 0;
+}
+
+/* Sends the answer with the slot's two descriptors. */
+static int ctl_agents_send(struct ctl_agents *a, int fd, uint32_t slot, uint32_t gen)
+{
+        const struct dp_agent_file *f = &a->engine->agent_files[slot];
+        const struct dp_agent_slot *s = dp_agent_slot_at(a->engine, slot);
+        char text[160];
+        int len = snprintf(text, sizeof(text),
+                           "agent slot=%u gen=%u workers=%u ring=%u file=%llu max-subs=%u\n\n",
+                           slot, gen, a->engine->workers, a->engine->hdr->agent_dlv_ring_bytes,
+                           (unsigned long long)f->bytes, s->max_subs);
+        int fds[2] = { f->fd, f->efd };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(fds))];
+        } ctl;
+        struct iovec iov = { .iov_base = text, .iov_len = (size_t)len };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                            .msg_controllen = sizeof(ctl.buf) };
+        memset(ctl.buf, 0, sizeof(ctl.buf));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(fds));
+        memcpy(CMSG_DATA(c), fds, sizeof(fds));
+        ssize_t n;
+        do
+                n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        /* The descriptors went with the first byte; a short write of so
+         * small an answer on an empty socket does not happen, but the
+         * caller must not hand out half an answer. */
+        return n == len ? 0 : -EAGAIN;
+}
+
+int ctl_agents_attach(struct ctl_agents *a, int fd, void *conn, char *why, size_t whylen)
+{
+        struct ucred cred;
+        socklen_t clen = sizeof(cred);
+        uint32_t slot, gen;
+        if (a->slots == 0) {
+                ctl_agents_why(why, whylen, "this atomqd has no agent slots (--max-agents 0)");
+                return -ENODEV;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
+                ctl_agents_why(why, whylen, "cannot read the peer's credentials");
+                return -errno;
+        }
+        if (cred.uid != 0 && cred.uid != geteuid()) {
+                a->refused++;
+                ctl_agents_why(why, whylen, "agents must run as root or as atomqd's user");
+                return -EPERM;
+        }
+        int pidfd = pidfd_open(cred.pid, 0);
+        if (pidfd < 0) {
+                ctl_agents_why(why, whylen, "cannot watch the agent's process");
+                return -errno;
+        }
+        int rc = dp_agent_open(a->engine, cred.pid, cred.uid, a->ctx->cfg->agent_max_subs, &slot,
+                               &gen);
+        if (rc == -EUSERS) {
+                a->refused++;
+                ctl_agents_why(why, whylen, "every agent slot is taken (raise --max-agents)");
+        } else if (rc != 0) {
+                ctl_agents_why(why, whylen, "cannot prepare the agent's memory");
+        }
+        if (rc == 0) {
+                rc = ctl_agents_send(a, fd, slot, gen);
+                if (rc != 0) {
+                        dp_agent_close(a->engine, slot);
+                        ctl_agents_why(why, whylen, "cannot send the agent its memory");
+                }
+        }
+        if (rc == 0)
+                rc = ctl_loop_add(a->ctx->loop, pidfd, EPOLLIN, ctl_agents_on_exit, a);
+        if (rc != 0) {
+                close(pidfd);
+                return rc;
+        }
+        a->conn[slot] = (struct ctl_agent_conn){ .conn = conn, .pidfd = pidfd, .pid = cred.pid };
+        a->attached++;
+        shm_log(SHM_LOG_INFO, "agent %u attached: pid %d uid %u", slot, (int)cred.pid,
+                (unsigned)cred.uid);
+        return (int)slot;
+}
+
+void ctl_agents_detach(struct ctl_agents *a, uint32_t slot)
+{
+        if (slot >= a->slots || a->conn[slot].conn == NULL)
+                return;
+        struct ctl_agent_conn *c = &a->conn[slot];
+        dp_agent_close(a->engine, slot);
+        if (c->pidfd >= 0) {
+                ctl_loop_del(a->ctx->loop, c->pidfd);
+                close(c->pidfd);
+        }
+        shm_log(SHM_LOG_INFO, "agent %u (pid %d) detached", slot, (int)c->pid);
+        *c = (struct ctl_agent_conn){ .pidfd = -1 };
+        a->detached++;
+}
+
+uint32_t ctl_agents_count(const struct ctl_agents *a)
+{
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < a->slots; i++)
+                n += a->conn[i].conn != NULL;
+        return n;
+}

@@ -1,0 +1,73 @@
+/* ctl_agent.h - agents attaching through the control socket.
+ *
+ * An agent (libatomq's atomq_connect) connects to the control socket, reads
+ * the greeting and sends the line `attach`. atomqd checks the peer's
+ * credentials (SO_PEERCRED: root or atomqd's own user), gives it a free
+ * agent slot (dp_agent_open) and answers with one line and an empty line,
+ *
+ *   agent slot=S gen=G workers=N ring=BYTES file=BYTES max-subs=Q
+ *
+ * carrying the slot's memfd and eventfd as SCM_RIGHTS. The connection then
+ * stays open for the agent's lifetime: when it closes, or the agent's
+ * process exits (its pidfd), or a worker finds the agent's memory corrupt,
+ * atomqd takes the slot back (dp_agent_close); the workers drop the agent's
+ * subscriptions, watches and channel ends, and the slot is free again once
+ * every worker has acked (dp_agent_reap, checked every CTL_AGENT_TICK_MS).
+ */
+#ifndef ATOMQ_CTL_AGENT_H
+#define ATOMQ_CTL_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "control/ctl.h"
+
+#define CTL_AGENT_TICK_MS 20u
+
+/* Closes the control connection an agent attached through (the server's
+ * own close, which calls ctl_agents_detach). */
+typedef void ctl_agent_close_fn(void *conn);
+
+struct ctl_agent_conn {
+        void *conn;             /* the control client; NULL: slot not ours */
+        int pidfd;              /* the agent process; -1: none */
+        pid_t pid;
+};
+
+struct ctl_agents {
+        struct ctl_ctx *ctx;
+        struct dp_engine *engine;
+        uint32_t slots;
+        struct ctl_agent_conn *conn;   /* [slots] */
+        ctl_agent_close_fn *close_conn;
+        int timerfd;
+        uint64_t attached;             /* attaches that succeeded */
+        uint64_t refused;              /* attaches refused (credentials, no slot) */
+        uint64_t detached;             /* agents gone: connection closed or process exit */
+        uint64_t corrupt;              /* disconnected: their memory was found corrupt */
+};
+
+/* Sets up for ctx->engine's agent slots (none: attach answers ENODEV).
+ * -ENOMEM, -errno of timerfd_create or ctl_loop_add. */
+int ctl_agents_init(struct ctl_agents *a, struct ctl_ctx *ctx, ctl_agent_close_fn *close_conn);
+void ctl_agents_fini(struct ctl_agents *a);
+
+/* Is this control line an attach request? */
+bool ctl_agents_is_attach(const char *line, uint32_t len);
+
+/* Attaches the agent at the other end of fd (the control client conn,
+ * whose output is flushed): sends the answer and the descriptors itself.
+ * Returns the slot (>= 0), or -errno with a reason in why:
+ * -ENODEV no agent slots configured; -EPERM another user; -EUSERS every
+ * slot taken; -EAGAIN the socket did not take the answer at once; other
+ * -errno of getsockopt, pidfd_open, sendmsg. The caller answers errors. */
+int ctl_agents_attach(struct ctl_agents *a, int fd, void *conn, char *why, size_t whylen);
+
+/* The connection of slot went away: takes the slot back. */
+void ctl_agents_detach(struct ctl_agents *a, uint32_t slot);
+
+/* Agents attached now. */
+uint32_t ctl_agents_count(const struct ctl_agents *a);
+
+#endif /* ATOMQ_CTL_AGENT_H */
