@@ -1,8 +1,8 @@
 /* atomq.h - the public agent API of libatomq.
  *
  * Agents are processes on the dataplane's host that talk to atomq through
- * shared memory instead of sockets. This header grows with the agents issue;
- * it starts with error text and direct channels.
+ * shared memory instead of sockets: error text, direct channels between
+ * two agents, and the agent connection with the whole mode set.
  *
  * Conventions: every call returns 0 (or a count, or 1 for "got one") on
  * success and a negative errno value on failure, never sets errno, and
@@ -176,6 +176,260 @@ int atomq_channel_release(struct atomq_channel *ch);
  * copy of the descriptor is closed. Closing a closed or zeroed channel does
  * nothing. */
 void atomq_channel_close(struct atomq_channel *ch);
+
+
+/* ------------------------------------------------------------------ agents
+ *
+ * An agent attaches to atomqd through its control socket (atomq_connect)
+ * and gets its own rings in a memfd of its own: commands go to the
+ * dataplane's workers, completions and deliveries come back, with no
+ * syscall on the hot path and no access to anything but those rings.
+ * docs/agents.md explains the calls with examples.
+ *
+ * Threads: a connection is used by one thread at a time (it has no lock);
+ * open one connection per thread that needs one.
+ *
+ * Entities are named (up to 255 bytes, subject syntax) or anonymous and
+ * are known by a 64-bit handle; calls that take `handle, name` use the
+ * handle when it is not 0, else the name.
+ *
+ * Errors common to every call below (not repeated on each):
+ *   -ECONNRESET  atomqd took the connection back (the agent broke its
+ *                rings, or atomqd stopped): close and connect again;
+ *   -ETIMEDOUT   no answer within the call timeout (atomq_set_timeout;
+ *                10 s by default), e.g. while the dataplane restarts;
+ *   -EPROTO      the agent's own rings are corrupt.
+ */
+
+struct atomq;   /* a connection: opaque */
+
+enum atomq_mode {
+        ATOMQ_MODE_BROADCAST = 0, /* storage none, match routing, fan-out */
+        ATOMQ_MODE_MAILBOX = 1,   /* a queue: send, fetch, ack; lives until its TTL */
+        ATOMQ_MODE_LATEST = 2,    /* one value per key (subject): put, get, watch */
+        ATOMQ_MODE_REQUEST = 3,   /* a one-shot reply inbox (atomq_request makes them) */
+        ATOMQ_MODE_CHANNEL = 4,   /* two ends through the dataplane */
+        ATOMQ_MODE_LOG = 5,       /* ordered offsets, read and commit per group */
+};
+
+enum atomq_storage {
+        ATOMQ_STORAGE_DEFAULT = -1, /* the mode's (or the entity's, per message) */
+        ATOMQ_STORAGE_NONE = 0,
+        ATOMQ_STORAGE_MEM = 1,
+        ATOMQ_STORAGE_DISK = 2,
+};
+
+/* Options of atomq_create; NULL or all zero: the mode's defaults. */
+struct atomq_create_opts {
+        uint32_t ttl_ms;     /* entity TTL; 0: none */
+        int8_t storage;      /* enum atomq_storage; 0 here means DEFAULT unless storage_set */
+        uint8_t storage_set; /* 1: storage applies */
+        uint8_t ttl_idle;    /* 1: the TTL counts from the last use */
+        uint8_t reserved;
+        uint32_t max_msgs;   /* 0: no per-entity limit */
+        uint32_t max_bytes;
+};
+
+/* Options of a message (send, publish, request); NULL: none. */
+struct atomq_msg_opts {
+        uint32_t ttl_ms;        /* per-message TTL; 0: none */
+        int8_t storage;         /* enum atomq_storage, per message */
+        uint8_t end;            /* channel: 1 + the sending end; 0: none */
+        uint8_t reserved[2];
+        uint64_t reply;         /* a handle replies go to; 0: none */
+        const void *headers;    /* a NATS/1.0 header block, or NULL */
+        uint32_t headers_len;
+        uint32_t reserved2;
+};
+
+/* A message handed to the agent, borrowed from its ring: every pointer
+ * stays valid until atomq_release() or the next atomq_recv(). */
+struct atomq_delivery {
+        const char *subject;
+        uint32_t subject_len;
+        uint32_t headers_len;
+        const void *headers;
+        const void *data;
+        uint32_t len;
+        uint32_t sid;           /* the subscription or watch it came through */
+        uint64_t entity;        /* the entity it came from; 0: a subject publish */
+        uint64_t seq;           /* its sequence number in that entity */
+        uint64_t reply;         /* where a reply goes (atomq_reply); 0: none */
+        uint16_t status;        /* 0; 503: no responders; 408: request timed out */
+        uint16_t flags;         /* ATOMQ_DELIVERY_F_* */
+        uint32_t reserved;
+};
+#define ATOMQ_DELIVERY_F_REDELIVERY 1u /* delivered before and not acked */
+
+/* The messages of a fetch, get or read, borrowed from the ring: valid
+ * until the next call on the connection or atomq_batch_release(). */
+struct atomq_batch {
+        uint32_t count;
+        uint32_t bytes;
+        const void *rec;        /* internal */
+        uint32_t rec_len;
+        uint32_t off;           /* internal: the walk */
+        int worker;             /* internal */
+        uint32_t reserved;
+};
+
+/* Connects to atomqd's control socket at path (NULL: $ATOMQ_CONTROL, else
+ * /run/atomq/control.sock for root, $XDG_RUNTIME_DIR/atomq/control.sock
+ * otherwise), attaches, maps the rings. *out is the connection.
+ * -ENOENT, -ECONNREFUSED: no atomqd there; -EACCES: the socket is another
+ * user's; -EPERM: atomqd refused this user; -EUSERS: every agent slot is
+ * taken; -ENODEV: atomqd has no agent slots; -EPROTO: not an atomqd, or
+ * an answer that does not add up; -ENOMEM; other -errno of socket,
+ * connect, recvmsg, mmap. */
+int atomq_connect(const char *path, struct atomq **out);
+
+/* Detaches (atomqd drops the agent's subscriptions, watches and channel
+ * ends; its mailboxes live on until their TTL), unmaps, frees. NULL is
+ * fine. */
+void atomq_close(struct atomq *a);
+
+/* How long a call waits for its answer; < 0: forever. */
+void atomq_set_timeout(struct atomq *a, int64_t timeout_ns);
+
+/* The eventfd to poll(2)/epoll for deliveries. Arm it first with
+ * atomq_poll_arm; it is readable once a delivery arrived after that. */
+int atomq_fd(const struct atomq *a);
+
+/* Arms the pollable fd. Returns 1 when a delivery already waits (do not
+ * sleep: call atomq_recv), 0 when armed. Reads the fd clear. */
+int atomq_poll_arm(struct atomq *a);
+
+/* -- entities -- */
+
+/* Creates an entity; name NULL: anonymous. *handle gets its handle.
+ * -EINVAL: a bad mode, name or option; -EEXIST: the name is taken;
+ * -ENOSPC: the table or name heap is full. */
+int atomq_create(struct atomq *a, enum atomq_mode mode, const char *name,
+                 const struct atomq_create_opts *o, uint64_t *handle);
+
+/* Creates n named entities of one mode, pipelined (far faster than n
+ * calls). handles[i] gets each handle, or 0 when that one failed; returns
+ * how many were created, or a common error. */
+int atomq_create_many(struct atomq *a, enum atomq_mode mode, const char *const *names,
+                      uint32_t n, const struct atomq_create_opts *o, uint64_t *handles);
+
+/* Destroys n entities by handle, pipelined. Returns how many went. */
+int atomq_destroy_many(struct atomq *a, const uint64_t *handles, uint32_t n);
+
+/* Destroys an entity (its messages, parties and timers go with it).
+ * -ENOENT: no such name; -ESTALE: the handle's entity is gone;
+ * -EINVAL: neither handle nor name. */
+int atomq_destroy(struct atomq *a, uint64_t handle, const char *name);
+
+/* The handle of the entity called name. -ENOENT: none. */
+int atomq_lookup(struct atomq *a, const char *name, uint64_t *handle);
+
+/* -- messages -- */
+
+/* Gives a message to an entity: a mailbox, a log, a latest entity (under
+ * key), a channel (o->end). key: the subject the message carries (the key
+ * of a latest entity; may be NULL elsewhere). *seq (may be NULL) gets
+ * its sequence number or log offset.
+ * -ENOBUFS: the entity is full and refuses; -EMSGSIZE: too large for a
+ * command (about 15.7 KiB); -ENOENT/-ESTALE: no such entity. */
+int atomq_send(struct atomq *a, uint64_t handle, const char *name, const char *key,
+               const void *data, uint32_t len, const struct atomq_msg_opts *o, uint64_t *seq);
+
+/* Publishes to a subject (match routing: every subscription whose pattern
+ * matches, one member per queue group). Asynchronous, like NATS: it
+ * returns once the command is in the ring; atomq_flush waits for the
+ * answers and reports the first error. -EINVAL: a bad subject (checked
+ * here too); -EMSGSIZE; -ETIMEDOUT: the ring stayed full. */
+int atomq_publish(struct atomq *a, const char *subject, const void *data, uint32_t len,
+                  const struct atomq_msg_opts *o);
+
+/* Waits until every asynchronous command has been answered. Returns 0, or
+ * the first error one of them met since the last flush. */
+int atomq_flush(struct atomq *a);
+
+/* Subscribes to a pattern (tokens split by '.', '*' one token, '>' the
+ * rest). group NULL: every match is delivered; else one member of the
+ * group gets each. sid is echoed in each delivery. *sub gets the id for
+ * atomq_unsubscribe. -EINVAL: a bad pattern; -EDQUOT: the agent's
+ * subscription quota (--agent-max-subs) is reached; -ENOSPC: the
+ * dataplane's subscriptions are exhausted. */
+int atomq_subscribe(struct atomq *a, const char *pattern, const char *group, uint32_t sid,
+                    uint64_t *sub);
+
+/* -ENOENT: no such subscription; -EPERM: another agent's. */
+int atomq_unsubscribe(struct atomq *a, uint64_t sub);
+
+/* Takes the next delivery (subscriptions, watches, request replies),
+ * waiting up to timeout_ns (0: not at all; < 0: forever). Returns 1 with
+ * *d borrowed (see struct atomq_delivery), -EAGAIN when timeout_ns is 0
+ * and nothing waits, -ETIMEDOUT, -EINTR. Releases the previous one. */
+int atomq_recv(struct atomq *a, struct atomq_delivery *d, int64_t timeout_ns);
+
+/* Gives the borrowed delivery back (its ring space is reused). */
+void atomq_release(struct atomq *a);
+
+/* Deliveries dropped because the agent's delivery ring was full. */
+uint64_t atomq_dropped(const struct atomq *a);
+
+/* -- mailbox, latest, log: pulling -- */
+
+/* Takes up to max (1..64) messages from a mailbox or channel end (end: 1 +
+ * the fetching end of a channel, else 0) into *b. A mailbox's messages
+ * stay in flight until acked and come again after the ack wait. Returns
+ * the count (0: none waiting). -EOPNOTSUPP: a log (use atomq_read). */
+int atomq_fetch(struct atomq *a, uint64_t handle, const char *name, uint8_t end,
+                unsigned max, struct atomq_batch *b);
+
+/* Walks a batch: 1 with *d filled (borrowed like the batch), 0 at its end,
+ * -EPROTO when the batch is corrupt. */
+int atomq_batch_next(struct atomq_batch *b, struct atomq_delivery *d);
+
+/* Gives a batch's ring space back before the next call would. */
+void atomq_batch_release(struct atomq *a, struct atomq_batch *b);
+
+/* Acknowledges (removes) message seq of a mailbox. -ENOENT: no such
+ * message in flight. */
+int atomq_ack(struct atomq *a, uint64_t handle, uint64_t seq);
+
+/* The latest value under key: 1 with it in *b, -ENOENT when none. */
+int atomq_get(struct atomq *a, uint64_t handle, const char *key, struct atomq_batch *b);
+
+/* Becomes a party of an entity. A watcher (hold 0) is pushed each
+ * message as it arrives (atomq_recv, with sid); a holder (hold 1) is told
+ * nothing and pulls; it holds channel end `end` and keeps an auto-destroy
+ * entity alive. -EBUSY: that channel end is held; -EDQUOT: quota. */
+int atomq_watch(struct atomq *a, uint64_t handle, const char *name, uint32_t sid, int hold,
+                uint8_t end);
+
+/* Leaves: the party of sid. An auto-destroy entity (a channel) goes with
+ * its last party. -ENOENT: not bound. */
+int atomq_unwatch(struct atomq *a, uint64_t handle, const char *name, uint32_t sid);
+
+/* Reads up to max (1..64) messages of a log: from offset (group NULL), or
+ * from the group's committed cursor (created at the oldest offset).
+ * Returns the count. -ENOSPC: no free cursor. */
+int atomq_read(struct atomq *a, uint64_t handle, const char *group, uint64_t offset,
+               unsigned max, struct atomq_batch *b);
+
+/* Moves group's cursor to offset (the next it will read). -ERANGE: past
+ * the end of the log. */
+int atomq_commit(struct atomq *a, uint64_t handle, const char *group, uint64_t offset);
+
+/* -- request / reply -- */
+
+/* Publishes a request on subject with a one-shot reply inbox that lives
+ * timeout_ms. The reply arrives through atomq_recv with sid and
+ * entity == *inbox; with nobody listening a delivery of status 503 comes
+ * at once, and one of status 408 when the time runs out. Returns the
+ * number of responders reached (0: none). Responders must live on the
+ * requester's worker for now (docs/agents.md, "Limits"). */
+int atomq_request(struct atomq *a, const char *subject, const void *data, uint32_t len,
+                  uint32_t timeout_ms, uint32_t sid, uint64_t *inbox);
+
+/* Answers a request: sends data to the reply handle of delivery d.
+ * -EINVAL: d carries no reply handle; -ESTALE: the requester gave up. */
+int atomq_reply(struct atomq *a, const struct atomq_delivery *d, const void *data,
+                uint32_t len);
 
 #ifdef __cplusplus
 }

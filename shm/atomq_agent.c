@@ -1,0 +1,1168 @@
+/* atomq_agent.c - libatomq's agent connection: attach through atomqd's
+ * control socket, then talk to the workers through the agent's own rings
+ * (shm/shm_agent.h). The calls are in include/atomq/atomq.h.
+ *
+ * A command goes to the ring of the worker that owns it (the shard of its
+ * name, of its handle, or of a publish's subject: the same functions the
+ * dataplane uses), so no worker forwards an agent's command. Calls wait for
+ * their own completion, which is the next one on that worker's completion
+ * ring that carries their request id; completions of asynchronous commands
+ * (publish) met on the way are counted and their first error is kept for
+ * atomq_flush. Waiting spins briefly (a reply within microseconds is the
+ * common case), then sleeps on the agent's futex word, which workers notify
+ * after each pass that gave the agent something.
+ *
+ * Nothing read from the rings is trusted: every record is length-checked
+ * and every frame goes through atomq_frame_check before it is handed out.
+ */
+#include "atomq/atomq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "dataplane/dp_agent.h"
+#include "dataplane/dp_cmd.h"
+#include "dataplane/dp_handle.h"
+#include "shm/shm_agent.h"
+#include "shm/shm_clock.h"
+#include "shm/shm_vring.h"
+
+#define ATOMQ_TIMEOUT_NS_DEFAULT (10ll * 1000000000)
+/* Polls of a ring before a waiter sleeps: about 20-50 us of spinning. */
+#define ATOMQ_SPINS 4000u
+/* Asynchronous commands in flight on one worker before a publish reads
+ * the completions that came back. */
+#define ATOMQ_ASYNC_DRAIN 1024u
+#define ATOMQ_ANSWER_MAX 512u
+
+struct atomq {
+        int sock;
+        int memfd;
+        int efd;
+        uint8_t *map;
+        uint64_t map_bytes;
+        struct shm_agent_hdr *hdr;
+        uint32_t workers;
+        uint32_t slot;
+        uint32_t gen;
+        uint32_t max_subs;
+        int64_t timeout_ns;
+        uint64_t next_req;
+        int async_err;          /* first error of an asynchronous command since flush */
+        int dlv_held;           /* worker of the borrowed delivery; -1: none */
+        int cpl_held;           /* worker of the borrowed batch; -1: none */
+        uint32_t recv_next;     /* the delivery ring atomq_recv looks at first */
+        uint64_t bad_records;   /* records of ours that did not check */
+        uint32_t *inflight;     /* [workers]: commands not yet answered */
+        struct shm_vring *cmd;  /* [workers]: producer */
+        struct shm_vring *cpl;  /* [workers]: consumer */
+        struct shm_vring *dlv;  /* [workers]: consumer */
+        struct shm_wake **doorbell;
+};
+
+/* ---- connecting ---------------------------------------------------------- */
+
+static int atomq_default_path(char *buf, size_t len)
+{
+        const char *env = getenv("ATOMQ_CONTROL");
+        int n;
+        if (env != NULL && env[0] != 0) {
+                n = snprintf(buf, len, "%s", env);
+        } else if (geteuid() == 0) {
+                n = snprintf(buf, len, "/run/atomq/control.sock");
+        } else {
+                const char *dir = getenv("XDG_RUNTIME_DIR");
+                if (dir == NULL || dir[0] != '/')
+                        return -ENOENT;
+                n = snprintf(buf, len, "%s/atomq/control.sock", dir);
+        }
+        return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int atomq_sock_open(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+                int err = errno;
+                close(fd);
+                return -err;
+        }
+        return fd;
+}
+
+/* Reads one reply (up to its empty line) into buf; takes the descriptors
+ * that come with it (at most 2) into fds. */
+static int atomq_sock_reply(int fd, char *buf, size_t len, int *fds, int *nfds)
+{
+        size_t have = 0;
+        while (have + 1 < len) {
+                union {
+                        struct cmsghdr h;
+                        char b[CMSG_SPACE(2 * sizeof(int))];
+                } ctl;
+                struct iovec iov = { .iov_base = buf + have, .iov_len = len - 1 - have };
+                struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                                    .msg_controllen = sizeof(ctl.b) };
+                ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : -EPROTO;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+                        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                        int got[2];
+                        memcpy(got, CMSG_DATA(c), (size_t)(k < 2 ? k : 2) * sizeof(int));
+                        for (int i = 0; i < k; i++) {
+                                int v;
+                                memcpy(&v, CMSG_DATA(c) + (size_t)i * sizeof(int), sizeof(v));
+                                if (*nfds < 2)
+                                        fds[(*nfds)++] = v;
+                                else
+                                        close(v);
+                        }
+                }
+                have += (size_t)n;
+                buf[have] = 0;
+                if (have >= 2 && strstr(buf, "\n\n") != NULL)
+                        return 0;
+        }
+        return -EPROTO;
+}
+
+/* An error reply, "error: attach: WHY (ENAME)", as -errno. */
+static int atomq_reply_errno(const char *text)
+{
+        static const struct { const char *name; int err; } names[] = {
+                { "(EUSERS)", EUSERS }, { "(EPERM)", EPERM },     { "(ENODEV)", ENODEV },
+                { "(EBUSY)", EBUSY },   { "(EISCONN)", EISCONN }, { "(ENOMEM)", ENOMEM },
+        };
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (strstr(text, names[i].name) != NULL)
+                        return -names[i].err;
+        return -EPROTO;
+}
+
+static int atomq_alloc(struct atomq **out, uint32_t workers)
+{
+        struct atomq *a = calloc(1, sizeof(*a));
+        if (a == NULL)
+                return -ENOMEM;
+        a->sock = a->memfd = a->efd = -1;
+        a->dlv_held = a->cpl_held = -1;
+        a->timeout_ns = ATOMQ_TIMEOUT_NS_DEFAULT;
+        a->workers = workers;
+        a->inflight = calloc(workers, sizeof(*a->inflight));
+        a->cmd = calloc(workers, sizeof(*a->cmd));
+        a->cpl = calloc(workers, sizeof(*a->cpl));
+        a->dlv = calloc(workers, sizeof(*a->dlv));
+        a->doorbell = calloc(workers, sizeof(*a->doorbell));
+        *out = a;
+        if (a->inflight == NULL || a->cmd == NULL || a->cpl == NULL || a->dlv == NULL ||
+            a->doorbell == NULL)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Maps the agent file and opens the views of every worker's rings, checked
+ * against the geometry atomqd announced. */
+static int atomq_map(struct atomq *a, uint32_t ring_bytes, uint64_t file_bytes)
+{
+        struct shm_agent_layout l;
+        struct stat st;
+        if (shm_agent_layout(a->workers, DP_AGENT_CMD_RING_BYTES, DP_AGENT_CPL_RING_BYTES,
+                             ring_bytes, &l) != 0 || l.file_bytes != file_bytes)
+                return -EPROTO;
+        if (fstat(a->memfd, &st) != 0 || (uint64_t)st.st_size != file_bytes)
+                return -EPROTO;
+        void *p = mmap(NULL, file_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, a->memfd, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+        a->map = p;
+        a->map_bytes = file_bytes;
+        a->hdr = p;
+        if (a->hdr->magic != SHM_AGENT_MAGIC || a->hdr->version != SHM_AGENT_VERSION)
+                return -EPROTO;
+        for (uint32_t w = 0; w < a->workers; w++) {
+                int rc = shm_vring_attach(&a->cmd[w], a->map + shm_agent_cmd_off(&l, w),
+                                          l.cmd_stride);
+                if (rc == 0)
+                        rc = shm_vring_attach(&a->cpl[w], a->map + shm_agent_cpl_off(&l, w),
+                                              l.cpl_stride);
+                if (rc == 0)
+                        rc = shm_vring_attach(&a->dlv[w], a->map + shm_agent_dlv_off(&l, w),
+                                              l.dlv_stride);
+                if (rc != 0)
+                        return -EPROTO;
+                a->doorbell[w] = (struct shm_wake *)(a->map + l.doorbell_off +
+                                                     (uint64_t)w * SHM_CACHE_LINE);
+        }
+        return 0;
+}
+
+int atomq_connect(const char *path, struct atomq **out)
+{
+        char def[256], buf[ATOMQ_ANSWER_MAX];
+        int fds[2] = { -1, -1 }, nfds = 0;
+        unsigned slot, gen, workers, ring, subs;
+        unsigned long long file;
+        struct atomq *a = NULL;
+        *out = NULL;
+        if (path == NULL) {
+                int rc = atomq_default_path(def, sizeof(def));
+                if (rc != 0)
+                        return rc;
+                path = def;
+        }
+        int fd = atomq_sock_open(path);
+        if (fd < 0)
+                return fd;
+        int rc = atomq_sock_reply(fd, buf, sizeof(buf), fds, &nfds);
+        if (rc == 0 && strncmp(buf, "atomqd ", 7) != 0)
+                rc = -EPROTO;
+        if (rc == 0 && send(fd, "attach\n", 7, MSG_NOSIGNAL) != 7)
+                rc = -errno;
+        if (rc == 0)
+                rc = atomq_sock_reply(fd, buf, sizeof(buf), fds, &nfds);
+        if (rc == 0 && strncmp(buf, "agent ", 6) != 0)
+                rc = atomq_reply_errno(buf);
+        if (rc == 0 && (sscanf(buf, "agent slot=%u gen=%u workers=%u ring=%u file=%llu "
+                               "max-subs=%u", &slot, &gen, &workers, &ring, &file, &subs) != 6 ||
+                        nfds != 2 || workers == 0 || workers > SHM_AGENT_WORKERS_MAX))
+                rc = -EPROTO;
+        if (rc == 0)
+                rc = atomq_alloc(&a, workers);
+        if (a != NULL) {
+                a->sock = fd;
+                a->memfd = fds[0];
+                a->efd = fds[1];
+                fd = fds[0] = fds[1] = -1;
+        }
+        if (rc == 0) {
+                a->slot = slot;
+                a->gen = gen;
+                a->max_subs = subs;
+                rc = atomq_map(a, ring, file);
+        }
+        if (rc != 0) {
+                atomq_close(a);
+                for (int i = 0; i < 2; i++)
+                        if (fds[i] >= 0)
+                                close(fds[i]);
+                if (fd >= 0)
+                        close(fd);
+                return rc;
+        }
+        *out = a;
+        return 0;
+}
+
+void atomq_close(struct atomq *a)
+{
+        if (a == NULL)
+                return;
+        /* Closing the socket is the detach: atomqd takes the slot back. */
+        if (a->sock >= 0)
+                close(a->sock);
+        if (a->map != NULL)
+                munmap(a->map, a->map_bytes);
+        if (a->memfd >= 0)
+                close(a->memfd);
+        if (a->efd >= 0)
+                close(a->efd);
+        free(a->inflight);
+        free(a->cmd);
+        free(a->cpl);
+        free(a->dlv);
+        free(a->doorbell);
+        free(a);
+}
+
+void atomq_set_timeout(struct atomq *a, int64_t timeout_ns)
+{
+        a->timeout_ns = timeout_ns;
+}
+
+int atomq_fd(const struct atomq *a)
+{
+        return a->efd;
+}
+
+uint64_t atomq_dropped(const struct atomq *a)
+{
+        (void)a;
+        /* The count lives in the arena, which agents do not map; atomqd
+         * reports it (show agents). */
+        return 0;
+}
+
+/* ---- rings --------------------------------------------------------------- */
+
+static bool atomq_revoked(const struct atomq *a)
+{
+        /* Pairs with the release store in dp_agent_close. */
+        return atomic_load_explicit(&a->hdr->revoked, memory_order_acquire) != 0;
+}
+
+static uint64_t atomq_deadline(const struct atomq *a)
+{
+        return a->timeout_ns < 0 ? UINT64_MAX : shm_clock_ns() + (uint64_t)a->timeout_ns;
+}
+
+/* try_fn returns > 0 (found) or < 0 (error) to finish, 0 to go on. Spins,
+ * then sleeps on the agent's word until deadline_ns. */
+static int atomq_wait(struct atomq *a, uint64_t deadline_ns, int (*try_fn)(void *), void *arg)
+{
+        for (unsigned i = 0; i < ATOMQ_SPINS; i++) {
+                int rc = try_fn(arg);
+                if (rc != 0)
+                        return rc;
+                shm_cpu_relax();
+        }
+        for (;;) {
+                if (atomq_revoked(a))
+                        return -ECONNRESET;
+                uint64_t now = shm_clock_ns();
+                if (now >= deadline_ns)
+                        return -ETIMEDOUT;
+                /* Bounded sleeps: atomqd's revocation wakes us too, but a
+                 * dataplane that died mid-answer does not. */
+                int64_t left = deadline_ns - now > 100000000 ? 100000000
+                                                             : (int64_t)(deadline_ns - now);
+                int rc = shm_wake_until(&a->hdr->wake, left, try_fn, arg);
+                if (rc != -ETIMEDOUT)
+                        return rc;
+        }
+}
+
+/* The completion at the head of worker w's ring, checked; NULL when the
+ * ring is empty. A record that does not check is dropped and counted. */
+static int atomq_cpl_peek(struct atomq *a, uint32_t w, const struct dp_cpl **c, uint32_t *len)
+{
+        struct shm_vring_rec rec;
+        for (;;) {
+                int rc = shm_vring_peek(&a->cpl[w], &rec);
+                if (rc <= 0)
+                        return rc;
+                const struct dp_cpl *p = rec.data;
+                if (rec.type == DP_REC_CPL && rec.len >= sizeof(*p) && p->magic == DP_CPL_MAGIC &&
+                    (uint64_t)sizeof(*p) + p->msgs_bytes == rec.len) {
+                        *c = p;
+                        *len = rec.len;
+                        return 1;
+                }
+                a->bad_records++;
+                shm_vring_release(&a->cpl[w]);
+        }
+}
+
+/* Takes an answer that nobody waits for (an asynchronous command's). */
+static void atomq_cpl_async(struct atomq *a, uint32_t w, const struct dp_cpl *c)
+{
+        if (c->status < 0 && a->async_err == 0)
+                a->async_err = c->status;
+        shm_vring_release(&a->cpl[w]);
+        if (a->inflight[w] > 0)
+                a->inflight[w]--;
+}
+
+/* Reads every answer waiting on worker w (none is waited for now). */
+static int atomq_cpl_drain(struct atomq *a, uint32_t w)
+{
+        const struct dp_cpl *c;
+        uint32_t len;
+        int rc;
+        while ((rc = atomq_cpl_peek(a, w, &c, &len)) == 1)
+                atomq_cpl_async(a, w, c);
+        return rc < 0 ? -EPROTO : 0;
+}
+
+static void atomq_batch_drop(struct atomq *a)
+{
+        if (a->cpl_held >= 0) {
+                shm_vring_release(&a->cpl[a->cpl_held]);
+                a->cpl_held = -1;
+        }
+}
+
+void atomq_batch_release(struct atomq *a, struct atomq_batch *b)
+{
+        if (b != NULL && b->worker >= 0 && b->worker == a->cpl_held)
+                atomq_batch_drop(a);
+        if (b != NULL)
+                b->worker = -1;
+}
+
+/* Puts a command on worker w's ring, waiting (and reading answers that
+ * came back meanwhile) while it is full. */
+static int atomq_submit(struct atomq *a, uint32_t w, struct dp_cmd *c, const char *name,
+                        const struct dp_msg_in *m)
+{
+        uint32_t len = dp_cmd_bytes(c->name_len, m);
+        uint64_t deadline_ns = 0;
+        if (len == 0)
+                return m != NULL ? -EMSGSIZE : -EINVAL;
+        c->req_id = ++a->next_req;
+        c->client = 0; /* the worker writes our own column */
+        for (;;) {
+                void *p = shm_vring_reserve(&a->cmd[w], len);
+                if (p != NULL) {
+                        dp_cmd_encode(p, len, c, name, m);
+                        shm_vring_commit(&a->cmd[w], DP_REC_CMD);
+                        a->inflight[w]++;
+                        /* Pairs with the worker's prepare on its doorbell: it
+                         * sees the record, or we see it asleep and wake it. */
+                        shm_wake_notify(a->doorbell[w]);
+                        return 0;
+                }
+                if (a->cmd[w].reserve_err != -ENOBUFS)
+                        return a->cmd[w].reserve_err;
+                shm_wake_notify(a->doorbell[w]);
+                if (atomq_cpl_drain(a, w) != 0)
+                        return -EPROTO;
+                if (atomq_revoked(a))
+                        return -ECONNRESET;
+                if (deadline_ns == 0)
+                        deadline_ns = atomq_deadline(a);
+                else if (shm_clock_ns() >= deadline_ns)
+                        return -ETIMEDOUT;
+                shm_cpu_relax();
+        }
+}
+
+struct atomq_want {
+        struct atomq *a;
+        uint32_t w;
+        uint64_t req_id;
+        const struct dp_cpl *c;
+        uint32_t len;
+};
+
+static int atomq_want_try(void *arg)
+{
+        struct atomq_want *x = arg;
+        const struct dp_cpl *c;
+        uint32_t len;
+        int rc;
+        while ((rc = atomq_cpl_peek(x->a, x->w, &c, &len)) == 1) {
+                if (c->req_id == x->req_id) {
+                        x->c = c;
+                        x->len = len;
+                        if (x->a->inflight[x->w] > 0)
+                                x->a->inflight[x->w]--;
+                        return 1;
+                }
+                atomq_cpl_async(x->a, x->w, c);
+        }
+        return rc < 0 ? -EPROTO : 0;
+}
+
+/* Submits c to worker w and waits for its answer, which stays at the head
+ * of the completion ring (held) until atomq_cpl_done. */
+static int atomq_call(struct atomq *a, uint32_t w, struct dp_cmd *c, const char *name,
+                      const struct dp_msg_in *m, struct atomq_want *x)
+{
+        atomq_batch_drop(a);
+        if (a->dlv_held >= 0 && atomq_revoked(a))
+                return -ECONNRESET;
+        int rc = atomq_submit(a, w, c, name, m);
+        if (rc != 0)
+                return rc;
+        *x = (struct atomq_want){ .a = a, .w = w, .req_id = c->req_id };
+        rc = atomq_wait(a, atomq_deadline(a), atomq_want_try, x);
+        return rc == 1 ? 0 : rc;
+}
+
+static void atomq_cpl_done(struct atomq *a, const struct atomq_want *x)
+{
+        shm_vring_release(&a->cpl[x->w]);
+}
+
+/* A call whose answer is one status (and a handle, a sequence, a count). */
+static int atomq_call_simple(struct atomq *a, uint32_t w, struct dp_cmd *c, const char *name,
+                             const struct dp_msg_in *m, struct dp_cpl *out)
+{
+        struct atomq_want x;
+        int rc = atomq_call(a, w, c, name, m, &x);
+        if (rc != 0)
+                return rc;
+        if (out != NULL)
+                *out = *x.c;
+        rc = x.c->status;
+        atomq_cpl_done(a, &x);
+        return rc;
+}
+
+/* ---- routing (as dp_engine_owner) ---------------------------------------- */
+
+static uint32_t atomq_worker_of_name(const struct atomq *a, const char *name, size_t len)
+{
+        return (uint32_t)(XXH3_64bits(name, len) % a->workers);
+}
+
+/* The worker of an entity named by handle or name; -EINVAL: neither, or a
+ * handle of no worker. */
+static int atomq_worker_of(const struct atomq *a, uint64_t handle, const char *name,
+                           uint32_t *w)
+{
+        if (handle != DP_HANDLE_NONE) {
+                *w = dp_handle_shard(handle);
+                return *w < a->workers ? 0 : -EINVAL;
+        }
+        if (name == NULL || name[0] == 0 || strlen(name) > DP_CMD_NAME_MAX)
+                return -EINVAL;
+        *w = atomq_worker_of_name(a, name, strlen(name));
+        return 0;
+}
+
+static uint32_t atomq_worker_of_group(const struct atomq *a, uint32_t group)
+{
+        uint8_t b[4] = { (uint8_t)group, (uint8_t)(group >> 8), (uint8_t)(group >> 16),
+                         (uint8_t)(group >> 24) };
+        return atomq_worker_of_name(a, (const char *)b, sizeof(b));
+}
+
+static void atomq_msg_in(struct dp_msg_in *m, const char *key, const void *data, uint32_t len,
+                         const struct atomq_msg_opts *o)
+{
+        *m = (struct dp_msg_in){ .subject = key, .subject_len = key != NULL ? (uint32_t)strlen(key) : 0,
+                                 .payload = data, .payload_len = len, .storage = -1 };
+        if (o != NULL) {
+                m->ttl_ms = o->ttl_ms;
+                m->reply = o->reply;
+                m->headers = o->headers;
+                m->headers_len = o->headers != NULL ? o->headers_len : 0;
+                m->storage = o->storage;
+                m->end = o->end;
+        }
+}
+
+/* ---- entities ------------------------------------------------------------ */
+
+static int atomq_create_cmd(struct dp_cmd *c, enum atomq_mode mode, const char *name,
+                            const struct atomq_create_opts *o)
+{
+        size_t len = name != NULL ? strlen(name) : 0;
+        if ((unsigned)mode > ATOMQ_MODE_LOG || len > DP_CMD_NAME_MAX)
+                return -EINVAL;
+        *c = (struct dp_cmd){ .op = ATOMQ_OP_CREATE, .name_len = (uint16_t)len };
+        c->args.create.mode = (uint8_t)mode;
+        c->args.create.overflow = -1;
+        if (o != NULL) {
+                c->args.create.ttl_ms = o->ttl_ms;
+                c->args.create.max_msgs = o->max_msgs;
+                c->args.create.max_bytes = o->max_bytes;
+                if (o->storage_set) {
+                        c->args.create.flags |= DP_CMD_CREATE_F_STORAGE;
+                        c->args.create.storage = o->storage;
+                }
+                if (o->ttl_idle)
+                        c->args.create.flags |= DP_CMD_CREATE_F_TTL_IDLE;
+        }
+        return 0;
+}
+
+int atomq_create(struct atomq *a, enum atomq_mode mode, const char *name,
+                 const struct atomq_create_opts *o, uint64_t *handle)
+{
+        struct dp_cmd c;
+        struct dp_cpl r;
+        int rc = atomq_create_cmd(&c, mode, name, o);
+        if (rc != 0)
+                return rc;
+        /* An anonymous entity may live anywhere: spread them. */
+        uint32_t w = c.name_len != 0 ? atomq_worker_of_name(a, name, c.name_len)
+                                     : (uint32_t)(a->next_req % a->workers);
+        rc = atomq_call_simple(a, w, &c, name, NULL, &r);
+        if (rc == 0 && handle != NULL)
+                *handle = r.handle;
+        return rc;
+}
+
+/* Pipelined calls: answers come back in order per worker, so the k-th
+ * answer of worker w belongs to the k-th command sent to w. */
+struct atomq_pipe {
+        uint64_t first_req;
+        uint32_t *index;        /* req_id - first_req -> caller's index */
+        uint64_t *handles;
+        int done;
+        int first_err;
+};
+
+static void atomq_pipe_take(struct atomq *a, uint32_t w, struct atomq_pipe *p)
+{
+        const struct dp_cpl *c;
+        uint32_t len;
+        while (atomq_cpl_peek(a, w, &c, &len) == 1) {
+                uint64_t k = c->req_id - p->first_req;
+                if (c->req_id >= p->first_req && k < (uint64_t)p->done + (1u << 30) &&
+                    p->index != NULL) {
+                        if (p->handles != NULL)
+                                p->handles[p->index[k]] = c->status == 0 ? c->handle : 0;
+                        if (c->status == 0)
+                                p->done++;
+                        else if (p->first_err == 0)
+                                p->first_err = c->status;
+                        shm_vring_release(&a->cpl[w]);
+                        if (a->inflight[w] > 0)
+                                a->inflight[w]--;
+                        continue;
+                }
+                atomq_cpl_async(a, w, c);
+        }
+}
+
+struct atomq_idle {
+        struct atomq *a;
+};
+
+static int atomq_idle_try(void *arg)
+{
+        struct atomq *a = ((struct atomq_idle *)arg)->a;
+        for (uint32_t w = 0; w < a->workers; w++)
+                if (a->inflight[w] > 0 && !shm_vring_peek(&a->cpl[w], &(struct shm_vring_rec){ 0 }))
+                        continue;
+                else if (a->inflight[w] > 0)
+                        return 1;
+        return 0;
+}
+
+/* Waits until every command in flight is answered, handing answers to p
+ * (NULL: asynchronous ones only). */
+static int atomq_settle(struct atomq *a, struct atomq_pipe *p)
+{
+        uint64_t deadline_ns = atomq_deadline(a);
+        struct atomq_idle idle = { a };
+        for (;;) {
+                bool busy = false;
+                for (uint32_t w = 0; w < a->workers; w++) {
+                        if (p != NULL)
+                                atomq_pipe_take(a, w, p);
+                        else if (atomq_cpl_drain(a, w) != 0)
+                                return -EPROTO;
+                        busy |= a->inflight[w] > 0;
+                }
+                if (!busy)
+                        return 0;
+                int rc = atomq_wait(a, deadline_ns, atomq_idle_try, &idle);
+                if (rc < 0)
+                        return rc;
+        }
+}
+
+/* Sends cmds[i] (for i in [0, n)) pipelined: make(i, &c, &name, &w) builds
+ * each, answers go to p. */
+typedef int atomq_make_fn(void *arg, uint32_t i, struct dp_cmd *c, const char **name,
+                          uint32_t *w);
+
+static int atomq_pipeline(struct atomq *a, uint32_t n, atomq_make_fn *make, void *arg,
+                          uint64_t *handles)
+{
+        struct atomq_pipe p = { .first_req = a->next_req + 1, .handles = handles };
+        uint32_t *index = malloc((size_t)n * sizeof(*index));
+        if (n > 0 && index == NULL)
+                return -ENOMEM;
+        p.index = index;
+        atomq_batch_drop(a);
+        int rc = 0;
+        for (uint32_t i = 0; i < n && rc == 0; i++) {
+                struct dp_cmd c;
+                const char *name;
+                uint32_t w;
+                if (handles != NULL)
+                        handles[i] = 0;
+                rc = make(arg, i, &c, &name, &w);
+                if (rc == -EINVAL) {
+                        /* This one only; its request id is never used. */
+                        a->next_req++;
+                        index[i] = i;
+                        if (p.first_err == 0)
+                                p.first_err = rc;
+                        rc = 0;
+                        continue;
+                }
+                index[a->next_req + 1 - p.first_req] = i;
+                if (rc == 0)
+                        rc = atomq_submit(a, w, &c, name, NULL);
+                if (rc == 0 && a->inflight[w] >= ATOMQ_ASYNC_DRAIN)
+                        atomq_pipe_take(a, w, &p);
+        }
+        int src = atomq_settle(a, &p);
+        free(index);
+        if (rc == 0)
+                rc = src;
+        if (rc != 0)
+                return rc;
+        return p.done > 0 || p.first_err == 0 ? p.done : p.first_err;
+}
+
+struct atomq_create_arg {
+        const struct atomq *a;
+        enum atomq_mode mode;
+        const char *const *names;
+        const struct atomq_create_opts *o;
+};
+
+static int atomq_create_make(void *arg, uint32_t i, struct dp_cmd *c, const char **name,
+                             uint32_t *w)
+{
+        struct atomq_create_arg *x = arg;
+        *name = x->names[i];
+        if (*name == NULL || (*name)[0] == 0)
+                return -EINVAL;
+        int rc = atomq_create_cmd(c, x->mode, *name, x->o);
+        if (rc == 0)
+                *w = atomq_worker_of_name(x->a, *name, c->name_len);
+        return rc;
+}
+
+int atomq_create_many(struct atomq *a, enum atomq_mode mode, const char *const *names,
+                      uint32_t n, const struct atomq_create_opts *o, uint64_t *handles)
+{
+        struct atomq_create_arg x = { a, mode, names, o };
+        return atomq_pipeline(a, n, atomq_create_make, &x, handles);
+}
+
+struct atomq_destroy_arg {
+        const struct atomq *a;
+        const uint64_t *handles;
+};
+
+static int atomq_destroy_make(void *arg, uint32_t i, struct dp_cmd *c, const char **name,
+                              uint32_t *w)
+{
+        struct atomq_destroy_arg *x = arg;
+        *name = NULL;
+        *c = (struct dp_cmd){ .op = ATOMQ_OP_DESTROY, .handle = x->handles[i] };
+        if (x->handles[i] == DP_HANDLE_NONE)
+                return -EINVAL;
+        return atomq_worker_of(x->a, x->handles[i], NULL, w);
+}
+
+int atomq_destroy_many(struct atomq *a, const uint64_t *handles, uint32_t n)
+{
+        struct atomq_destroy_arg x = { a, handles };
+        return atomq_pipeline(a, n, atomq_destroy_make, &x, NULL);
+}
+
+/* A command on one entity, by handle or name. */
+static int atomq_entity_cmd(struct atomq *a, struct dp_cmd *c, uint64_t handle,
+                            const char *name, uint32_t *w)
+{
+        int rc = atomq_worker_of(a, handle, name, w);
+        if (rc != 0)
+                return rc;
+        c->handle = handle;
+        c->name_len = handle == DP_HANDLE_NONE ? (uint16_t)strlen(name) : 0;
+        return 0;
+}
+
+int atomq_destroy(struct atomq *a, uint64_t handle, const char *name)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_DESTROY };
+        uint32_t w;
+        int rc = atomq_entity_cmd(a, &c, handle, name, &w);
+        return rc != 0 ? rc : atomq_call_simple(a, w, &c, name, NULL, NULL);
+}
+
+int atomq_lookup(struct atomq *a, const char *name, uint64_t *handle)
+{
+        struct dp_cmd c = { .op = DP_OP_STAT };
+        struct dp_cpl r;
+        uint32_t w;
+        int rc = atomq_entity_cmd(a, &c, DP_HANDLE_NONE, name, &w);
+        if (rc == 0)
+                rc = atomq_call_simple(a, w, &c, name, NULL, &r);
+        if (rc == 0)
+                *handle = r.handle;
+        return rc;
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+int atomq_send(struct atomq *a, uint64_t handle, const char *name, const char *key,
+               const void *data, uint32_t len, const struct atomq_msg_opts *o, uint64_t *seq)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_SEND };
+        struct dp_msg_in m;
+        struct dp_cpl r;
+        uint32_t w;
+        int rc = atomq_entity_cmd(a, &c, handle, name, &w);
+        if (rc != 0)
+                return rc;
+        atomq_msg_in(&m, key, data, len, o);
+        if (o != NULL && o->storage != ATOMQ_STORAGE_DEFAULT) {
+                c.args.send.flags = DP_CMD_SEND_F_STORAGE;
+                c.args.send.storage = o->storage;
+        }
+        if (o != NULL)
+                c.args.send.end = o->end;
+        rc = atomq_call_simple(a, w, &c, name, &m, &r);
+        if (rc == 0 && seq != NULL)
+                *seq = r.seq;
+        return rc;
+}
+
+/* Literal subjects only (no wildcards): tokens of [^ .*>] split by '.'. */
+static bool atomq_subject_ok(const char *s, size_t len, bool wildcards)
+{
+        if (len == 0 || len > DP_CMD_NAME_MAX || s[0] == '.' || s[len - 1] == '.')
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char ch = s[i];
+                if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == 0)
+                        return false;
+                if (ch == '.' && s[i + 1] == '.')
+                        return false;
+                if ((ch == '*' || ch == '>') && !wildcards)
+                        return false;
+        }
+        return true;
+}
+
+int atomq_publish(struct atomq *a, const char *subject, const void *data, uint32_t len,
+                  const struct atomq_msg_opts *o)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_PUB };
+        struct dp_msg_in m;
+        size_t slen = subject != NULL ? strlen(subject) : 0;
+        if (!atomq_subject_ok(subject, slen, false))
+                return -EINVAL;
+        uint32_t w = atomq_worker_of_name(a, subject, slen);
+        atomq_msg_in(&m, subject, data, len, o);
+        atomq_batch_drop(a);
+        int rc = atomq_submit(a, w, &c, NULL, &m);
+        if (rc == 0 && a->inflight[w] >= ATOMQ_ASYNC_DRAIN)
+                rc = atomq_cpl_drain(a, w);
+        return rc;
+}
+
+int atomq_flush(struct atomq *a)
+{
+        atomq_batch_drop(a);
+        int rc = atomq_settle(a, NULL);
+        if (rc != 0)
+                return rc;
+        rc = a->async_err;
+        a->async_err = 0;
+        return rc;
+}
+
+int atomq_subscribe(struct atomq *a, const char *pattern, const char *group, uint32_t sid,
+                    uint64_t *sub)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_SUB };
+        struct dp_cpl r;
+        size_t len = pattern != NULL ? strlen(pattern) : 0;
+        if (!atomq_subject_ok(pattern, len, true))
+                return -EINVAL;
+        c.name_len = (uint16_t)len;
+        c.args.sub.sid = sid;
+        uint32_t w = atomq_worker_of_name(a, pattern, len);
+        if (group != NULL) {
+                if (group[0] == 0)
+                        return -EINVAL;
+                /* Nonzero, so "no group" stays 0. */
+                c.args.sub.group = (uint32_t)XXH3_64bits(group, strlen(group)) | 1u;
+                w = atomq_worker_of_group(a, c.args.sub.group);
+        }
+        int rc = atomq_call_simple(a, w, &c, pattern, NULL, &r);
+        if (rc == 0 && sub != NULL)
+                *sub = r.handle;
+        return rc;
+}
+
+int atomq_unsubscribe(struct atomq *a, uint64_t sub)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_UNSUB, .handle = sub };
+        uint32_t w;
+        int rc = atomq_worker_of(a, sub, NULL, &w);
+        if (rc != 0 || sub == 0)
+                return -ENOENT;
+        return atomq_call_simple(a, w, &c, NULL, NULL, NULL);
+}
+
+/* ---- deliveries ---------------------------------------------------------- */
+
+/* Fills d from a frame of len bytes at p (checked). */
+static int atomq_delivery_fill(struct atomq_delivery *d, const uint8_t *p, uint32_t len)
+{
+        struct atomq_frame f;
+        if (atomq_frame_check(p, len, &f) != ATOMQ_FRAME_OK)
+                return -EPROTO;
+        const uint8_t *sec = p + sizeof(f);
+        d->subject = (const char *)sec;
+        d->subject_len = f.subject_len;
+        d->headers = sec + f.subject_len;
+        d->headers_len = f.headers_len;
+        d->data = sec + f.subject_len + f.headers_len;
+        d->len = f.payload_len;
+        d->entity = f.handle;
+        d->seq = f.seq;
+        d->reply = f.reply;
+        d->flags = (f.flags & ATOMQ_FRAME_F_REDELIVERY) ? ATOMQ_DELIVERY_F_REDELIVERY : 0;
+        return 0;
+}
+
+void atomq_release(struct atomq *a)
+{
+        if (a->dlv_held >= 0) {
+                shm_vring_release(&a->dlv[a->dlv_held]);
+                a->dlv_held = -1;
+        }
+}
+
+struct atomq_rx {
+        struct atomq *a;
+        struct atomq_delivery *d;
+};
+
+static int atomq_recv_try(void *arg)
+{
+        struct atomq_rx *x = arg;
+        struct atomq *a = x->a;
+        struct shm_vring_rec rec;
+        for (uint32_t k = 0; k < a->workers; k++) {
+                uint32_t w = (a->recv_next + k) % a->workers;
+                for (;;) {
+                        int rc = shm_vring_peek(&a->dlv[w], &rec);
+                        if (rc < 0)
+                                return -EPROTO;
+                        if (rc == 0)
+                                break;
+                        const struct shm_agent_dlv *h = rec.data;
+                        if (rec.type == SHM_AGENT_REC_DLV && rec.len >= sizeof(*h) &&
+                            atomq_delivery_fill(x->d, (const uint8_t *)(h + 1),
+                                                rec.len - (uint32_t)sizeof(*h)) == 0) {
+                                x->d->sid = h->sid;
+                                x->d->status = h->status;
+                                a->dlv_held = (int)w;
+                                a->recv_next = (w + 1) % a->workers;
+                                return 1;
+                        }
+                        a->bad_records++;
+                        shm_vring_release(&a->dlv[w]);
+                }
+        }
+        return 0;
+}
+
+int atomq_recv(struct atomq *a, struct atomq_delivery *d, int64_t timeout_ns)
+{
+        struct atomq_rx x = { a, d };
+        atomq_release(a);
+        int rc = atomq_recv_try(&x);
+        if (rc != 0)
+                return rc;
+        if (timeout_ns == 0)
+                return atomq_revoked(a) ? -ECONNRESET : -EAGAIN;
+        uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : shm_clock_ns() + (uint64_t)timeout_ns;
+        return atomq_wait(a, deadline, atomq_recv_try, &x);
+}
+
+int atomq_poll_arm(struct atomq *a)
+{
+        uint64_t v;
+        struct atomq_delivery d;
+        struct atomq_rx x = { a, &d };
+        while (read(a->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+                ;
+        /* seq_cst store then re-check: pairs with the worker's fence in
+         * shm_wake_notify before it reads armed (dp_worker_agent_wake). */
+        atomic_store_explicit(&a->hdr->armed, 1, memory_order_seq_cst);
+        if (a->dlv_held >= 0 || atomq_revoked(a))
+                return 1;
+        int rc = atomq_recv_try(&x);
+        if (rc == 1) {
+                /* Seen, not taken: atomq_recv hands it out. */
+                a->dlv_held = -1;
+                return 1;
+        }
+        return rc < 0 ? rc : 0;
+}
+
+/* ---- pulling: fetch, get, read -------------------------------------------- */
+
+static int atomq_batch_call(struct atomq *a, uint32_t w, struct dp_cmd *c, const char *name,
+                            struct atomq_batch *b)
+{
+        struct atomq_want x;
+        *b = (struct atomq_batch){ .worker = -1 };
+        int rc = atomq_call(a, w, c, name, NULL, &x);
+        if (rc != 0)
+                return rc;
+        if (x.c->status != 0) {
+                rc = x.c->status;
+                atomq_cpl_done(a, &x);
+                return rc;
+        }
+        *b = (struct atomq_batch){ .count = x.c->count, .bytes = x.c->msgs_bytes, .rec = x.c,
+                                   .rec_len = x.len, .worker = (int)w };
+        a->cpl_held = (int)w;
+        return (int)b->count;
+}
+
+int atomq_batch_next(struct atomq_batch *b, struct atomq_delivery *d)
+{
+        struct dp_cpl_msg m;
+        if (b->worker < 0 || b->rec == NULL)
+                return 0;
+        int rc = dp_cpl_msg_next(b->rec, b->rec_len, &b->off, &m);
+        if (rc != 1)
+                return rc;
+        *d = (struct atomq_delivery){ .subject = m.subject, .subject_len = m.frame.subject_len,
+                                      .headers = m.headers, .headers_len = m.frame.headers_len,
+                                      .data = m.payload, .len = m.frame.payload_len,
+                                      .entity = m.frame.handle, .seq = m.frame.seq,
+                                      .reply = m.frame.reply };
+        if (m.frame.flags & ATOMQ_FRAME_F_REDELIVERY)
+                d->flags = ATOMQ_DELIVERY_F_REDELIVERY;
+        return 1;
+}
+
+int atomq_fetch(struct atomq *a, uint64_t handle, const char *name, uint8_t end, unsigned max,
+                struct atomq_batch *b)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_FETCH };
+        uint32_t w;
+        *b = (struct atomq_batch){ .worker = -1 };
+        if (max == 0 || max > DP_FETCH_MAX)
+                return -EINVAL;
+        int rc = atomq_entity_cmd(a, &c, handle, name, &w);
+        if (rc != 0)
+                return rc;
+        c.args.fetch.max = max;
+        c.args.fetch.end = end;
+        return atomq_batch_call(a, w, &c, name, b);
+}
+
+int atomq_ack(struct atomq *a, uint64_t handle, uint64_t seq)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_ACK, .handle = handle, .seq = seq };
+        uint32_t w;
+        if (handle == DP_HANDLE_NONE || atomq_worker_of(a, handle, NULL, &w) != 0)
+                return -EINVAL;
+        return atomq_call_simple(a, w, &c, NULL, NULL, NULL);
+}
+
+/* A command whose name section is a key or group (the entity by handle). */
+static int atomq_keyed_cmd(const struct atomq *a, struct dp_cmd *c, uint64_t handle,
+                           const char *key, uint32_t *w)
+{
+        size_t len = key != NULL ? strlen(key) : 0;
+        if (handle == DP_HANDLE_NONE || len > DP_CMD_NAME_MAX ||
+            atomq_worker_of(a, handle, NULL, w) != 0)
+                return -EINVAL;
+        c->handle = handle;
+        c->name_len = (uint16_t)len;
+        return 0;
+}
+
+int atomq_get(struct atomq *a, uint64_t handle, const char *key, struct atomq_batch *b)
+{
+        struct dp_cmd c = { .op = DP_OP_GET };
+        uint32_t w;
+        *b = (struct atomq_batch){ .worker = -1 };
+        if (key == NULL || key[0] == 0 || atomq_keyed_cmd(a, &c, handle, key, &w) != 0)
+                return -EINVAL;
+        return atomq_batch_call(a, w, &c, key, b);
+}
+
+int atomq_read(struct atomq *a, uint64_t handle, const char *group, uint64_t offset,
+               unsigned max, struct atomq_batch *b)
+{
+        struct dp_cmd c = { .op = DP_OP_READ };
+        uint32_t w;
+        *b = (struct atomq_batch){ .worker = -1 };
+        if (max == 0 || max > DP_FETCH_MAX || (group != NULL && group[0] == 0) ||
+            atomq_keyed_cmd(a, &c, handle, group, &w) != 0)
+                return -EINVAL;
+        c.args.read.max = max;
+        c.args.read.offset = offset;
+        return atomq_batch_call(a, w, &c, group, b);
+}
+
+int atomq_commit(struct atomq *a, uint64_t handle, const char *group, uint64_t offset)
+{
+        struct dp_cmd c = { .op = DP_OP_COMMIT, .seq = offset };
+        uint32_t w;
+        if (group == NULL || group[0] == 0 || atomq_keyed_cmd(a, &c, handle, group, &w) != 0)
+                return -EINVAL;
+        return atomq_call_simple(a, w, &c, group, NULL, NULL);
+}
+
+/* ---- parties, request/reply ------------------------------------------------ */
+
+static int atomq_bind(struct atomq *a, uint8_t op, uint64_t handle, const char *name,
+                      uint32_t sid, int hold, uint8_t end)
+{
+        struct dp_cmd c = { .op = op };
+        uint32_t w;
+        if (hold < 0 || hold > 1 || end > 1)
+                return -EINVAL;
+        int rc = atomq_entity_cmd(a, &c, handle, name, &w);
+        if (rc != 0)
+                return rc;
+        c.args.bind.sid = sid;
+        c.args.bind.hold = (uint8_t)hold;
+        c.args.bind.end = end;
+        return atomq_call_simple(a, w, &c, name, NULL, NULL);
+}
+
+int atomq_watch(struct atomq *a, uint64_t handle, const char *name, uint32_t sid, int hold,
+                uint8_t end)
+{
+        return atomq_bind(a, DP_OP_BIND, handle, name, sid, hold, end);
+}
+
+int atomq_unwatch(struct atomq *a, uint64_t handle, const char *name, uint32_t sid)
+{
+        return atomq_bind(a, DP_OP_UNBIND, handle, name, sid, 0, 0);
+}
+
+int atomq_request(struct atomq *a, const char *subject, const void *data, uint32_t len,
+                  uint32_t timeout_ms, uint32_t sid, uint64_t *inbox)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_REQUEST };
+        struct dp_msg_in m;
+        struct dp_cpl r;
+        size_t slen = subject != NULL ? strlen(subject) : 0;
+        if (!atomq_subject_ok(subject, slen, false) || timeout_ms == 0)
+                return -EINVAL;
+        c.args.request.timeout_ms = timeout_ms;
+        c.args.request.sid = sid;
+        atomq_msg_in(&m, subject, data, len, NULL);
+        int rc = atomq_call_simple(a, atomq_worker_of_name(a, subject, slen), &c, NULL, &m, &r);
+        if (rc != 0)
+                return rc;
+        if (inbox != NULL)
+                *inbox = r.handle;
+        return (int)r.count;
+}
+
+int atomq_reply(struct atomq *a, const struct atomq_delivery *d, const void *data,
+                uint32_t len)
+{
+        if (d->reply == DP_HANDLE_NONE)
+                return -EINVAL;
+        return atomq_send(a, d->reply, NULL, NULL, data, len, NULL, NULL);
+}
