@@ -22,6 +22,7 @@ struct ctl_config {
         uint32_t workers;                /* --workers, 0: default */
         uint64_t arena_bytes;            /* --arena-size, 0: as the limits need */
         uint32_t max_entities;           /* --max-entities, per shard */
+        uint32_t ack_wait_ms;            /* --ack-wait-ms: at-least-once redelivery */
         uint32_t control_clients_max;    /* --control-clients */
         uint32_t max_agents;             /* --max-agents: agent slots (dp_agent.h) */
         uint32_t agent_max_subs;         /* --agent-max-subs: quota per agent */

@@ -49,6 +49,10 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "max-entities", .arg = "N", .def = CTL_STR(CTL_MAX_ENTITIES_DEFAULT),
           .kind = CTL_KEY_U32, CTL_FIELD(max_entities), .min = 1, .max = CTL_MAX_ENTITIES_MAX,
           .help = "entities each shard holds" },
+        { .name = "ack-wait-ms", .arg = "MS", .def = "30000", .kind = CTL_KEY_U32,
+          CTL_FIELD(ack_wait_ms), .min = 1, .max = 86400000,
+          .help = "mailboxes hand an unacked message out again\n"
+                  "after this long" },
         { .name = "arena-size", .arg = "SIZE", .def = "auto", .kind = CTL_KEY_BYTES,
           .flags = CTL_KEY_F_AUTO, CTL_FIELD(arena_bytes), .min = SHM_ARENA_BYTES_MIN,
           .max = SHM_ARENA_BYTES_MAX,

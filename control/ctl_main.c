@@ -95,6 +95,7 @@ static int ctl_engine_build(void)
         ec.workers = cfg.workers;
         ec.hugepages = cfg.hugepages;
         ec.idle.kind = cfg.busy_poll;
+        ec.shard.ack_wait_ns = (uint64_t)cfg.ack_wait_ms * 1000000;
         ec.agents = cfg.max_agents;
         ec.agent_dlv_ring_bytes = (uint32_t)cfg.agent_ring_bytes;
         if (!shm_is_pow2_u64(cfg.agent_ring_bytes)) {

@@ -258,8 +258,13 @@ void dp_route_entity(struct dp_shard *s, struct dp_entity *e, uint64_t handle, u
 {
         unsigned n;
         if (e->routing == DP_ROUTING_MATCH) {
+                /* Subscribers of the message's subject, and the entity's
+                 * own watchers (a latest entity's atomq_watch), which live
+                 * on its shard whatever the subject's. */
                 int rc = m->subject_len ? dp_publish_buf(s, m, buf, false) : 0;
                 n = rc > 0 ? (unsigned)rc : 0;
+                if (e->bind_head != 0)
+                        n += dp_route_watchers(s, e, handle, buf, seq, m);
         } else {
                 n = dp_route_watchers(s, e, handle, buf, seq, m);
         }
