@@ -7,6 +7,7 @@
  *      handle: 0x10000000000
  *      shard: 0
  */
+#include "control/ctl_agent.h"
 #include "control/ctl_cmd_pvt.h"
 
 #include <errno.h>
@@ -152,7 +153,8 @@ static const struct {
 
 /* --- the table --- */
 
-static ctl_cmd_fn ctl_do_help, ctl_do_show_info, ctl_do_show_workers, ctl_do_show_stats,
+static ctl_cmd_fn ctl_do_help, ctl_do_show_info, ctl_do_show_workers, ctl_do_show_agents,
+        ctl_do_show_stats,
         ctl_do_show_entity, ctl_do_create, ctl_do_destroy, ctl_do_set, ctl_do_send, ctl_do_fetch,
         ctl_do_quit;
 
@@ -167,6 +169,8 @@ const struct ctl_cmd_def ctl_cmds[] = {
           "version, pid, uptime, workers, limits, the dataplane process" },
         { "show", "workers", 0, 0, 0, CTL_CMD_F_ENGINE, ctl_do_show_workers, "show workers",
           "each worker's entities and loop counters" },
+        { "show", "agents", 0, 0, 0, CTL_CMD_F_ENGINE, ctl_do_show_agents, "show agents",
+          "agents attached through libatomq: slot, pid, quota use, drops" },
         { "show", "stats", 0, 0, 0, CTL_CMD_F_ENGINE, ctl_do_show_stats, "show stats",
           "totals over all shards, and the control socket's counters" },
         { "show", "entities", 0, 1, CTL_OPT_BIT(CTL_OPT_LIMIT), CTL_CMD_F_ENGINE,
@@ -620,6 +624,48 @@ static enum ctl_run ctl_do_show_workers(struct ctl_session *s, const struct ctl_
                 ctl_out_u64(o, "ring_errors", dp_counter_get(&w->ring_errors));
                 ctl_out_u64(o, "timers", dp_counter_get(&w->timers));
                 ctl_out_u64(o, "sleeps", dp_counter_get(&w->idle.sleeps));
+                ctl_out_rec_end(o);
+        }
+        ctl_out_arr_end(o);
+        ctl_out_rec_end(o);
+        return CTL_RUN_DONE;
+}
+
+static const char *ctl_agent_state_name(uint32_t st)
+{
+        return st == DP_AGENT_LIVE ? "live" : st == DP_AGENT_CLOSING ? "closing" : "free";
+}
+
+static enum ctl_run ctl_do_show_agents(struct ctl_session *s, const struct ctl_call *c,
+                                       struct ctl_out *o)
+{
+        const struct ctl_agents *a = s->env->agents;
+        const struct dp_engine *e = s->env->dp->e;
+        (void)c;
+        ctl_show_begin(o);
+        ctl_out_u64(o, "slots", e->agents);
+        ctl_out_u64(o, "attached", a != NULL ? ctl_agents_count(a) : 0);
+        ctl_out_u64(o, "attaches", a != NULL ? a->attached : 0);
+        ctl_out_u64(o, "refused", a != NULL ? a->refused : 0);
+        ctl_out_u64(o, "detached", a != NULL ? a->detached : 0);
+        ctl_out_u64(o, "corrupt", a != NULL ? a->corrupt : 0);
+        ctl_out_arr_begin(o, "agent");
+        for (uint32_t i = 0; i < e->agents; i++) {
+                const struct dp_agent_slot *sl = dp_agent_slot_at(e, i);
+                uint32_t st = atomic_load_explicit(&sl->state, memory_order_acquire);
+                if (st == DP_AGENT_FREE)
+                        continue;
+                ctl_out_rec_begin(o, CTL_REC_INLINE);
+                ctl_out_u64(o, "slot", i);
+                ctl_out_cstr(o, "state", ctl_agent_state_name(st));
+                ctl_out_u64(o, "pid", (uint64_t)sl->pid);
+                ctl_out_u64(o, "uid", sl->uid);
+                ctl_out_u64(o, "subs", atomic_load_explicit(&sl->subs, memory_order_relaxed));
+                ctl_out_u64(o, "max_subs", sl->max_subs);
+                ctl_out_u64(o, "cmds", atomic_load_explicit(&sl->cmds, memory_order_relaxed));
+                ctl_out_u64(o, "dlv_drops",
+                            atomic_load_explicit(&sl->dlv_drops, memory_order_relaxed));
+                ctl_out_u64(o, "bad", atomic_load_explicit(&sl->bad, memory_order_relaxed) != 0);
                 ctl_out_rec_end(o);
         }
         ctl_out_arr_end(o);

@@ -56,9 +56,12 @@
 #define CTL_FETCH_DEFAULT 10u
 
 /* What the server lets the commands see of it (show info, show stats). */
+struct ctl_agents;
+
 struct ctl_env {
         struct ctl_ctx *ctx;
         struct ctl_dp *dp;            /* NULL: no engine (commands say so) */
+        struct ctl_agents *agents;    /* attached agents (ctl_agent.h); NULL: none */
         const char *control_path;
         uint32_t clients;             /* connected now */
         uint32_t clients_max;

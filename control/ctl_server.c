@@ -491,6 +491,7 @@ static int ctl_server_setup(struct ctl_server *s, struct ctl_ctx *ctx)
         s->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (s->kick_fd < 0)
                 return -errno;
+        s->env.agents = &s->agents;
         return ctl_agents_init(&s->agents, ctx, ctl_client_close_conn);
 }
 
