@@ -59,6 +59,10 @@ static int dp_worker_agent_open(struct dp_worker *w, uint32_t slot, uint32_t gen
                 rc = -EPROTO;
         a->hdr = (struct shm_agent_hdr *)base;
         a->doorbell = (struct shm_wake *)(base + l.doorbell_off + w->index * SHM_CACHE_LINE);
+        /* Only this worker ever sleeps on this doorbell, and it is awake:
+         * a count left raised by a dataplane killed in its sleep would make
+         * every submit of the agent pay a futex syscall. */
+        atomic_store_explicit(&a->doorbell->sleepers, 0, memory_order_relaxed);
         a->efd = e->agent_files[slot].efd;
         a->gen = gen;
         a->endpoint = dp_agent_endpoint(slot, gen);
