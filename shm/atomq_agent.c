@@ -364,10 +364,12 @@ static int atomq_cpl_peek(struct atomq *a, uint32_t w, const struct dp_cpl **c, 
                 if (rc <= 0)
                         return rc;
                 const struct dp_cpl *p = rec.data;
+                /* A stat answer keeps its full size when it fails
+                 * (msgs_bytes 0): the record may be longer than it says. */
                 if (rec.type == DP_REC_CPL && rec.len >= sizeof(*p) && p->magic == DP_CPL_MAGIC &&
-                    (uint64_t)sizeof(*p) + p->msgs_bytes == rec.len) {
+                    (uint64_t)sizeof(*p) + p->msgs_bytes <= rec.len) {
                         *c = p;
-                        *len = rec.len;
+                        *len = (uint32_t)sizeof(*p) + p->msgs_bytes;
                         return 1;
                 }
                 a->bad_records++;

@@ -1,0 +1,406 @@
+/* test_atomq_agent.c - libatomq's agent connection (shm/atomq_agent.c),
+ * client side: the attach handshake against a fake atomqd that answers
+ * what we tell it (every way the answer can be wrong), and the calls
+ * against atomqd's real control server and an engine in this process
+ * (control/ctl_server.c, ctl_agent.c; dataplane/dp_agent.c,
+ * dp_worker_agent.c).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "atomq/atomq.h"
+#include "control/ctl_server.h"
+
+#define SECOND_NS 1000000000LL
+
+static char dir[64];
+static char path[96];
+
+static void dir_make(void)
+{
+        snprintf(dir, sizeof(dir), "/tmp/atomq-agent-XXXXXX");
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/c.sock", dir);
+}
+
+static void dir_remove(void)
+{
+        unlink(path);
+        rmdir(dir);
+}
+
+/* --- a fake atomqd: one connection, a scripted answer ----------------- */
+
+struct fake {
+        int lfd;
+        const char *greeting;
+        const char *answer;     /* after the attach line */
+        int fds[2];
+        int nfds;
+        pthread_t t;
+};
+
+static void *fake_run(void *arg)
+{
+        struct fake *f = arg;
+        char line[64];
+        int c = accept(f->lfd, NULL, NULL);
+        if (c < 0)
+                return NULL;
+        (void)!write(c, f->greeting, strlen(f->greeting));
+        (void)!read(c, line, sizeof(line));
+        union {
+                struct cmsghdr h;
+                char b[CMSG_SPACE(2 * sizeof(int))];
+        } ctl;
+        struct iovec iov = { .iov_base = (void *)f->answer, .iov_len = strlen(f->answer) };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (f->nfds > 0) {
+                memset(ctl.b, 0, sizeof(ctl.b));
+                m.msg_control = ctl.b;
+                m.msg_controllen = CMSG_SPACE((size_t)f->nfds * sizeof(int));
+                struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+                h->cmsg_level = SOL_SOCKET;
+                h->cmsg_type = SCM_RIGHTS;
+                h->cmsg_len = CMSG_LEN((size_t)f->nfds * sizeof(int));
+                memcpy(CMSG_DATA(h), f->fds, (size_t)f->nfds * sizeof(int));
+        }
+        (void)!sendmsg(c, &m, MSG_NOSIGNAL);
+        /* Hold the connection until the client gives up on it. */
+        (void)!read(c, line, sizeof(line));
+        close(c);
+        return NULL;
+}
+
+static void fake_start(struct fake *f, const char *greeting, const char *answer)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        f->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+        cr_assert_geq(f->lfd, 0);
+        cr_assert_eq(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(f->lfd, 4), 0);
+        f->greeting = greeting;
+        f->answer = answer;
+        cr_assert_eq(pthread_create(&f->t, NULL, fake_run, f), 0);
+}
+
+static void fake_stop(struct fake *f)
+{
+        pthread_join(f->t, NULL);
+        close(f->lfd);
+}
+
+static int fake_connect(const char *greeting, const char *answer, int nfds, int file_bytes)
+{
+        struct fake f = { .nfds = nfds };
+        for (int i = 0; i < nfds; i++) {
+                f.fds[i] = memfd_create("fake-agent", MFD_CLOEXEC);
+                cr_assert_geq(f.fds[i], 0);
+                cr_assert_eq(ftruncate(f.fds[i], file_bytes), 0);
+        }
+        fake_start(&f, greeting, answer);
+        struct atomq *a = NULL;
+        int rc = atomq_connect(path, &a);
+        cr_assert_null(a, "no connection on error");
+        fake_stop(&f);
+        for (int i = 0; i < nfds; i++)
+                close(f.fds[i]);
+        return rc;
+}
+
+#define GREETING "atomqd 0.1.0 pid 1 protocol 1\n\n"
+
+Test(atomq_agent_attach, nobody_listening, .init = dir_make, .fini = dir_remove)
+{
+        struct atomq *a = NULL;
+        cr_assert_eq(atomq_connect(path, &a), -ENOENT);
+        /* A socket file nobody accepts on. */
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        close(fd);
+        cr_assert_eq(atomq_connect(path, &a), -ECONNREFUSED);
+        cr_assert_null(a);
+}
+
+Test(atomq_agent_attach, refusals_map_to_errno, .init = dir_make, .fini = dir_remove)
+{
+        cr_assert_eq(fake_connect(GREETING, "error: attach: every agent slot is taken (EUSERS)\n\n",
+                                  0, 0), -EUSERS);
+        unlink(path);
+        cr_assert_eq(fake_connect(GREETING, "error: attach: agents must run as root (EPERM)\n\n",
+                                  0, 0), -EPERM);
+        unlink(path);
+        cr_assert_eq(fake_connect(GREETING, "error: attach: no slots (ENODEV)\n\n", 0, 0),
+                     -ENODEV);
+}
+
+Test(atomq_agent_attach, not_an_atomqd, .init = dir_make, .fini = dir_remove)
+{
+        cr_assert_eq(fake_connect("SSH-2.0-OpenSSH\n\n", "x\n\n", 0, 0), -EPROTO);
+}
+
+Test(atomq_agent_attach, answer_without_descriptors, .init = dir_make, .fini = dir_remove)
+{
+        cr_assert_eq(fake_connect(GREETING, "agent slot=0 gen=1 workers=1 ring=262144 "
+                                            "file=1052672 max-subs=10\n\n", 0, 0), -EPROTO);
+}
+
+Test(atomq_agent_attach, answer_that_does_not_add_up, .init = dir_make, .fini = dir_remove)
+{
+        /* A file of another size than announced. */
+        cr_assert_eq(fake_connect(GREETING, "agent slot=0 gen=1 workers=1 ring=262144 "
+                                            "file=1052672 max-subs=10\n\n", 2, 4096), -EPROTO);
+        unlink(path);
+        /* A geometry that gives another file size than announced. */
+        cr_assert_eq(fake_connect(GREETING, "agent slot=0 gen=1 workers=1 ring=262144 "
+                                            "file=4096 max-subs=10\n\n", 2, 4096), -EPROTO);
+        unlink(path);
+        /* No workers, or too many. */
+        cr_assert_eq(fake_connect(GREETING, "agent slot=0 gen=1 workers=0 ring=262144 "
+                                            "file=4096 max-subs=10\n\n", 2, 4096), -EPROTO);
+        unlink(path);
+        cr_assert_eq(fake_connect(GREETING, "agent slot=0 gen=1 workers=65 ring=262144 "
+                                            "file=4096 max-subs=10\n\n", 2, 4096), -EPROTO);
+        unlink(path);
+        /* A missing field. */
+        cr_assert_eq(fake_connect(GREETING, "agent slot=0 gen=1 workers=1\n\n", 2, 4096),
+                     -EPROTO);
+}
+
+/* --- the real control server and an engine in this process ----------- */
+
+static struct dp_engine eng;
+static struct ctl_config cfg;
+static struct ctl_ctx ctx;
+static struct ctl_loop loop;
+static struct ctl_server srv;
+static pthread_t loop_thread;
+static volatile int loop_stop;
+
+static void *loop_run(void *arg)
+{
+        (void)arg;
+        while (!loop_stop)
+                ctl_loop_run_once(&loop, 5);
+        return NULL;
+}
+
+static void server_up(uint32_t workers, uint32_t agents, uint32_t max_subs)
+{
+        struct dp_engine_config ec;
+        dir_make();
+        dp_engine_config_default(&ec, 4096);
+        ec.workers = workers;
+        ec.agents = agents;
+        ec.hugepages = SHM_HUGEPAGES_OFF;
+        cr_assert_eq(dp_engine_init(&eng, &ec), 0);
+        cr_assert_eq(dp_engine_start(&eng), 0);
+        memset(&cfg, 0, sizeof(cfg));
+        snprintf(cfg.control_path, sizeof(cfg.control_path), "%s", path);
+        cfg.control_clients_max = 8;
+        cfg.agent_max_subs = max_subs;
+        cr_assert_eq(ctl_loop_init(&loop), 0);
+        ctx = (struct ctl_ctx){ .cfg = &cfg, .engine = &eng, .loop = &loop,
+                                .started_realtime_ns = 1 };
+        cr_assert_eq(ctl_server_open(&srv, &ctx), 0);
+        loop_stop = 0;
+        cr_assert_eq(pthread_create(&loop_thread, NULL, loop_run, NULL), 0);
+}
+
+static void setup(void)
+{
+        server_up(2, 2, 4);
+}
+
+static void teardown(void)
+{
+        loop_stop = 1;
+        pthread_join(loop_thread, NULL);
+        ctl_server_close(&srv);
+        ctl_loop_fini(&loop);
+        dp_engine_fini(&eng);
+        rmdir(dir);
+}
+
+static struct atomq *connect_ok(void)
+{
+        struct atomq *a = NULL;
+        int rc = atomq_connect(path, &a);
+        cr_assert_eq(rc, 0, "connect: %s", atomq_strerror(rc));
+        cr_assert_not_null(a);
+        atomq_set_timeout(a, 2 * SECOND_NS);
+        return a;
+}
+
+TestSuite(atomq_agent, .init = setup, .fini = teardown, .timeout = 30);
+
+Test(atomq_agent, slots_run_out_and_come_back)
+{
+        struct atomq *a = connect_ok(), *b = connect_ok(), *c = NULL;
+        cr_assert_eq(atomq_connect(path, &c), -EUSERS);
+        atomq_close(b);
+        /* The slot is free once atomqd and both workers let go of it. */
+        int rc = -EUSERS;
+        for (int i = 0; i < 200 && rc == -EUSERS; i++) {
+                usleep(10000);
+                rc = atomq_connect(path, &c);
+        }
+        cr_assert_eq(rc, 0, "slot reused: %s", atomq_strerror(rc));
+        atomq_close(c);
+        atomq_close(a);
+}
+
+Test(atomq_agent, entities_by_handle_and_name_on_both_workers)
+{
+        struct atomq *a = connect_ok();
+        const char *names[] = { "m.a", "m.b", "m.c", "m.d", "m.e", "m.f", "m.g", "m.h" };
+        uint64_t h[8], found;
+        cr_assert_eq(atomq_create_many(a, ATOMQ_MODE_MAILBOX, names, 8, NULL, h), 8);
+        bool shard_seen[2] = { false, false };
+        for (int i = 0; i < 8; i++) {
+                cr_assert_eq(atomq_lookup(a, names[i], &found), 0);
+                cr_assert_eq(found, h[i]);
+                shard_seen[(h[i] >> 32) & 0xff] = true;
+        }
+        cr_assert(shard_seen[0] && shard_seen[1], "names spread over both workers");
+        cr_assert_eq(atomq_create(a, ATOMQ_MODE_MAILBOX, "m.a", NULL, &found), -EEXIST);
+        cr_assert_eq(atomq_create_many(a, ATOMQ_MODE_MAILBOX, names, 2, NULL, h), -EEXIST);
+        cr_assert_eq(h[0], 0, "a failed create leaves 0");
+        cr_assert_eq(atomq_destroy(a, 0, "m.a"), 0);
+        cr_assert_eq(atomq_destroy(a, 0, "m.a"), -ENOENT);
+        cr_assert_eq(atomq_lookup(a, "m.a", &found), -ENOENT);
+        cr_assert_eq(atomq_create(a, 99, "m.x", NULL, &found), -EINVAL);
+        cr_assert_eq(atomq_destroy(a, 0, NULL), -EINVAL);
+        atomq_close(a);
+}
+
+Test(atomq_agent, batches_are_borrowed_until_the_next_call)
+{
+        struct atomq *a = connect_ok();
+        struct atomq_batch b;
+        struct atomq_delivery d;
+        uint64_t h, seq;
+        cr_assert_eq(atomq_create(a, ATOMQ_MODE_MAILBOX, "box", NULL, &h), 0);
+        for (int i = 0; i < 5; i++)
+                cr_assert_eq(atomq_send(a, h, NULL, NULL, "abc", 3, NULL, &seq), 0);
+        cr_assert_eq(atomq_fetch(a, h, NULL, 0, 3, &b), 3);
+        int n = 0;
+        while (atomq_batch_next(&b, &d) == 1) {
+                cr_assert_eq(d.len, 3);
+                cr_assert_eq(memcmp(d.data, "abc", 3), 0);
+                cr_assert_eq(d.entity, h);
+                n++;
+        }
+        cr_assert_eq(n, 3);
+        cr_assert_eq(atomq_fetch(a, h, NULL, 0, 0, &b), -EINVAL);
+        cr_assert_eq(atomq_fetch(a, h, NULL, 0, 65, &b), -EINVAL);
+        /* A new call released the batch; walking it again finds nothing. */
+        cr_assert_eq(atomq_batch_next(&b, &d), 0);
+        cr_assert_eq(atomq_fetch(a, h, NULL, 0, 64, &b), 2);
+        atomq_batch_release(a, &b);
+        cr_assert_eq(atomq_batch_next(&b, &d), 0);
+        cr_assert_eq(atomq_ack(a, h, 12345), -ENOENT);
+        cr_assert_eq(atomq_ack(a, 0, 1), -EINVAL);
+        atomq_close(a);
+}
+
+Test(atomq_agent, recv_timeouts_and_the_pollable_fd)
+{
+        struct atomq *a = connect_ok();
+        struct atomq_delivery d;
+        cr_assert_eq(atomq_recv(a, &d, 0), -EAGAIN);
+        cr_assert_eq(atomq_recv(a, &d, 20000000), -ETIMEDOUT);
+        cr_assert_eq(atomq_subscribe(a, "ev.*", NULL, 3, NULL), 0);
+        struct pollfd p = { .fd = atomq_fd(a), .events = POLLIN };
+        cr_assert_eq(atomq_poll_arm(a), 0, "nothing waits yet");
+        cr_assert_eq(poll(&p, 1, 0), 0, "not readable before a delivery");
+        cr_assert_eq(atomq_publish(a, "ev.one", "1", 1, NULL), 0);
+        cr_assert_eq(poll(&p, 1, 2000), 1, "readable after a delivery");
+        cr_assert_eq(atomq_recv(a, &d, 0), 1);
+        cr_assert_eq(d.sid, 3);
+        cr_assert_eq(d.subject_len, 6);
+        cr_assert_eq(memcmp(d.subject, "ev.one", 6), 0);
+        atomq_release(a);
+        /* Armed while a delivery already waits: do not sleep. */
+        cr_assert_eq(atomq_publish(a, "ev.two", "2", 1, NULL), 0);
+        cr_assert_eq(atomq_flush(a), 0);
+        int armed = 0;
+        for (int i = 0; i < 100 && armed == 0; i++) {
+                armed = atomq_poll_arm(a);
+                if (armed == 0)
+                        usleep(1000);
+        }
+        cr_assert_eq(armed, 1);
+        cr_assert_eq(atomq_recv(a, &d, 0), 1);
+        cr_assert_eq(memcmp(d.data, "2", 1), 0);
+        atomq_close(a);
+}
+
+Test(atomq_agent, bad_input_is_refused_here)
+{
+        struct atomq *a = connect_ok();
+        static char big[20000];
+        cr_assert_eq(atomq_publish(a, "a..b", "x", 1, NULL), -EINVAL);
+        cr_assert_eq(atomq_publish(a, "a.*", "x", 1, NULL), -EINVAL);
+        cr_assert_eq(atomq_publish(a, "", "x", 1, NULL), -EINVAL);
+        cr_assert_eq(atomq_publish(a, "a.b", big, sizeof(big), NULL), -EMSGSIZE);
+        cr_assert_eq(atomq_subscribe(a, "a. b", NULL, 1, NULL), -EINVAL);
+        cr_assert_eq(atomq_subscribe(a, "a.b", "", 1, NULL), -EINVAL);
+        cr_assert_eq(atomq_request(a, "svc", "x", 1, 0, 1, NULL), -EINVAL);
+        cr_assert_eq(atomq_unsubscribe(a, 0), -ENOENT);
+        cr_assert_eq(atomq_flush(a), 0, "refused calls left nothing in flight");
+        atomq_close(a);
+}
+
+Test(atomq_agent, subscription_quota)
+{
+        struct atomq *a = connect_ok();
+        uint64_t sub[4];
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(atomq_subscribe(a, "q.x", NULL, (uint32_t)i, &sub[i]), 0);
+        cr_assert_eq(atomq_subscribe(a, "q.y", NULL, 9, NULL), -EDQUOT);
+        uint64_t h;
+        cr_assert_eq(atomq_create(a, ATOMQ_MODE_LATEST, "cfg", NULL, &h), 0);
+        cr_assert_eq(atomq_watch(a, h, NULL, 9, 0, 0), -EDQUOT, "watches count too");
+        cr_assert_eq(atomq_unsubscribe(a, sub[0]), 0);
+        cr_assert_eq(atomq_watch(a, h, NULL, 9, 0, 0), 0);
+        atomq_close(a);
+}
+
+Test(atomq_agent, only_its_own_subscriptions)
+{
+        struct atomq *a = connect_ok(), *b = connect_ok();
+        uint64_t sub;
+        cr_assert_eq(atomq_subscribe(a, "own.x", NULL, 1, &sub), 0);
+        cr_assert_eq(atomq_unsubscribe(b, sub), -EPERM);
+        cr_assert_eq(atomq_unsubscribe(a, sub), 0);
+        cr_assert_eq(atomq_unsubscribe(a, sub), -ENOENT);
+        atomq_close(b);
+        atomq_close(a);
+}
+
+Test(atomq_agent, a_detached_agent_is_told)
+{
+        struct atomq *a = connect_ok();
+        uint64_t h;
+        cr_assert_eq(atomq_create(a, ATOMQ_MODE_MAILBOX, "r.x", NULL, &h), 0);
+        /* What atomqd does when it takes the slot back (corrupt rings,
+         * its own shutdown): every call from then on says so. */
+        for (uint32_t i = 0; i < eng.agents; i++)
+                if (atomic_load(&dp_agent_slot_at(&eng, i)->state) == DP_AGENT_LIVE)
+                        dp_agent_close(&eng, i);
+        struct atomq_delivery d;
+        cr_assert_eq(atomq_recv(a, &d, SECOND_NS), -ECONNRESET);
+        atomq_close(a);
+}
