@@ -11,6 +11,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "shm/shm_clock.h"
 #include "shm/shm_log.h"
 
 static void ctl_agents_why(char *why, size_t len, const char *text)
@@ -52,6 +53,7 @@ static void ctl_agents_on_tick(void *arg, int fd, uint32_t events)
                 if (a->conn[i].conn == NULL)
                         (void)dp_agent_reap(a->engine, i);
         }
+        ctl_chans_tick(&a->chans, shm_clock_ns());
 }
 
 int ctl_agents_init(struct ctl_agents *a, struct ctl_ctx *ctx, ctl_agent_close_fn *close_conn)
@@ -67,6 +69,9 @@ int ctl_agents_init(struct ctl_agents *a, struct ctl_ctx *ctx, ctl_agent_close_f
         a->conn = calloc(a->slots, sizeof(*a->conn));
         if (a->conn == NULL)
                 return -ENOMEM;
+        int rc = ctl_chans_init(&a->chans, ctx->cfg->max_channels);
+        if (rc != 0)
+                return rc;
         for (uint32_t i = 0; i < a->slots; i++)
                 a->conn[i].pidfd = -1;
         a->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -90,6 +95,7 @@ void ctl_agents_fini(struct ctl_agents *a)
                 ctl_loop_del(a->ctx->loop, a->timerfd);
                 close(a->timerfd);
         }
+        ctl_chans_fini(&a->chans);
         free(a->conn);
         memset(a, 0, sizeof(*a));
         a->timerfd = -1;
@@ -100,6 +106,38 @@ bool ctl_agents_is_attach(const char *line, uint32_t len)
         while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\r'))
                 len--;
         return len == 6 && memcmp(line, "attach", 6) == 0;
+}
+
+int ctl_send_fds(int fd, const char *text, size_t len, const int *fds, unsigned n)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(2 * sizeof(int))];
+        } ctl;
+        struct iovec iov = { .iov_base = (void *)text, .iov_len = len };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (n > 2)
+                return -EINVAL;
+        if (n > 0) {
+                memset(ctl.buf, 0, sizeof(ctl.buf));
+                m.msg_control = ctl.buf;
+                m.msg_controllen = CMSG_SPACE(n * sizeof(int));
+                struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(n * sizeof(int));
+                memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+        }
+        ssize_t sent;
+        do
+                sent = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (sent < 0 && errno == EINTR);
+        if (sent < 0)
+                return -errno;
+        /* The descriptors went with the first byte; a short write of so
+         * small an answer on a socket with nothing else queued does not
+         * happen, but the caller must not hand out half an answer. */
+        return (size_t)sent == len ? 0 : -EAGAIN;
 }
 
 /* Sends the answer with the slot's two descriptors. */
@@ -113,29 +151,7 @@ static int ctl_agents_send(struct ctl_agents *a, int fd, uint32_t slot, uint32_t
                            slot, gen, a->engine->workers, a->engine->hdr->agent_dlv_ring_bytes,
                            (unsigned long long)f->bytes, s->max_subs);
         int fds[2] = { f->fd, f->efd };
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(fds))];
-        } ctl;
-        struct iovec iov = { .iov_base = text, .iov_len = (size_t)len };
-        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                            .msg_controllen = sizeof(ctl.buf) };
-        memset(ctl.buf, 0, sizeof(ctl.buf));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(fds));
-        memcpy(CMSG_DATA(c), fds, sizeof(fds));
-        ssize_t n;
-        do
-                n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        /* The descriptors went with the first byte; a short write of so
-         * small an answer on an empty socket does not happen, but the
-         * caller must not hand out half an answer. */
-        return n == len ? 0 : -EAGAIN;
+        return ctl_send_fds(fd, text, (size_t)len, fds, 2);
 }
 
 int ctl_agents_attach(struct ctl_agents *a, int fd, void *conn, char *why, size_t whylen)
@@ -194,6 +210,7 @@ void ctl_agents_detach(struct ctl_agents *a, uint32_t slot)
         if (slot >= a->slots || a->conn[slot].conn == NULL)
                 return;
         struct ctl_agent_conn *c = &a->conn[slot];
+        ctl_chans_agent_gone(&a->chans, (int32_t)slot);
         dp_agent_close(a->engine, slot);
         if (c->pidfd >= 0) {
                 ctl_loop_del(a->ctx->loop, c->pidfd);
@@ -202,6 +219,12 @@ void ctl_agents_detach(struct ctl_agents *a, uint32_t slot)
         shm_log(SHM_LOG_INFO, "agent %u (pid %d) detached", slot, (int)c->pid);
         *c = (struct ctl_agent_conn){ .pidfd = -1 };
         a->detached++;
+}
+
+int ctl_agents_channel(struct ctl_agents *a, int fd, int32_t slot, const char *args,
+                       uint32_t len)
+{
+        return ctl_chans_command(&a->chans, fd, slot, args, len);
 }
 
 uint32_t ctl_agents_count(const struct ctl_agents *a)

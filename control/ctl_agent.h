@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "control/ctl.h"
+#include "control/ctl_chan.h"
 
 #define CTL_AGENT_TICK_MS 20u
 
@@ -46,6 +47,7 @@ struct ctl_agents {
         uint64_t refused;              /* attaches refused (credentials, no slot) */
         uint64_t detached;             /* agents gone: connection closed or process exit */
         uint64_t corrupt;              /* disconnected: their memory was found corrupt */
+        struct ctl_chans chans;        /* direct channels between agents (ctl_chan.h) */
 };
 
 /* Sets up for ctx->engine's agent slots (none: attach answers ENODEV).
@@ -64,8 +66,18 @@ bool ctl_agents_is_attach(const char *line, uint32_t len);
  * -errno of getsockopt, pidfd_open, sendmsg. The caller answers errors. */
 int ctl_agents_attach(struct ctl_agents *a, int fd, void *conn, char *why, size_t whylen);
 
+/* A `channel ...` line from the connection of slot (-1: not attached);
+ * answered on fd (ctl_chan.h). */
+int ctl_agents_channel(struct ctl_agents *a, int fd, int32_t slot, const char *args,
+                       uint32_t len);
+
 /* The connection of slot went away: takes the slot back. */
 void ctl_agents_detach(struct ctl_agents *a, uint32_t slot);
+
+/* Sends text (len bytes) on a unix socket with up to two descriptors as
+ * SCM_RIGHTS, without blocking. -EAGAIN: not all of it went; -errno of
+ * sendmsg. */
+int ctl_send_fds(int fd, const char *text, size_t len, const int *fds, unsigned n);
 
 /* Agents attached now. */
 uint32_t ctl_agents_count(const struct ctl_agents *a);

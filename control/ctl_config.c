@@ -76,6 +76,9 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "agent-max-subs", .arg = "N", .def = CTL_STR(CTL_AGENT_MAX_SUBS_DEFAULT),
           .kind = CTL_KEY_U32, CTL_FIELD(agent_max_subs), .min = 1, .max = UINT32_MAX,
           .help = "subscriptions and watches one agent may hold" },
+        { .name = "max-channels", .arg = "N", .def = "1024", .kind = CTL_KEY_U32,
+          CTL_FIELD(max_channels), .min = 0, .max = 1000000,
+          .help = "direct channels between agents open at once" },
         { .name = "agent-ring-size", .arg = "SIZE", .def = "256K", .kind = CTL_KEY_BYTES,
           CTL_FIELD(agent_ring_bytes), .min = 64 * 1024, .max = 64u << 20,
           .help = "an agent's delivery ring per worker, a power\n"

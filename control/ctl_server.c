@@ -222,6 +222,18 @@ static bool ctl_client_line(struct ctl_client *c, uint32_t len, uint32_t consume
                 ctl_client_consume(c, consumed);
                 return true;
         }
+        if (len > 8 && memcmp(c->in, "channel ", 8) == 0) {
+                /* Answered with a descriptor, after every earlier reply. */
+                if (ctl_client_flush(c) == 0 && c->out_len == 0)
+                        (void)ctl_agents_channel(&c->srv->agents, c->fd, c->agent_slot,
+                                                 c->in + 8, len - 8);
+                else
+                        ctl_out_printf(&o, "error: channel: earlier replies are still unsent "
+                                       "(EBUSY)\n\n");
+                c->out_len = o.len;
+                ctl_client_consume(c, consumed);
+                return true;
+        }
         enum ctl_run r = ctl_cmd_exec(&c->session, c->in, len, &o);
         c->out_len = o.len;
         ctl_client_consume(c, consumed);

@@ -155,6 +155,8 @@ static int atomq_reply_errno(const char *text)
         static const struct { const char *name; int err; } names[] = {
                 { "(EUSERS)", EUSERS }, { "(EPERM)", EPERM },     { "(ENODEV)", ENODEV },
                 { "(EBUSY)", EBUSY },   { "(EISCONN)", EISCONN }, { "(ENOMEM)", ENOMEM },
+                { "(EEXIST)", EEXIST }, { "(ENOENT)", ENOENT },   { "(EINVAL)", EINVAL },
+                { "(ENOSPC)", ENOSPC }, { "(ENOTCONN)", ENOTCONN },
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 if (strstr(text, names[i].name) != NULL)
@@ -1167,4 +1169,62 @@ int atomq_reply(struct atomq *a, const struct atomq_delivery *d, const void *dat
         if (d->reply == DP_HANDLE_NONE)
                 return -EINVAL;
         return atomq_send(a, d->reply, NULL, NULL, data, len, NULL, NULL);
+}
+
+/* ---- direct channels through atomqd ---------------------------------------- */
+
+/* Channel names: 1..63 bytes of printable non-space characters. */
+static bool atomq_chan_name_ok(const char *name)
+{
+        size_t len = name != NULL ? strlen(name) : 0;
+        if (len == 0 || len >= 64)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (name[i] <= ' ' || name[i] == 0x7f)
+                        return false;
+        return true;
+}
+
+/* Sends a `channel` line on the control connection and attaches the end
+ * the answer hands over. */
+static int atomq_chan_request(struct atomq *a, const char *line, size_t len,
+                              struct atomq_channel *ch)
+{
+        char buf[ATOMQ_ANSWER_MAX];
+        int fds[2] = { -1, -1 }, nfds = 0;
+        unsigned end, ring;
+        if (send(a->sock, line, len, MSG_NOSIGNAL) != (ssize_t)len)
+                return errno == EPIPE || errno == ECONNRESET ? -ECONNRESET : -errno;
+        int rc = atomq_sock_reply(a->sock, buf, sizeof(buf), fds, &nfds);
+        if (rc == 0 && strncmp(buf, "channel ", 8) != 0)
+                rc = atomq_reply_errno(buf);
+        else if (rc == 0 && (nfds != 1 ||
+                             sscanf(buf, "channel %*s end=%u ring=%u", &end, &ring) != 2 ||
+                             end > 1))
+                rc = -EPROTO;
+        if (rc == 0)
+                rc = atomq_channel_attach_end(ch, fds[0], end);
+        for (int i = 0; i < nfds; i++)
+                close(fds[i]); /* the mapping keeps the memory */
+        return rc;
+}
+
+int atomq_channel_open(struct atomq *a, const char *name, uint32_t ring_bytes, uint32_t ttl_ms,
+                       struct atomq_channel *ch)
+{
+        char line[160];
+        if (!atomq_chan_name_ok(name))
+                return -EINVAL;
+        int len = snprintf(line, sizeof(line), "channel open %s ring=%u ttl=%u\n", name,
+                           ring_bytes != 0 ? ring_bytes : ATOMQ_CHANNEL_RING_BYTES, ttl_ms);
+        return atomq_chan_request(a, line, (size_t)len, ch);
+}
+
+int atomq_channel_join(struct atomq *a, const char *name, struct atomq_channel *ch)
+{
+        char line[96];
+        if (!atomq_chan_name_ok(name))
+                return -EINVAL;
+        int len = snprintf(line, sizeof(line), "channel join %s\n", name);
+        return atomq_chan_request(a, line, (size_t)len, ch);
 }

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shm/atomq_channel_pvt.h"
 #include "shm/shm_base.h"
 #include "shm/shm_vring.h"
 
@@ -139,6 +140,11 @@ static int atomq_channel_format(struct atomq_channel *ch, uint32_t ring_bytes)
 
 int atomq_channel_create(struct atomq_channel *ch, uint32_t ring_bytes)
 {
+        return atomq_channel_make(ch, ring_bytes, true);
+}
+
+int atomq_channel_make(struct atomq_channel *ch, uint32_t ring_bytes, bool claim)
+{
         atomq_channel_reset(ch);
         if (ring_bytes == 0)
                 ring_bytes = ATOMQ_CHANNEL_RING_BYTES;
@@ -169,7 +175,47 @@ int atomq_channel_create(struct atomq_channel *ch, uint32_t ring_bytes)
         ch->end = 0;
         rc = atomq_channel_format(ch, ring_bytes);
         DP_VERIFY(rc == 0); /* geometry checked above, mmap is page-aligned */
+        if (!claim)
+                atomic_store_explicit(&atomq_channel_hdr(ch)->end[0].state, 0,
+                                      memory_order_relaxed);
         return 0;
+}
+
+void atomq_channel_end_kill(struct atomq_channel *ch, unsigned end)
+{
+        struct atomq_channel_hdr *h = atomq_channel_hdr(ch);
+        /* As atomq_channel_close for that end: the survivor's next call
+         * sees -EPIPE, a sleeping receiver is woken on both rings. */
+        atomic_fetch_or_explicit(&h->end[end & 1].state, ATOMQ_CHANNEL_CLOSED,
+                                 memory_order_release);
+        shm_vring_notify(atomq_channel_tx(ch));
+        shm_vring_notify(atomq_channel_rx(ch));
+}
+
+bool atomq_channel_end_closed(const struct atomq_channel *ch, unsigned end)
+{
+        const struct atomq_channel_hdr *h = atomq_channel_hdr(ch);
+        return (atomic_load_explicit(&h->end[end & 1].state, memory_order_acquire) &
+                ATOMQ_CHANNEL_CLOSED) != 0;
+}
+
+bool atomq_channel_ends_closed(const struct atomq_channel *ch)
+{
+        return atomq_channel_end_closed(ch, 0) && atomq_channel_end_closed(ch, 1);
+}
+
+uint32_t atomq_channel_ring_bytes(const struct atomq_channel *ch)
+{
+        return atomq_channel_hdr(ch)->ring_bytes;
+}
+
+void atomq_channel_unmap(struct atomq_channel *ch)
+{
+        if (ch->map != NULL)
+                munmap(ch->map, ch->map_bytes);
+        if (ch->fd >= 0)
+                close(ch->fd);
+        atomq_channel_reset(ch);
 }
 
 int atomq_channel_fd(const struct atomq_channel *ch)
@@ -218,16 +264,17 @@ static int atomq_channel_hdr_check(const struct atomq_channel_hdr *h, size_t siz
         return 0;
 }
 
-/* Attaches both ring views; a ring of another geometry is -EPROTO. */
+/* Attaches both ring views of end ch->end; a ring of another geometry is
+ * -EPROTO. */
 static int atomq_channel_rings_attach(struct atomq_channel *ch, uint32_t ring_bytes,
                                       const uint64_t off[2])
 {
         uint8_t *base = ch->map;
         size_t ring = shm_vring_bytes(ring_bytes);
-        /* End 1 sends on ring 1 and receives on ring 0. */
+        /* End e sends on ring e and receives on the other. */
         struct shm_vring *tx = atomq_channel_tx(ch), *rx = atomq_channel_rx(ch);
-        if (shm_vring_attach(tx, base + off[1], ring) != 0 ||
-            shm_vring_attach(rx, base + off[0], ring) != 0 ||
+        if (shm_vring_attach(tx, base + off[ch->end], ring) != 0 ||
+            shm_vring_attach(rx, base + off[1 - ch->end], ring) != 0 ||
             tx->capacity != ring_bytes || rx->capacity != ring_bytes)
                 return -EPROTO;
         return 0;
@@ -235,7 +282,14 @@ static int atomq_channel_rings_attach(struct atomq_channel *ch, uint32_t ring_by
 
 int atomq_channel_attach(struct atomq_channel *ch, int fd)
 {
+        return atomq_channel_attach_end(ch, fd, 1);
+}
+
+int atomq_channel_attach_end(struct atomq_channel *ch, int fd, unsigned end)
+{
         atomq_channel_reset(ch);
+        if (end > 1)
+                return -EINVAL;
         size_t size = 0;
         int rc = atomq_channel_file_check(fd, &size);
         if (rc != 0)
@@ -245,18 +299,18 @@ int atomq_channel_attach(struct atomq_channel *ch, int fd)
                 return -errno;
         ch->map = map;
         ch->map_bytes = size;
-        ch->end = 1;
+        ch->end = end;
         uint32_t ring_bytes = 0;
         uint64_t off[2];
         rc = atomq_channel_hdr_check(map, size, &ring_bytes, off);
         if (rc == 0)
                 rc = atomq_channel_rings_attach(ch, ring_bytes, off);
         if (rc == 0) {
-                /* One attacher only: claim end 1. Release pairs with the
-                 * acquire loads of the state in the creator's calls. */
+                /* One attacher per end: claim it. Release pairs with the
+                 * acquire loads of the state in the peer's calls. */
                 uint32_t expect = 0;
                 if (!atomic_compare_exchange_strong_explicit(
-                            &atomq_channel_hdr(ch)->end[1].state, &expect,
+                            &atomq_channel_hdr(ch)->end[end].state, &expect,
                             ATOMQ_CHANNEL_ATTACHED, memory_order_acq_rel,
                             memory_order_relaxed))
                         rc = -EBUSY;

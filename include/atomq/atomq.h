@@ -112,6 +112,11 @@ int atomq_channel_fd(const struct atomq_channel *ch);
  * -ENOMEM: no memory for the mapping; -errno: another failure of mmap. */
 int atomq_channel_attach(struct atomq_channel *ch, int fd);
 
+/* As atomq_channel_attach, for end 0 or 1 of a channel that atomqd made
+ * with neither end claimed (atomq_channel_open, atomq_channel_join).
+ * -EINVAL: end > 1; otherwise the errors of atomq_channel_attach. */
+int atomq_channel_attach_end(struct atomq_channel *ch, int fd, unsigned end);
+
 /* Sends len bytes from buf (copied), and wakes the peer if it sleeps in
  * atomq_channel_recv_wait (a memory fence; a syscall only when it sleeps).
  * Never blocks.
@@ -425,6 +430,24 @@ int atomq_commit(struct atomq *a, uint64_t handle, const char *group, uint64_t o
  * requester's worker for now (docs/agents.md, "Limits"). */
 int atomq_request(struct atomq *a, const char *subject, const void *data, uint32_t len,
                   uint32_t timeout_ms, uint32_t sid, uint64_t *inbox);
+
+/* -- direct channels through atomqd -- */
+
+/* Opens a direct channel called name (1..63 printable bytes, no spaces)
+ * and makes *ch its end 0: atomqd makes the memfd (ring_bytes per
+ * direction, 0: ATOMQ_CHANNEL_RING_BYTES) and hands it over; the data path
+ * is then the two agents' alone (atomq_channel_send/recv/close). atomqd
+ * owns the lifecycle: when the other end's agent dies or detaches, or
+ * ttl_ms (0: none) passes, this end's calls return -EPIPE once everything
+ * sent has been read.
+ * -EEXIST: the name is taken; -EINVAL: a bad name or ring size; -ENOSPC:
+ * atomqd's --max-channels reached; errors of atomq_channel_attach_end. */
+int atomq_channel_open(struct atomq *a, const char *name, uint32_t ring_bytes, uint32_t ttl_ms,
+                       struct atomq_channel *ch);
+
+/* Joins the channel another agent opened: *ch becomes its end 1.
+ * -ENOENT: no such channel; -EBUSY: end 1 is taken (or its agent left). */
+int atomq_channel_join(struct atomq *a, const char *name, struct atomq_channel *ch);
 
 /* Answers a request: sends data to the reply handle of delivery d.
  * -EINVAL: d carries no reply handle; -ESTALE: the requester gave up. */

@@ -210,6 +210,7 @@ static void server_up(uint32_t workers, uint32_t agents, uint32_t max_subs)
         snprintf(cfg.control_path, sizeof(cfg.control_path), "%s", path);
         cfg.control_clients_max = 8;
         cfg.agent_max_subs = max_subs;
+        cfg.max_channels = 8;
         cr_assert_eq(ctl_loop_init(&loop), 0);
         ctx = (struct ctl_ctx){ .cfg = &cfg, .engine = &eng, .loop = &loop,
                                 .started_realtime_ns = 1 };
@@ -402,5 +403,95 @@ Test(atomq_agent, a_detached_agent_is_told)
                         dp_agent_close(&eng, i);
         struct atomq_delivery d;
         cr_assert_eq(atomq_recv(a, &d, SECOND_NS), -ECONNRESET);
+        atomq_close(a);
+}
+
+/* --- direct channels through atomqd ------------------------------------ */
+
+static void chan_send_recv(struct atomq_channel *from, struct atomq_channel *to, const char *text)
+{
+        struct atomq_msg m;
+        cr_assert_eq(atomq_channel_send(from, text, (uint32_t)strlen(text)), 0);
+        cr_assert_eq(atomq_channel_recv_wait(to, &m, SECOND_NS), 1);
+        cr_assert_eq(m.len, strlen(text));
+        cr_assert_eq(memcmp(m.data, text, m.len), 0);
+        cr_assert_eq(atomq_channel_release(to), 0);
+}
+
+/* Waits up to 2 s for the end to see its peer gone. */
+static int chan_wait_epipe(struct atomq_channel *ch)
+{
+        struct atomq_msg m;
+        int rc = 0;
+        for (int i = 0; i < 200 && rc != -EPIPE; i++) {
+                rc = atomq_channel_recv_wait(ch, &m, 10000000);
+                if (rc == 1)
+                        atomq_channel_release(ch);
+        }
+        return rc;
+}
+
+Test(atomq_agent, channel_open_join_and_close)
+{
+        struct atomq *a = connect_ok(), *b = connect_ok();
+        struct atomq_channel ca, cb, cx;
+        cr_assert_eq(atomq_channel_open(a, "pair.1", 4096, 0, &ca), 0);
+        cr_assert_eq(atomq_channel_open(b, "pair.1", 0, 0, &cx), -EEXIST);
+        cr_assert_eq(atomq_channel_join(b, "pair.2", &cx), -ENOENT);
+        cr_assert_eq(atomq_channel_open(a, "bad name", 0, 0, &cx), -EINVAL);
+        cr_assert_eq(atomq_channel_open(a, "pair.3", 1000, 0, &cx), -EINVAL, "power of two");
+        cr_assert_eq(atomq_channel_join(b, "pair.1", &cb), 0);
+        cr_assert_eq(atomq_channel_join(a, "pair.1", &cx), -EBUSY);
+        chan_send_recv(&ca, &cb, "to end 1");
+        chan_send_recv(&cb, &ca, "to end 0");
+        /* What was sent before the close is still read, then -EPIPE. */
+        cr_assert_eq(atomq_channel_send(&ca, "last", 4), 0);
+        atomq_channel_close(&ca);
+        struct atomq_msg m;
+        cr_assert_eq(atomq_channel_recv_wait(&cb, &m, SECOND_NS), 1);
+        atomq_channel_release(&cb);
+        cr_assert_eq(atomq_channel_recv(&cb, &m), -EPIPE);
+        atomq_channel_close(&cb);
+        /* Both ends closed: atomqd lets the name go. */
+        int rc = -EEXIST;
+        for (int i = 0; i < 100 && rc == -EEXIST; i++) {
+                usleep(10000);
+                rc = atomq_channel_open(a, "pair.1", 0, 0, &ca);
+        }
+        cr_assert_eq(rc, 0, "the name is free again: %s", atomq_strerror(rc));
+        atomq_channel_close(&ca);
+        atomq_close(b);
+        atomq_close(a);
+}
+
+Test(atomq_agent, channel_ends_when_an_agent_goes)
+{
+        struct atomq *a = connect_ok(), *b = connect_ok();
+        struct atomq_channel ca, cb;
+        cr_assert_eq(atomq_channel_open(a, "dies", 0, 0, &ca), 0);
+        cr_assert_eq(atomq_channel_join(b, "dies", &cb), 0);
+        chan_send_recv(&ca, &cb, "hi");
+        /* a's agent detaches without closing its end (as a crash would). */
+        atomq_close(a);
+        cr_assert_eq(chan_wait_epipe(&cb), -EPIPE);
+        cr_assert_eq(atomq_channel_send(&cb, "x", 1), -EPIPE);
+        atomq_channel_close(&cb);
+        /* The abandoned mapping of a's end is still this process's. */
+        munmap(ca.map, ca.map_bytes);
+        atomq_close(b);
+}
+
+Test(atomq_agent, channel_ttl)
+{
+        struct atomq *a = connect_ok(), *b = connect_ok();
+        struct atomq_channel ca, cb;
+        cr_assert_eq(atomq_channel_open(a, "short", 0, 100, &ca), 0);
+        cr_assert_eq(atomq_channel_join(b, "short", &cb), 0);
+        chan_send_recv(&ca, &cb, "in time");
+        cr_assert_eq(chan_wait_epipe(&cb), -EPIPE);
+        cr_assert_eq(chan_wait_epipe(&ca), -EPIPE);
+        atomq_channel_close(&ca);
+        atomq_channel_close(&cb);
+        atomq_close(b);
         atomq_close(a);
 }
