@@ -259,9 +259,12 @@ bool dp_worker_agent_deliver(struct dp_worker *w, const struct dp_dispatch *d)
         if (p == NULL) {
                 if (a->dlv.reserve_err == -EPROTO)
                         dp_worker_agent_mark_bad(w, slot);
-                else
+                else {
                         atomic_fetch_add_explicit(&dp_agent_slot_at(w->engine, slot)->dlv_drops, 1,
                                                   memory_order_relaxed);
+                        /* The agent's own copy, for atomq_dropped. */
+                        atomic_fetch_add_explicit(&a->hdr->dropped, 1, memory_order_relaxed);
+                }
                 return false;
         }
         *p = (struct shm_agent_dlv){ .sid = d->sid, .status = d->status, .entity = d->entity };

@@ -311,10 +311,9 @@ int atomq_fd(const struct atomq *a)
 
 uint64_t atomq_dropped(const struct atomq *a)
 {
-        (void)a;
-        /* The count lives in the arena, which agents do not map; atomqd
-         * reports it (show agents). */
-        return 0;
+        /* Kept by the workers in the agent's own file (atomqd's copy, in
+         * the arena, is what `show agents` prints). */
+        return atomic_load_explicit(&a->hdr->dropped, memory_order_relaxed);
 }
 
 /* ---- rings --------------------------------------------------------------- */

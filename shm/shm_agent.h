@@ -52,6 +52,8 @@ struct shm_agent_hdr {
         SHM_ALIGNED_LINE struct shm_wake wake;    /* workers -> agent: completions, deliveries */
         SHM_ALIGNED_LINE _Atomic uint32_t armed;  /* agent polls its eventfd: workers write it */
         SHM_ALIGNED_LINE _Atomic uint32_t revoked;/* atomqd took the slot back */
+        uint32_t reserved2;
+        _Atomic uint64_t dropped;                 /* workers: deliveries dropped, ring full */
 };
 _Static_assert(sizeof(struct shm_agent_hdr) == 4 * SHM_CACHE_LINE, "agent header is four lines");
 _Static_assert(offsetof(struct shm_agent_hdr, wake) == SHM_CACHE_LINE, "agent wake line");

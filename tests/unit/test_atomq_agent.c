@@ -495,3 +495,25 @@ Test(atomq_agent, channel_ttl)
         atomq_close(b);
         atomq_close(a);
 }
+
+Test(atomq_agent, a_full_delivery_ring_drops_and_counts)
+{
+        struct atomq *a = connect_ok();
+        struct atomq_delivery d;
+        const int n = 5000;
+        char msg[32] = "0123456789abcdef0123456789abcde";
+        cr_assert_eq(atomq_subscribe(a, "flood", NULL, 1, NULL), 0);
+        cr_assert_eq(atomq_dropped(a), 0);
+        /* Nobody reads while these go out: the ring (256 KiB) fills. */
+        for (int i = 0; i < n; i++)
+                cr_assert_eq(atomq_publish(a, "flood", msg, sizeof(msg), NULL), 0);
+        cr_assert_eq(atomq_flush(a), 0);
+        int got = 0;
+        while (atomq_recv(a, &d, 0) == 1)
+                got++;
+        uint64_t dropped = atomq_dropped(a);
+        cr_assert_gt(dropped, 0, "the ring cannot hold %d deliveries", n);
+        cr_assert_eq((uint64_t)got + dropped, (uint64_t)n, "got %d, dropped %llu", got,
+                     (unsigned long long)dropped);
+        atomq_close(a);
+}
