@@ -435,6 +435,9 @@ int dp_shard_request(struct dp_shard *s, const struct dp_msg_in *m, uint32_t end
                 dp_shard_destroy(s, h);
                 return rc;
         }
+        /* Also with no responders: the 503 the owner is told carries this
+         * handle, and the caller's answer should name the same inbox. */
+        *inbox = h;
         struct dp_msg_in req = *m;
         req.reply = h;
         rc = dp_shard_publish(s, &req);
@@ -449,6 +452,5 @@ int dp_shard_request(struct dp_shard *s, const struct dp_msg_in *m, uint32_t end
                 dp_shard_destroy(s, h);
                 return rc;
         }
-        *inbox = h;
         return rc;
 }

@@ -262,7 +262,8 @@ int dp_shard_publish(struct dp_shard *s, const struct dp_msg_in *m);
 /* A request: creates a one-shot reply inbox owned by endpoint/sid with a
  * TTL of timeout_ms, publishes m with it as the reply handle, and answers
  * DP_STATUS_NO_RESPONDERS at once when nobody listens (the inbox is then
- * gone) or DP_STATUS_TIMEOUT when the TTL passes. *inbox gets the handle.
+ * gone) or DP_STATUS_TIMEOUT when the TTL passes. *inbox gets the handle (also with no
+ * responders: the 503 names it, though the inbox is gone).
  * Returns the number of responders reached (0: no responders). */
 int dp_shard_request(struct dp_shard *s, const struct dp_msg_in *m, uint32_t endpoint,
                      uint32_t sid, uint32_t timeout_ms, uint64_t *inbox);

@@ -341,8 +341,12 @@ static void dp_fetch_append(struct dp_worker *w, struct dp_cpl *c, uint32_t room
         shm_slab_put(&w->shard.bufs, f->buf);
 }
 
+/* The offset a group read starts from before its first round: it reads
+ * from the group's cursor then (no log gets this far). */
+#define DP_READ_AT_CURSOR UINT64_MAX
+
 /* Takes up to want messages for a fetch, get or read into got: the
- * count, or -errno. A read by offset moves on past what it took. */
+ * count, or -errno. A read moves *offset past what it took. */
 static int dp_fetch_take(struct dp_worker *w, const struct dp_cmd_view *v, uint64_t handle,
                          uint64_t *offset, struct dp_fetched *got, uint32_t want)
 {
@@ -357,12 +361,13 @@ static int dp_fetch_take(struct dp_worker *w, const struct dp_cmd_view *v, uint6
                 return n == 0 ? 1 : n;
         case DP_OP_READ: {
                 char group[DP_CMD_NAME_MAX + 1];
-                if (h->name_len != 0) {
+                if (h->name_len != 0 && *offset == DP_READ_AT_CURSOR) {
                         if (dp_exec_group(v, group) != 0)
                                 return -EINVAL;
-                        return dp_shard_read_group(s, handle, group, got, want);
+                        n = dp_shard_read_group(s, handle, group, got, want);
+                } else {
+                        n = dp_shard_read(s, handle, *offset, got, want);
                 }
-                n = dp_shard_read(s, handle, *offset, got, want);
                 for (int i = 0; i < n; i++)
                         *offset = got[i].seq + 1;
                 return n;
@@ -380,7 +385,12 @@ static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd_view *v, struc
         const uint32_t room = DP_CPL_BYTES_MAX - (uint32_t)sizeof(*c);
         uint32_t max = h->op == DP_OP_GET ? 1 : h->op == DP_OP_READ ? h->args.read.max
                                                                     : h->args.fetch.max;
-        uint64_t offset = h->args.read.offset;
+        /* A group read takes its first round from the group's cursor and
+         * the next ones by offset, after the last entry taken: the cursor
+         * moves only on commit, so reading it again would hand out the
+         * same entries. */
+        uint64_t offset = h->op == DP_OP_READ && h->name_len != 0 ? DP_READ_AT_CURSOR
+                                                                 : h->args.read.offset;
         struct dp_fetched got[DP_FETCH_MAX];
         if (max == 0 || max > DP_FETCH_MAX)
                 return -EINVAL;
@@ -403,10 +413,11 @@ static int dp_fetch_fill(struct dp_worker *w, const struct dp_cmd_view *v, struc
                         return c->count == 0 ? n : 0;
                 for (int i = 0; i < n; i++)
                         dp_fetch_append(w, c, room, &got[i], c->handle);
-                /* A group read does not move its cursor (commit does), so
-                 * a second round would hand out the same messages. */
-                bool by_offset = h->op == DP_OP_READ && h->name_len == 0;
-                if ((uint32_t)n < want || (h->op != ATOMQ_OP_FETCH && !by_offset))
+                /* A get takes one value. Fetches and reads (a group read
+                 * by offset after its first round) go on while rounds come
+                 * back full: a round takes only as many as surely fit at
+                 * the largest frame size, which is two. */
+                if ((uint32_t)n < want || h->op == DP_OP_GET)
                         break;
         }
         return 0;

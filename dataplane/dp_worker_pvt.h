@@ -43,6 +43,7 @@ struct dp_worker_agent {
         struct shm_agent_hdr *hdr;
         struct shm_wake *doorbell;    /* the agent wakes this worker here */
         int efd;
+        bool dlv_pending;             /* a delivery since the last wake: the eventfd may fire */
 };
 
 /* dp_worker.c */

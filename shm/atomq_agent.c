@@ -424,6 +424,13 @@ static int atomq_submit(struct atomq *a, uint32_t w, struct dp_cmd *c, const cha
         uint64_t deadline_ns = 0;
         if (len == 0)
                 return m != NULL ? -EMSGSIZE : -EINVAL;
+        /* A connection atomqd took back takes no more commands, and says
+         * so before anything is read from its rings: no worker reads them
+         * now, and their corruption may be why it was taken back (a call
+         * would report -EPROTO, or wait out its timeout, instead of
+         * -ECONNRESET). Pairs with the release store in dp_agent_close. */
+        if (atomq_revoked(a))
+                return -ECONNRESET;
         c->req_id = ++a->next_req;
         c->client = 0; /* the worker writes our own column */
         for (;;) {
