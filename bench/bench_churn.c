@@ -474,8 +474,11 @@ int bench_churn_run(const struct bench_opts *o, struct bench_progress *pg,
         static const unsigned entities_default[] = { BENCH_CHURN_ENTITIES_DEFAULT };
         if (o->churn_path != NULL && strcmp(o->churn_path, "control") == 0)
                 return bench_churn_control(o, pg, rep);
+        if (o->churn_path != NULL && strcmp(o->churn_path, "agent") == 0)
+                return bench_churn_agent(o, pg, rep);
         if (o->control_path != NULL) {
-                fprintf(stderr, "atomq-bench: churn: --control goes with --path control\n");
+                fprintf(stderr, "atomq-bench: churn: --control goes with --path control "
+                                "or --path agent\n");
                 return -EINVAL;
         }
         const unsigned *entities = o->entities_n ? o->entities : entities_default;

@@ -1,10 +1,14 @@
 /* bench_ipc.c - scenario "ipc": direct channels between two colocated
- * agents (include/atomq/atomq.h), against the bare SPSC ring.
+ * agents (include/atomq/atomq.h), against the bare SPSC ring; with
+ * --control, agents through a running atomqd's dataplane too
+ * (bench_ipc_agent.c: cases ipc-pubsub and ipc-pingpong, printed first).
  *
  *      atomq-bench ipc
  *      atomq-bench ipc --cpus 0,1 --runs 5 --json
+ *      atomq-bench ipc --control /tmp/aq/control.sock --runs 3 --json
  *
- * Four cases, each repeated --runs times and reported as medians:
+ * Four cases without atomqd, each repeated --runs times and reported as
+ * medians:
  *   ipc-channel           msgs/s of 32-byte messages through one direction
  *                         of a channel (64 KiB rings), atomq_channel_send
  *                         and recv/release, sender and receiver pinned;
@@ -22,9 +26,9 @@
  * The two ends are two threads of this process, each with its own mapping
  * of the memfd (the peer attaches the descriptor as another process
  * would); two processes would add nothing on the data path but the TLB
- * entries, and are left for when agents attach through atomqd. Every
- * message carries a sequence number the receiver checks; a mismatch is an
- * error and makes atomq-bench exit 1.
+ * entries. Every message carries a sequence number the receiver checks; a
+ * mismatch is an error and makes atomq-bench exit 1. With --control,
+ * ipc-pubsub gets a field ring_ratio: its msgs_per_s over ring-baseline's.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -38,26 +42,19 @@
 #include "atomq/atomq.h"
 #include "bench/bench_clock.h"
 #include "bench/bench_cpu.h"
+#include "bench/bench_ipc_pvt.h"
 #include "bench/bench_progress.h"
 #include "bench/bench_report.h"
 #include "bench/bench_ring_pvt.h"
 #include "bench/bench_scenario.h"
 #include "shm/shm_ring.h"
 
-#define BENCH_IPC_MSG_BYTES 32u
 #define BENCH_IPC_RING_BYTES ATOMQ_CHANNEL_RING_BYTES
 #define BENCH_IPC_OPENS 10000u
 /* The receiver reads the clock once per this many messages. */
 #define BENCH_IPC_CLOCK_EVERY 1024u
 /* ipc-channel's batch32 sender wakes the receiver once per this many. */
 #define BENCH_IPC_NOTIFY_EVERY 32u
-
-struct bench_ipc_env {
-        const struct bench_opts *o;
-        struct bench_progress *pg;
-        struct bench_cpus cpus;
-        struct bench_clock clock;
-};
 
 /* What one thread of a run writes: its end of the channel (or its view of
  * the ring) and its outcome, lines apart from the other thread's (a view
@@ -236,12 +233,8 @@ static inline __attribute__((always_inline)) void bench_ipc_rx(struct bench_ipc_
                         rc = -ETIMEDOUT;
                         break;
                 }
-                t = bench_clock_ticks(&r->clock);
-                if (t0 == 0 && t >= r->open_ticks) {
-                        t0 = t;
-                        n0 = want;
-                }
-                if (t >= r->close_ticks)
+                if (bench_ipc_window(&r->clock, r->open_ticks, r->close_ticks, want, &t, &t0,
+                                     &n0))
                         break;
         }
         atomic_store_explicit(&r->stop, true, memory_order_relaxed);
@@ -601,24 +594,56 @@ static int bench_ipc_env_setup(struct bench_ipc_env *env)
                                 "(receiver, pong); two mappings of one memfd; channel-open "
                                 "runs unpinned on the main thread\n",
                         env->cpus.cpu[0], env->cpus.cpu[1]);
+        if (o->control_path != NULL && !o->cpus_set)
+                fprintf(stderr, "ipc: ipc-pubsub and ipc-pingpong run unpinned (the worker "
+                                "is a busy thread too; with fewer than 3 CPUs ipc-pubsub "
+                                "publishes and receives on one thread): pin them with "
+                                "--cpus\n");
+        else if (o->control_path != NULL && env->cpus.shared)
+                fprintf(stderr, "ipc: ipc-pubsub runs as one thread on CPU %d (a burst of "
+                                "publishes, then every delivery back), ipc-pingpong on it too\n",
+                        env->cpus.cpu[0]);
+        else if (o->control_path == NULL)
+                fprintf(stderr, "ipc: ipc-pubsub and ipc-pingpong need a running atomqd: "
+                                "--control PATH\n");
         return 0;
+}
+
+/* ipc-pubsub over ring-baseline, on the former: how much of the bare
+ * ring's rate survives the trip through the dataplane. */
+static void bench_ipc_ring_ratio(struct bench_report *rep, struct bench_result *pubsub)
+{
+        for (unsigned i = 0; pubsub != NULL && i < rep->n; i++) {
+                const struct bench_result *ring = &rep->results[i];
+                if (strcmp(ring->case_name, "ring-baseline") == 0 && ring->msgs_per_s > 0)
+                        bench_result_f64(pubsub, "ring_ratio", pubsub->msgs_per_s / ring->msgs_per_s);
+        }
 }
 
 int bench_ipc_run(const struct bench_opts *o, struct bench_progress *pg,
                   struct bench_report *rep)
 {
         struct bench_ipc_env env = { .o = o, .pg = pg };
+        struct bench_result *pubsub = NULL;
         int rc = bench_ipc_env_setup(&env);
         if (rc != 0)
                 return rc;
-        bench_progress_start(pg, 4.0 * o->runs * (o->warmup_s + o->duration_s));
-        rc = bench_ipc_case(&env, BENCH_IPC_CHAN, rep);
+        bool agents = o->control_path != NULL;
+        bench_progress_start(pg, (agents ? 6.0 : 4.0) * o->runs * (o->warmup_s + o->duration_s));
+        /* The cases through atomqd first: they print first, and the ratio
+         * to ring-baseline is added to ipc-pubsub at the end. */
+        if (agents)
+                rc = bench_ipc_agent_cases(&env, rep, &pubsub);
+        if (rc == 0)
+                rc = bench_ipc_case(&env, BENCH_IPC_CHAN, rep);
         if (rc == 0)
                 rc = bench_ipc_case(&env, BENCH_IPC_PP, rep);
         if (rc == 0)
                 rc = bench_ipc_open_case(&env, rep);
         if (rc == 0)
                 rc = bench_ipc_case(&env, BENCH_IPC_RING, rep);
+        if (rc == 0)
+                bench_ipc_ring_ratio(rep, pubsub);
         bench_progress_end(pg);
         return rc;
 }

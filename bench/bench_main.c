@@ -6,6 +6,8 @@
  *      atomq-bench ring --svg /tmp/ring.svg --quiet
  *      atomq-bench churn --entities 1000000,10000000 --json
  *      atomq-bench ipc --runs 3 --json
+ *      atomq-bench ipc --control /tmp/aq/control.sock --runs 3 --json
+ *      atomq-bench churn --path agent --control /tmp/aq/control.sock --json
  *      atomq-bench route --subs 10000,1000000 --svg /tmp/route.svg
  *
  * A scenario is a function that appends results to a report
@@ -43,16 +45,27 @@ static const struct bench_scenario bench_scenarios[] = {
           "(path table-byname). The names are formatted before timing: it measures the\n"
           "table, not snprintf. One table per N serves every run; a first cold cycle on\n"
           "the fresh table (first-touch page faults) is reported apart as\n"
-          "cold_creates_per_s. Runs on the first CPU of --cpus.",
-          BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES | BENCH_OPTF_PATH, bench_churn_run },
+          "cold_creates_per_s. Runs on the first CPU of --cpus.\n"
+          "--path control: `create mailboxes` and `destroy prefix` through the control\n"
+          "socket of the atomqd at --control; --path agent: one libatomq connection to\n"
+          "it creates the N mailboxes with atomq_create_many and destroys them with\n"
+          "atomq_destroy_many (pipelined; atomqd needs --max-entities of at least N).",
+          BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES | BENCH_OPTF_PATH | BENCH_OPTF_CONTROL,
+          bench_churn_run },
         { "ipc", "direct channels between two colocated agents, against the bare ring",
           "32-byte messages over a channel of 64 KiB rings between two threads pinned to\n"
           "--cpus, each end with its own mapping of the memfd: ipc-channel (msgs/s one\n"
           "way, send + recv/release), ipc-channel-pingpong (round trips, p50/p99/p999 ns),\n"
           "channel-open (create + attach + close, 10000 per run, on one thread) and\n"
           "ring-baseline (the bare shm_ring, 32-byte slots, same CPUs, same run).\n"
-          "ipc-pubsub and ipc-pingpong (through a worker) come with the agent attach step.",
-          BENCH_OPTF_DURATION | BENCH_OPTF_CPUS, bench_ipc_run },
+          "ipc-pubsub and ipc-pingpong need a running atomqd (--control PATH): two\n"
+          "agent connections, one publishing 32-byte messages through a dataplane\n"
+          "worker to the other (msgs/s received, sent_per_s, dropped, ring_ratio over\n"
+          "ring-baseline), and one connection's round trips through the worker to its\n"
+          "own subscription (p50/p99/p999 ns). Unpinned unless --cpus is given; with\n"
+          "--cpus A,A, or unpinned with fewer than 3 CPUs, one thread publishes a burst\n"
+          "and then receives, in turn (three busy threads on two CPUs drop deliveries).",
+          BENCH_OPTF_DURATION | BENCH_OPTF_CPUS | BENCH_OPTF_CONTROL, bench_ipc_run },
         { "ring", "SPSC shm_ring between two pinned threads: throughput and ping-pong latency",
           "throughput for --sizes (default 8,32,256 bytes) x --bursts (default 1,32);\n"
           "round trips of an 8-byte message over two rings (case pingpong), and over\n"
@@ -102,10 +115,12 @@ static void bench_usage(FILE *f)
                 "  --sizes LIST        ring: message sizes in bytes, comma-separated (at most %d)\n"
                 "  --bursts LIST       ring: messages per burst, comma-separated (at most %d)\n"
                 "  --entities LIST     churn: entity counts, comma-separated (at most %d)\n"
-                "  --path table|control\n"
-                "                      churn: the table in this process (default), or\n"
-                "                      bulk create/destroy through atomqd's control socket\n"
-                "  --control PATH      churn --path control: the running atomqd's socket\n"
+                "  --path table|control|agent\n"
+                "                      churn: the table in this process (default), bulk\n"
+                "                      create/destroy through atomqd's control socket, or\n"
+                "                      pipelined through a libatomq agent connection\n"
+                "  --control PATH      the running atomqd's control socket: churn --path\n"
+                "                      control|agent; ipc adds ipc-pubsub and ipc-pingpong\n"
                 "  --subs LIST         route: subscription counts, comma-separated (at most %d)\n"
                 "  --json              one JSON object per result line on stdout, no table\n"
                 "  --svg FILE          also draw the results as an SVG picture\n"
@@ -118,6 +133,8 @@ static void bench_usage(FILE *f)
                 "  atomq-bench ring --cpus 0,1 --sizes 8 --bursts 32 --duration 2\n"
                 "  atomq-bench ring --svg /tmp/ring.svg --quiet\n"
                 "  atomq-bench churn --entities 1000000,10000000 --json\n"
+                "  atomq-bench churn --path agent --control /tmp/aq/control.sock --json\n"
+                "  atomq-bench ipc --control /tmp/aq/control.sock --cpus 1,1 --json\n"
                 "  atomq-bench route --subs 1000000 --duration 2 --svg /tmp/route.svg\n"
                 "\n"
                 "Output: a table, or with --json one object a line with system, scenario, case,\n"
@@ -265,12 +282,13 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
                 return bench_parse_list("--subs", arg, BENCH_COUNT_MAX, o->subs, &o->subs_n);
         case BENCH_OPT_PATH:
                 o->given |= BENCH_OPTF_PATH;
-                if (strcmp(arg, "table") != 0 && strcmp(arg, "control") != 0)
-                        return bench_usage_error("--path", "table or control", arg);
+                if (strcmp(arg, "table") != 0 && strcmp(arg, "control") != 0 &&
+                    strcmp(arg, "agent") != 0)
+                        return bench_usage_error("--path", "table, control or agent", arg);
                 o->churn_path = arg;
                 return 0;
         case BENCH_OPT_CONTROL:
-                o->given |= BENCH_OPTF_PATH;
+                o->given |= BENCH_OPTF_CONTROL;
                 o->control_path = arg;
                 return 0;
         case BENCH_OPT_JSON:
@@ -301,7 +319,8 @@ static int bench_opts_check(const struct bench_opts *o, const struct bench_scena
                 { BENCH_OPTF_BURSTS, "--bursts" },
                 { BENCH_OPTF_ENTITIES, "--entities" },
                 { BENCH_OPTF_SUBS, "--subs" },
-                { BENCH_OPTF_PATH, "--path and --control" },
+                { BENCH_OPTF_PATH, "--path" },
+                { BENCH_OPTF_CONTROL, "--control" },
         };
         for (size_t i = 0; i < sizeof(optfs) / sizeof(optfs[0]); i++) {
                 if ((o->given & optfs[i].flag) && !(sc->opts & optfs[i].flag)) {

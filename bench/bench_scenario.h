@@ -38,7 +38,8 @@ struct bench_report;
 #define BENCH_OPTF_BURSTS (1u << 3)
 #define BENCH_OPTF_ENTITIES (1u << 4)
 #define BENCH_OPTF_SUBS (1u << 5)
-#define BENCH_OPTF_PATH (1u << 6) /* --path, --control */
+#define BENCH_OPTF_PATH (1u << 6)
+#define BENCH_OPTF_CONTROL (1u << 7)
 
 struct bench_opts {
         double duration_s;    /* each timed run */
@@ -55,8 +56,8 @@ struct bench_opts {
         unsigned bursts[BENCH_LIST_MAX];
         unsigned entities_n;  /* 0: the scenario's default entity counts */
         unsigned entities[BENCH_LIST_MAX];
-        const char *churn_path;   /* churn --path: "table" (NULL) or "control" */
-        const char *control_path; /* churn --control: atomqd's control socket */
+        const char *churn_path;   /* churn --path: "table" (NULL), "control" or "agent" */
+        const char *control_path; /* --control: atomqd's control socket */
         unsigned subs_n;      /* 0: the scenario's default subscription counts */
         unsigned subs[BENCH_LIST_MAX];
         unsigned given;       /* BENCH_OPTF_* of the options on the command line */
@@ -87,6 +88,7 @@ bench_scenario_run_fn bench_churn_run;
 bench_scenario_run_fn bench_ipc_run;
 bench_scenario_run_fn bench_ring_run;
 bench_scenario_run_fn bench_churn_control;
+bench_scenario_run_fn bench_churn_agent;
 bench_scenario_run_fn bench_route_run;
 
 #endif /* ATOMQ_BENCH_SCENARIO_H */

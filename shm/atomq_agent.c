@@ -415,10 +415,15 @@ void atomq_batch_release(struct atomq *a, struct atomq_batch *b)
                 b->worker = -1;
 }
 
+struct atomq_pipe;
+static void atomq_pipe_take(struct atomq *a, uint32_t w, struct atomq_pipe *p);
+
 /* Puts a command on worker w's ring, waiting (and reading answers that
- * came back meanwhile) while it is full. */
+ * came back meanwhile) while it is full. The answers read go to pipe, the
+ * pipelined call in progress, when it is not NULL: taken as asynchronous
+ * ones, a pipeline's answers would be lost to it (its handles left 0). */
 static int atomq_submit(struct atomq *a, uint32_t w, struct dp_cmd *c, const char *name,
-                        const struct dp_msg_in *m)
+                        const struct dp_msg_in *m, struct atomq_pipe *pipe)
 {
         uint32_t len = dp_cmd_bytes(c->name_len, m);
         uint64_t deadline_ns = 0;
@@ -447,7 +452,9 @@ static int atomq_submit(struct atomq *a, uint32_t w, struct dp_cmd *c, const cha
                 if (a->cmd[w].reserve_err != -ENOBUFS)
                         return a->cmd[w].reserve_err;
                 shm_wake_notify(a->doorbell[w]);
-                if (atomq_cpl_drain(a, w) != 0)
+                if (pipe != NULL)
+                        atomq_pipe_take(a, w, pipe);
+                else if (atomq_cpl_drain(a, w) != 0)
                         return -EPROTO;
                 if (atomq_revoked(a))
                         return -ECONNRESET;
@@ -494,7 +501,7 @@ static int atomq_call(struct atomq *a, uint32_t w, struct dp_cmd *c, const char 
         atomq_batch_drop(a);
         if (a->dlv_held >= 0 && atomq_revoked(a))
                 return -ECONNRESET;
-        int rc = atomq_submit(a, w, c, name, m);
+        int rc = atomq_submit(a, w, c, name, m, NULL);
         if (rc != 0)
                 return rc;
         *x = (struct atomq_want){ .a = a, .w = w, .req_id = c->req_id };
@@ -712,7 +719,7 @@ static int atomq_pipeline(struct atomq *a, uint32_t n, atomq_make_fn *make, void
                 }
                 index[a->next_req + 1 - p.first_req] = i;
                 if (rc == 0)
-                        rc = atomq_submit(a, w, &c, name, NULL);
+                        rc = atomq_submit(a, w, &c, name, NULL, &p);
                 if (rc == 0 && a->inflight[w] >= ATOMQ_ASYNC_DRAIN)
                         atomq_pipe_take(a, w, &p);
         }
@@ -860,7 +867,7 @@ int atomq_publish(struct atomq *a, const char *subject, const void *data, uint32
         uint32_t w = atomq_worker_of_name(a, subject, slen);
         atomq_msg_in(&m, subject, data, len, o);
         atomq_batch_drop(a);
-        int rc = atomq_submit(a, w, &c, NULL, &m);
+        int rc = atomq_submit(a, w, &c, NULL, &m, NULL);
         if (rc == 0 && a->inflight[w] >= ATOMQ_ASYNC_DRAIN)
                 rc = atomq_cpl_drain(a, w);
         return rc;

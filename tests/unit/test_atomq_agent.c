@@ -517,3 +517,28 @@ Test(atomq_agent, a_full_delivery_ring_drops_and_counts)
                      (unsigned long long)dropped);
         atomq_close(a);
 }
+
+Test(atomq_agent, pipelines_longer_than_the_rings)
+{
+        /* 3000 creates fill the 64 KiB command rings many times over: the
+         * answers read while waiting for room must still reach the
+         * pipeline (every handle set), not be taken as asynchronous. */
+        enum { N = 3000 };
+        static char names[N][16];
+        static const char *np[N];
+        static uint64_t h[N];
+        struct atomq *a = connect_ok();
+        for (int i = 0; i < N; i++) {
+                snprintf(names[i], sizeof(names[i]), "p.%d", i);
+                np[i] = names[i];
+        }
+        cr_assert_eq(atomq_create_many(a, ATOMQ_MODE_MAILBOX, np, N, NULL, h), N);
+        for (int i = 0; i < N; i++)
+                cr_assert_neq(h[i], 0, "handle %d", i);
+        uint64_t found;
+        cr_assert_eq(atomq_lookup(a, "p.2999", &found), 0);
+        cr_assert_eq(found, h[N - 1]);
+        cr_assert_eq(atomq_destroy_many(a, h, N), N);
+        cr_assert_eq(atomq_lookup(a, "p.0", &found), -ENOENT);
+        atomq_close(a);
+}
