@@ -26,6 +26,7 @@ struct ctl_config {
         uint32_t control_clients_max;    /* --control-clients */
         uint32_t max_agents;             /* --max-agents: agent slots (dp_agent.h) */
         uint32_t agent_max_subs;         /* --agent-max-subs: quota per agent */
+        uint32_t agent_max_entities;     /* --agent-max-entities: quota per agent */
         uint32_t max_channels;           /* --max-channels: direct channels atomqd manages */
         uint64_t agent_ring_bytes;       /* --agent-ring-size: delivery ring per worker */
         enum shm_hugepages hugepages;    /* --hugepages */

@@ -177,8 +177,9 @@ int ctl_agents_attach(struct ctl_agents *a, int fd, void *conn, char *why, size_
                 ctl_agents_why(why, whylen, "cannot watch the agent's process");
                 return -errno;
         }
-        int rc = dp_agent_open(a->engine, cred.pid, cred.uid, a->ctx->cfg->agent_max_subs, &slot,
-                               &gen);
+        struct dp_agent_quota q = { .max_subs = a->ctx->cfg->agent_max_subs,
+                                    .max_entities = a->ctx->cfg->agent_max_entities };
+        int rc = dp_agent_open(a->engine, cred.pid, cred.uid, &q, &slot, &gen);
         if (rc == -EUSERS) {
                 a->refused++;
                 ctl_agents_why(why, whylen, "every agent slot is taken (raise --max-agents)");

@@ -662,6 +662,9 @@ static enum ctl_run ctl_do_show_agents(struct ctl_session *s, const struct ctl_c
                 ctl_out_u64(o, "uid", sl->uid);
                 ctl_out_u64(o, "subs", atomic_load_explicit(&sl->subs, memory_order_relaxed));
                 ctl_out_u64(o, "max_subs", sl->max_subs);
+                ctl_out_u64(o, "entities",
+                            atomic_load_explicit(&sl->entities, memory_order_relaxed));
+                ctl_out_u64(o, "max_entities", sl->max_entities);
                 ctl_out_u64(o, "cmds", atomic_load_explicit(&sl->cmds, memory_order_relaxed));
                 ctl_out_u64(o, "dlv_drops",
                             atomic_load_explicit(&sl->dlv_drops, memory_order_relaxed));

@@ -178,8 +178,8 @@ static void dp_agent_epoch_bump(struct dp_engine *e)
                 shm_wake_notify(e->worker_wake[w]);
 }
 
-int dp_agent_open(struct dp_engine *e, int32_t pid, uint32_t uid, uint32_t max_subs,
-                  uint32_t *slot, uint32_t *gen)
+int dp_agent_open(struct dp_engine *e, int32_t pid, uint32_t uid,
+                  const struct dp_agent_quota *q, uint32_t *slot, uint32_t *gen)
 {
         for (uint32_t i = 0; i < e->agents; i++) {
                 struct dp_agent_slot *s = &e->agent_slots[i];
@@ -192,7 +192,9 @@ int dp_agent_open(struct dp_engine *e, int32_t pid, uint32_t uid, uint32_t max_s
                 s->gen = g;
                 s->pid = pid;
                 s->uid = uid;
-                s->max_subs = max_subs;
+                s->max_subs = q->max_subs;
+                s->max_entities = q->max_entities;
+                atomic_store_explicit(&s->entities, 0, memory_order_relaxed);
                 atomic_store_explicit(&s->acks, 0, memory_order_relaxed);
                 atomic_store_explicit(&s->bad, 0, memory_order_relaxed);
                 atomic_store_explicit(&s->subs, 0, memory_order_relaxed);

@@ -52,8 +52,8 @@ enum dp_agent_state {
         DP_AGENT_CLOSING = 2,
 };
 
-/* One slot, in the arena; written by atomqd (state, gen, pid, uid, quota)
- * and by workers (acks, bad, subs, counters). One line. */
+/* One slot, in the arena; written by atomqd (state, gen, pid, uid, quotas)
+ * and by workers (acks, bad, subs, entities, counters). One line. */
 struct dp_agent_slot {
         _Atomic uint32_t state;      /* enum dp_agent_state */
         uint32_t gen;                /* tenant number, never 0 */
@@ -65,7 +65,8 @@ struct dp_agent_slot {
         uint32_t max_subs;           /* quota; 0: none */
         _Atomic uint64_t cmds;       /* commands taken from it */
         _Atomic uint64_t dlv_drops;  /* deliveries dropped: its ring was full */
-        uint64_t reserved;
+        _Atomic uint32_t entities;   /* entities it created that still live */
+        uint32_t max_entities;       /* quota; 0: none */
 };
 _Static_assert(sizeof(struct dp_agent_slot) == 64, "an agent slot is one line");
 
@@ -115,8 +116,13 @@ void dp_agent_layout_of(const struct dp_engine *e, struct shm_agent_layout *l);
 /* atomqd: gives a free slot to an agent (pid, uid): formats its file,
  * publishes it LIVE and wakes the workers. *slot and *gen tell the agent
  * which. -EUSERS: every slot is taken (or still closing). */
-int dp_agent_open(struct dp_engine *e, int32_t pid, uint32_t uid, uint32_t max_subs,
-                  uint32_t *slot, uint32_t *gen);
+struct dp_agent_quota {
+        uint32_t max_subs;           /* subscriptions and watches; 0: none */
+        uint32_t max_entities;       /* entities created and still alive; 0: none */
+};
+
+int dp_agent_open(struct dp_engine *e, int32_t pid, uint32_t uid,
+                  const struct dp_agent_quota *q, uint32_t *slot, uint32_t *gen);
 
 /* atomqd: takes slot back (LIVE -> CLOSING), marks the file revoked and
  * wakes the workers and the agent. Idempotent. */

@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#define DP_SHARD_PARTS 8
+#define DP_SHARD_PARTS 9
 
 struct dp_shard_layout {
         size_t off[DP_SHARD_PARTS];
@@ -17,7 +17,7 @@ struct dp_shard_layout {
         size_t total;
 };
 
-enum { P_HDR, P_TABLE, P_TRIE, P_TIMERS, P_MSGS, P_BINDINGS, P_CURSORS, P_BUFS };
+enum { P_HDR, P_TABLE, P_TRIE, P_TIMERS, P_MSGS, P_BINDINGS, P_CURSORS, P_BUFS, P_OWNERS };
 
 void dp_shard_config_default(struct dp_shard_config *cfg, uint32_t shard, uint32_t max_entities)
 {
@@ -54,6 +54,9 @@ static int dp_shard_layout(const struct dp_shard_config *c, struct dp_shard_layo
         l->len[P_BINDINGS] = (size_t)c->max_bindings * sizeof(struct dp_binding);
         l->len[P_CURSORS] = (size_t)c->max_cursors * sizeof(struct dp_cursor);
         l->len[P_BUFS] = shm_slab_bytes(c->bufs, DP_SHARD_BUF_CLASSES);
+        /* One byte per entity slot: the agent that created it (dp_shard.h,
+         * "owners"). Zero on a fresh arena: nobody's. */
+        l->len[P_OWNERS] = c->max_entities;
         if (c->max_bindings == 0 || c->max_cursors == 0 || c->max_deliver == 0)
                 return -EINVAL;
         size_t at = 0;
@@ -110,6 +113,7 @@ static void dp_shard_view_set(struct dp_shard *s, uint8_t *b, const struct dp_sh
 {
         s->bindings = (struct dp_binding *)(b + l->off[P_BINDINGS]);
         s->cursors = (struct dp_cursor *)(b + l->off[P_CURSORS]);
+        s->owners = b + l->off[P_OWNERS];
         s->max_bindings = cfg->max_bindings;
         s->max_cursors = cfg->max_cursors;
         s->ack_wait_ns = cfg->ack_wait_ns;
@@ -200,6 +204,34 @@ static uint32_t dp_entity_slot(const struct dp_shard *s, const struct dp_entity 
         return (uint32_t)(e - s->table.slots);
 }
 
+void dp_shard_set_disown_fn(struct dp_shard *s, dp_disown_fn *fn, void *arg)
+{
+        s->disown = fn;
+        s->disown_arg = arg;
+}
+
+int dp_shard_set_owner(struct dp_shard *s, uint64_t handle, uint8_t owner)
+{
+        struct dp_entity *e;
+        int rc = dp_table_get(&s->table, handle, &e);
+        if (rc == 0)
+                s->owners[dp_entity_slot(s, e)] = owner;
+        return rc;
+}
+
+uint32_t dp_shard_disown_all(struct dp_shard *s, uint8_t owner)
+{
+        uint32_t n = 0;
+        for (uint32_t i = 0; owner != 0 && i < s->table.capacity; i++) {
+                if (s->owners[i] == owner) {
+                        s->owners[i] = 0;
+                        n++;
+                }
+        }
+        return n;
+}
+
+
 static int dp_opts_apply(struct dp_entity *e, const struct dp_create_opts *o)
 {
         if (o->mode >= DP_MODE_COUNT_)
@@ -269,6 +301,12 @@ int dp_entity_destroy(struct dp_shard *s, struct dp_entity *e)
 {
         uint32_t slot = dp_entity_slot(s, e);
         uint64_t handle = dp_table_handle(&s->table, e);
+        uint8_t owner = s->owners[slot];
+        if (owner != 0) {
+                s->owners[slot] = 0;
+                if (s->disown != NULL)
+                        s->disown(s->disown_arg, owner);
+        }
         dp_store_purge(s, e);
         dp_bindings_release(s, e);
         dp_cursors_release(s, e);

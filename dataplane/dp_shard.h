@@ -36,7 +36,7 @@
 #include "shm/shm_pool.h"
 
 #define DP_SHARD_MAGIC 0x44524148535154ull /* "TQSHARD" */
-#define DP_SHARD_VERSION 1
+#define DP_SHARD_VERSION 2 /* 2: entity owners */
 #define DP_SHARD_BUF_CLASSES 4
 /* Most queue groups one publish chooses among, and most members of all
  * groups a publish collects before choosing (bounds the stack array). */
@@ -90,6 +90,10 @@ struct dp_dispatch {
         uint16_t status;    /* 0, DP_STATUS_NO_RESPONDERS, DP_STATUS_TIMEOUT */
 };
 typedef void dp_deliver_fn(void *arg, const struct dp_dispatch *d);
+
+/* Called when an entity with an owner (dp_shard_set_owner) is destroyed,
+ * by any path (destroy, TTL, one-shot, auto-destroy). */
+typedef void dp_disown_fn(void *arg, uint8_t owner);
 
 /* Optional: the load of a party, for least-loaded group routing. */
 typedef uint32_t dp_load_fn(void *arg, uint32_t endpoint);
@@ -162,6 +166,9 @@ struct dp_shard {
         void *deliver_arg;
         dp_load_fn *load;
         void *load_arg;
+        uint8_t *owners;              /* per entity slot: who created it (0: nobody) */
+        dp_disown_fn *disown;
+        void *disown_arg;
 };
 
 /* Fills cfg with defaults for max_entities entities (message records,
@@ -186,6 +193,18 @@ int dp_shard_attach(struct dp_shard *s, void *mem, size_t len, dp_deliver_fn *de
                     void *arg);
 
 void dp_shard_set_load_fn(struct dp_shard *s, dp_load_fn *fn, void *arg);
+
+/* Owners: one byte per entity slot, in the shard (so a restarted dataplane
+ * keeps them), naming who created the entity (an agent slot + 1; 0:
+ * nobody), for per-agent entity quotas. */
+void dp_shard_set_disown_fn(struct dp_shard *s, dp_disown_fn *fn, void *arg);
+
+/* Marks the entity of handle as owner's. Errors as dp_table_get. */
+int dp_shard_set_owner(struct dp_shard *s, uint64_t handle, uint8_t owner);
+
+/* Forgets owner on every entity (an agent that left: its entities live on,
+ * owned by nobody). O(max_entities). Returns how many it owned here. */
+uint32_t dp_shard_disown_all(struct dp_shard *s, uint8_t owner);
 
 /* Advances the shard's clock and fires due timers (at most max). Returns
  * the number fired. */

@@ -52,6 +52,7 @@ int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, voi
                         : dp_shard_attach(&w->shard, shard_mem, shard_len, dp_worker_on_deliver, w);
         if (rc != 0)
                 return rc;
+        dp_shard_set_disown_fn(&w->shard, dp_worker_agent_disown, w);
         rc = dp_idle_init(&w->idle, &cfg->idle, w->wake, dp_worker_ready, w, &w->stats->idle);
         if (rc != 0)
                 return rc;

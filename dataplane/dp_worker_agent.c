@@ -77,6 +77,9 @@ static int dp_worker_agent_open(struct dp_worker *w, uint32_t slot, uint32_t gen
  * watches, channel ends. */
 static void dp_worker_agent_purge(struct dp_worker *w, uint32_t slot, uint32_t endpoint)
 {
+        /* Its entities live on (a mailbox until its TTL), owned by nobody:
+         * the slot's next tenant starts its quota at zero. */
+        (void)dp_shard_disown_all(&w->shard, (uint8_t)(slot + 1));
         uint32_t n = dp_shard_purge_endpoint(&w->shard, endpoint);
         struct dp_agent_slot *s = dp_agent_slot_at(w->engine, slot);
         /* The quota count goes down by what this shard held; it never
@@ -300,4 +303,37 @@ void dp_worker_agent_wake(struct dp_worker *w, uint32_t slot)
                 uint64_t one = 1;
                 (void)!write(a->efd, &one, sizeof(one));
         }
+}
+
+void dp_worker_agent_disown(void *arg, uint8_t owner)
+{
+        struct dp_worker *w = arg;
+        if (owner == 0 || owner > w->agents)
+                return;
+        atomic_fetch_sub_explicit(&dp_agent_slot_at(w->engine, owner - 1u)->entities, 1,
+                                  memory_order_relaxed);
+}
+
+int dp_worker_agent_entity_take(struct dp_worker *w, uint16_t client)
+{
+        if (client < w->clients)
+                return 0;
+        struct dp_agent_slot *s = dp_agent_slot_at(w->engine, client - w->clients);
+        uint32_t n = atomic_fetch_add_explicit(&s->entities, 1, memory_order_relaxed);
+        if (s->max_entities != 0 && n >= s->max_entities) {
+                atomic_fetch_sub_explicit(&s->entities, 1, memory_order_relaxed);
+                return -EDQUOT;
+        }
+        return 0;
+}
+
+void dp_worker_agent_entity_made(struct dp_worker *w, uint16_t client, int rc, uint64_t handle)
+{
+        if (client < w->clients)
+                return;
+        uint32_t slot = client - w->clients;
+        if (rc == 0 && dp_shard_set_owner(&w->shard, handle, (uint8_t)(slot + 1)) == 0)
+                return;
+        atomic_fetch_sub_explicit(&dp_agent_slot_at(w->engine, slot)->entities, 1,
+                                  memory_order_relaxed);
 }

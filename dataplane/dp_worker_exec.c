@@ -82,7 +82,12 @@ static int dp_exec_create(struct dp_worker *w, const struct dp_cmd_view *v, stru
                 .max_msgs = a->max_msgs,
                 .max_bytes = a->max_bytes,
         };
-        return dp_shard_create(&w->shard, &o, v->name, v->hdr->name_len, &c->handle);
+        int rc = dp_worker_agent_entity_take(w, v->hdr->client);
+        if (rc != 0)
+                return rc;
+        rc = dp_shard_create(&w->shard, &o, v->name, v->hdr->name_len, &c->handle);
+        dp_worker_agent_entity_made(w, v->hdr->client, rc, c->handle);
+        return rc;
 }
 
 /* The entity a command names: its handle, or with handle 0 its name,

@@ -113,6 +113,15 @@ void dp_worker_agent_wake(struct dp_worker *w, uint32_t slot);
  * NULL for an agent that is gone or bad. */
 struct shm_vring *dp_worker_cpl_ring(struct dp_worker *w, uint32_t client);
 
+/* Per-agent entity quota: room for one more entity created by client
+ * (an agent column; others have no quota), -EDQUOT when there is none;
+ * then, after the create, made records rc: the entity is the agent's, or
+ * the room is given back. dp_worker_agent_disown (the shard's disown
+ * callback) gives it back when the entity goes, whatever destroys it. */
+int dp_worker_agent_entity_take(struct dp_worker *w, uint16_t client);
+void dp_worker_agent_entity_made(struct dp_worker *w, uint16_t client, int rc, uint64_t handle);
+void dp_worker_agent_disown(void *arg, uint8_t owner);
+
 /* A completion ring answered -EPROTO: an agent's is marked bad. */
 void dp_worker_cpl_corrupt(struct dp_worker *w, uint32_t client);
 

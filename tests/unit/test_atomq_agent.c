@@ -20,6 +20,7 @@
 #include "control/ctl_server.h"
 
 #define SECOND_NS 1000000000LL
+#define ENTITY_QUOTA 4000
 
 static char dir[64];
 static char path[96];
@@ -211,6 +212,7 @@ static void server_up(uint32_t workers, uint32_t agents, uint32_t max_subs)
         cfg.control_clients_max = 8;
         cfg.agent_max_subs = max_subs;
         cfg.max_channels = 8;
+        cfg.agent_max_entities = ENTITY_QUOTA;
         cr_assert_eq(ctl_loop_init(&loop), 0);
         ctx = (struct ctl_ctx){ .cfg = &cfg, .engine = &eng, .loop = &loop,
                                 .started_realtime_ns = 1 };
@@ -540,5 +542,41 @@ Test(atomq_agent, pipelines_longer_than_the_rings)
         cr_assert_eq(found, h[N - 1]);
         cr_assert_eq(atomq_destroy_many(a, h, N), N);
         cr_assert_eq(atomq_lookup(a, "p.0", &found), -ENOENT);
+        atomq_close(a);
+}
+
+Test(atomq_agent, entity_quota)
+{
+        enum { N = ENTITY_QUOTA + 100 };
+        static char names[N][16];
+        static const char *np[N];
+        static uint64_t h[N];
+        struct atomq *a = connect_ok();
+        for (int i = 0; i < N; i++) {
+                snprintf(names[i], sizeof(names[i]), "e.%d", i);
+                np[i] = names[i];
+        }
+        /* Exactly the quota is created; the rest are refused, not queued. */
+        cr_assert_eq(atomq_create_many(a, ATOMQ_MODE_MAILBOX, np, N, NULL, h), ENTITY_QUOTA);
+        uint64_t x;
+        cr_assert_eq(atomq_create(a, ATOMQ_MODE_MAILBOX, "e.more", NULL, &x), -EDQUOT);
+        /* A destroy gives room back, and so does a TTL. */
+        uint64_t live = 0;
+        for (int i = 0; i < N && live == 0; i++)
+                live = h[i];
+        cr_assert_eq(atomq_destroy(a, live, NULL), 0);
+        struct atomq_create_opts o = { .ttl_ms = 50 };
+        cr_assert_eq(atomq_create(a, ATOMQ_MODE_MAILBOX, "e.short", &o, &x), 0);
+        cr_assert_eq(atomq_create(a, ATOMQ_MODE_MAILBOX, "e.more", NULL, &x), -EDQUOT);
+        int rc = -EDQUOT;
+        for (int i = 0; i < 100 && rc == -EDQUOT; i++) {
+                usleep(10000);
+                rc = atomq_create(a, ATOMQ_MODE_MAILBOX, "e.more", NULL, &x);
+        }
+        cr_assert_eq(rc, 0, "room again after the TTL: %s", atomq_strerror(rc));
+        /* Another agent has its own quota. */
+        struct atomq *b = connect_ok();
+        cr_assert_eq(atomq_create(b, ATOMQ_MODE_MAILBOX, "e.b", NULL, &x), 0);
+        atomq_close(b);
         atomq_close(a);
 }
