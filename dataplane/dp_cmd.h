@@ -50,7 +50,8 @@
 #define DP_CMD_MAGIC 0x4443u /* "CD" */
 #define DP_CPL_MAGIC 0x4c43u /* "CL" */
 #define DP_CMD_VERSION 3 /* 2: DP_OP_SET, DP_OP_STAT, destroy/fetch by name;
-                          * 3: bind, unbind, request, get, read, commit */
+                          * 3: bind, unbind, request, get, read, commit,
+                          * sync, flags (quiet) */
 
 /* Ring record types (the ring's own type word, not the op). */
 #define DP_REC_CMD 0x31444d43u         /* "CMD1": a client's command */
@@ -81,6 +82,7 @@
 #define DP_OP_GET 0x44u   /* retention latest: the value under a key (the name section) */
 #define DP_OP_READ 0x45u  /* ordered: read by offset, or a group's cursor (name: group) */
 #define DP_OP_COMMIT 0x46u /* ordered: move a group's cursor (name: group, seq: offset) */
+#define DP_OP_SYNC 0x47u  /* nothing: answered after every command before it on its ring */
 
 enum dp_cmd_create_flags {
         DP_CMD_CREATE_F_STORAGE = 1u << 0,      /* storage overrides the mode's */
@@ -170,6 +172,13 @@ union dp_cmd_args {
         uint8_t raw[24];
 };
 
+enum dp_cmd_flags {
+        /* Answer only a failure: an asynchronous publish that succeeds
+         * costs no completion record. A client learns that everything
+         * before was handled from a DP_OP_SYNC's answer. */
+        DP_CMD_F_QUIET = 1u << 0,
+};
+
 /* The fixed head of every command record. handle is the target of
  * destroy, send, fetch, set, stat, bind and unbind (0 with a name: the
  * entity of that name), of ack, get, read and commit (a handle is
@@ -183,7 +192,7 @@ struct dp_cmd {
         uint16_t client;     /* completion ring column, < the engine's clients */
         uint16_t name_len;   /* name (create, send by name) or pattern (sub) */
         uint32_t frame_len;  /* bytes of the frame after the name (filled) */
-        uint32_t reserved;
+        uint32_t flags;      /* enum dp_cmd_flags */
         uint64_t req_id;     /* chosen by the client, echoed in the completion */
         uint64_t handle;
         uint64_t seq;        /* ack: the message */
@@ -281,6 +290,7 @@ static inline bool dp_cmd_op_valid(uint8_t op)
         case DP_OP_GET:
         case DP_OP_READ:
         case DP_OP_COMMIT:
+        case DP_OP_SYNC:
                 return true;
         default:
                 return false;

@@ -79,6 +79,7 @@ int dp_engine_owner(const struct dp_engine *e, const struct dp_cmd *c, const cha
                 return 1;
         case ATOMQ_OP_PUB:
         case ATOMQ_OP_REQUEST:
+        case DP_OP_SYNC:
                 return 1;
         default:
                 return -EINVAL;

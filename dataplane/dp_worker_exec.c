@@ -301,6 +301,8 @@ static int dp_exec_simple(struct dp_worker *w, const struct dp_cmd_view *v, stru
         }
         case ATOMQ_OP_ACK:
                 return dp_shard_ack(&w->shard, h->handle, h->seq);
+        case DP_OP_SYNC:
+                return 0;
         case ATOMQ_OP_PUB: {
                 /* This shard's part; dp_worker_publish fans it out. */
                 int n = dp_shard_publish(&w->shard, &v->msg);
@@ -476,6 +478,10 @@ enum dp_take dp_worker_exec(struct dp_worker *w, const struct dp_cmd_view *v)
                 c->status = dp_exec_stat(w, v, c);
         } else {
                 c->status = dp_exec_simple(w, v, c);
+                /* The reservation is simply not committed: the next
+                 * reserve on this ring takes its place. */
+                if (c->status == 0 && (h->flags & DP_CMD_F_QUIET))
+                        return DP_TAKE_DONE;
         }
         dp_cpl_commit(w, r, h->client);
         return DP_TAKE_DONE;

@@ -42,8 +42,8 @@
 #define ATOMQ_TIMEOUT_NS_DEFAULT (10ll * 1000000000)
 /* Polls of a ring before a waiter sleeps: about 20-50 us of spinning. */
 #define ATOMQ_SPINS 4000u
-/* Asynchronous commands in flight on one worker before a publish reads
- * the completions that came back. */
+/* Commands of a pipelined call in flight on one worker before it reads
+ * the answers that came back. */
 #define ATOMQ_ASYNC_DRAIN 1024u
 #define ATOMQ_ANSWER_MAX 512u
 
@@ -66,6 +66,7 @@ struct atomq {
         uint32_t recv_next;     /* the delivery ring atomq_recv looks at first */
         uint64_t bad_records;   /* records of ours that did not check */
         uint32_t *inflight;     /* [workers]: commands not yet answered */
+        uint32_t *quiet;        /* [workers]: quiet publishes since the last flush */
         struct shm_vring *cmd;  /* [workers]: producer */
         struct shm_vring *cpl;  /* [workers]: consumer */
         struct shm_vring *dlv;  /* [workers]: consumer */
@@ -174,12 +175,13 @@ static int atomq_alloc(struct atomq **out, uint32_t workers)
         a->timeout_ns = ATOMQ_TIMEOUT_NS_DEFAULT;
         a->workers = workers;
         a->inflight = calloc(workers, sizeof(*a->inflight));
+        a->quiet = calloc(workers, sizeof(*a->quiet));
         a->cmd = calloc(workers, sizeof(*a->cmd));
         a->cpl = calloc(workers, sizeof(*a->cpl));
         a->dlv = calloc(workers, sizeof(*a->dlv));
         a->doorbell = calloc(workers, sizeof(*a->doorbell));
         *out = a;
-        if (a->inflight == NULL || a->cmd == NULL || a->cpl == NULL || a->dlv == NULL ||
+        if (a->inflight == NULL || a->quiet == NULL || a->cmd == NULL || a->cpl == NULL || a->dlv == NULL ||
             a->doorbell == NULL)
                 return -ENOMEM;
         return 0;
@@ -292,6 +294,7 @@ void atomq_close(struct atomq *a)
         if (a->efd >= 0)
                 close(a->efd);
         free(a->inflight);
+        free(a->quiet);
         free(a->cmd);
         free(a->cpl);
         free(a->dlv);
@@ -383,9 +386,11 @@ static void atomq_cpl_async(struct atomq *a, uint32_t w, const struct dp_cpl *c)
 {
         if (c->status < 0 && a->async_err == 0)
                 a->async_err = c->status;
-        shm_vring_release(&a->cpl[w]);
-        if (a->inflight[w] > 0)
+        /* A publish is quiet (DP_CMD_F_QUIET): it was never counted in
+         * flight, and is answered only when it failed. */
+        if (c->op != ATOMQ_OP_PUB && a->inflight[w] > 0)
                 a->inflight[w]--;
+        shm_vring_release(&a->cpl[w]);
 }
 
 /* Reads every answer waiting on worker w (none is waited for now). */
@@ -443,7 +448,10 @@ static int atomq_submit(struct atomq *a, uint32_t w, struct dp_cmd *c, const cha
                 if (p != NULL) {
                         dp_cmd_encode(p, len, c, name, m);
                         shm_vring_commit(&a->cmd[w], DP_REC_CMD);
-                        a->inflight[w]++;
+                        if (c->flags & DP_CMD_F_QUIET)
+                                a->quiet[w]++;
+                        else
+                                a->inflight[w]++;
                         /* Pairs with the worker's prepare on its doorbell: it
                          * sees the record, or we see it asleep and wake it. */
                         shm_wake_notify(a->doorbell[w]);
@@ -859,7 +867,8 @@ static bool atomq_subject_ok(const char *s, size_t len, bool wildcards)
 int atomq_publish(struct atomq *a, const char *subject, const void *data, uint32_t len,
                   const struct atomq_msg_opts *o)
 {
-        struct dp_cmd c = { .op = ATOMQ_OP_PUB };
+        /* Quiet: answered only if it fails (atomq_flush collects those). */
+        struct dp_cmd c = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET };
         struct dp_msg_in m;
         size_t slen = subject != NULL ? strlen(subject) : 0;
         if (!atomq_subject_ok(subject, slen, false))
@@ -867,15 +876,24 @@ int atomq_publish(struct atomq *a, const char *subject, const void *data, uint32
         uint32_t w = atomq_worker_of_name(a, subject, slen);
         atomq_msg_in(&m, subject, data, len, o);
         atomq_batch_drop(a);
-        int rc = atomq_submit(a, w, &c, NULL, &m, NULL);
-        if (rc == 0 && a->inflight[w] >= ATOMQ_ASYNC_DRAIN)
-                rc = atomq_cpl_drain(a, w);
-        return rc;
+        return atomq_submit(a, w, &c, NULL, &m, NULL);
 }
 
 int atomq_flush(struct atomq *a)
 {
         atomq_batch_drop(a);
+        /* A sync on each ring that carried quiet publishes: its answer
+         * comes after theirs (a ring is handled in order), failures
+         * included. */
+        for (uint32_t w = 0; w < a->workers; w++) {
+                if (a->quiet[w] == 0)
+                        continue;
+                struct dp_cmd c = { .op = DP_OP_SYNC };
+                int rc = atomq_submit(a, w, &c, NULL, NULL, NULL);
+                if (rc != 0)
+                        return rc;
+                a->quiet[w] = 0;
+        }
         int rc = atomq_settle(a, NULL);
         if (rc != 0)
                 return rc;

@@ -580,3 +580,23 @@ Test(atomq_agent, entity_quota)
         atomq_close(b);
         atomq_close(a);
 }
+
+Test(atomq_agent, a_failed_publish_is_reported_by_flush)
+{
+        struct atomq *a = connect_ok();
+        struct atomq_delivery d;
+        cr_assert_eq(atomq_subscribe(a, "ok.*", NULL, 1, NULL), 0);
+        /* A control byte passes libatomq's quick check and is refused by
+         * the dataplane's: the publish is queued, its failure comes back. */
+        cr_assert_eq(atomq_publish(a, "ok.1", "a", 1, NULL), 0);
+        cr_assert_eq(atomq_publish(a, "bad.\001", "b", 1, NULL), 0);
+        cr_assert_eq(atomq_publish(a, "ok.2", "c", 1, NULL), 0);
+        cr_assert_eq(atomq_flush(a), -EINVAL);
+        cr_assert_eq(atomq_flush(a), 0, "reported once");
+        /* The good ones around it were delivered. */
+        cr_assert_eq(atomq_recv(a, &d, SECOND_NS), 1);
+        cr_assert_eq(memcmp(d.data, "a", 1), 0);
+        cr_assert_eq(atomq_recv(a, &d, SECOND_NS), 1);
+        cr_assert_eq(memcmp(d.data, "c", 1), 0);
+        atomq_close(a);
+}
