@@ -19,6 +19,10 @@
  *                         echo sends straight from the borrowed buffer);
  *   channel-open          create + attach + close of a channel, 10k times
  *                         per run on one thread: p50/p99/p999 ns;
+ *   channel-open-atomqd   (with --control) the same through atomqd:
+ *                         atomq_channel_open by one agent connection,
+ *                         atomq_channel_join by another, both close; 500
+ *                         times per run;
  *   ring-baseline         the bare shm_ring (32-byte slots, 64 KiB) between
  *                         the same two CPUs in the same run: what the
  *                         channel costs on top of the ring.
@@ -51,6 +55,9 @@
 
 #define BENCH_IPC_RING_BYTES ATOMQ_CHANNEL_RING_BYTES
 #define BENCH_IPC_OPENS 10000u
+/* Through atomqd: fewer per run, under its --max-channels (1024 by
+ * default), since it lets closed channels go on a 20 ms tick. */
+#define BENCH_IPC_OPENS_ATOMQD 500u
 /* The receiver reads the clock once per this many messages. */
 #define BENCH_IPC_CLOCK_EVERY 1024u
 /* ipc-channel's batch32 sender wakes the receiver once per this many. */
@@ -512,19 +519,55 @@ static int bench_ipc_case(const struct bench_ipc_env *env, enum bench_ipc_kind k
         return 0;
 }
 
-/* One run of channel-open: BENCH_IPC_OPENS create + attach + close. */
-static int bench_ipc_open_once(const struct bench_ipc_env *env, struct bench_hist *h)
+/* One open + close of a channel, both ends, the i-th of a run. */
+typedef int bench_ipc_open_fn(void *arg, unsigned i);
+
+/* channel-open: create + attach + close, the two agents setting it up. */
+static int bench_ipc_open_local(void *arg, unsigned i)
+{
+        struct atomq_channel a, b;
+        (void)arg;
+        (void)i;
+        int rc = atomq_channel_create(&a, BENCH_IPC_RING_BYTES);
+        if (rc != 0)
+                return rc;
+        rc = atomq_channel_attach(&b, atomq_channel_fd(&a));
+        if (rc == 0)
+                atomq_channel_close(&b);
+        atomq_channel_close(&a);
+        return rc;
+}
+
+/* channel-open-atomqd: open (end 0) by one agent, join (end 1) by the
+ * other, both through atomqd's control socket, then both close. Each name
+ * is new: atomqd lets a name go only on its next tick after both ends
+ * closed. */
+static int bench_ipc_open_atomqd(void *arg, unsigned i)
+{
+        struct atomq **conn = arg;
+        static unsigned serial;
+        struct atomq_channel a, b;
+        char name[48];
+        (void)i;
+        snprintf(name, sizeof(name), "bench.open.%d.%u", (int)getpid(), serial++);
+        int rc = atomq_channel_open(conn[0], name, BENCH_IPC_RING_BYTES, 0, &a);
+        if (rc != 0)
+                return rc;
+        rc = atomq_channel_join(conn[1], name, &b);
+        if (rc == 0)
+                atomq_channel_close(&b);
+        atomq_channel_close(&a);
+        return rc;
+}
+
+/* One run: opens times fn, each timed into h. */
+static int bench_ipc_open_once(const struct bench_ipc_env *env, struct bench_hist *h,
+                               bench_ipc_open_fn *fn, void *arg, unsigned opens)
 {
         const struct bench_clock *c = &env->clock;
-        for (unsigned i = 0; i < BENCH_IPC_OPENS; i++) {
-                struct atomq_channel a, b;
+        for (unsigned i = 0; i < opens; i++) {
                 uint64_t t0 = bench_clock_ticks(c);
-                int rc = atomq_channel_create(&a, BENCH_IPC_RING_BYTES);
-                if (rc != 0)
-                        return rc;
-                rc = atomq_channel_attach(&b, atomq_channel_fd(&a));
-                atomq_channel_close(&b);
-                atomq_channel_close(&a);
+                int rc = fn(arg, i);
                 uint64_t t1 = bench_clock_ticks(c);
                 if (rc != 0)
                         return rc;
@@ -533,7 +576,9 @@ static int bench_ipc_open_once(const struct bench_ipc_env *env, struct bench_his
         return 0;
 }
 
-static int bench_ipc_open_case(const struct bench_ipc_env *env, struct bench_report *rep)
+static int bench_ipc_open_case(const struct bench_ipc_env *env, struct bench_report *rep,
+                               const char *name, bench_ipc_open_fn *fn, void *arg,
+                               unsigned opens)
 {
         const unsigned runs = env->o->runs;
         struct bench_latency lats[BENCH_RUNS_MAX];
@@ -543,30 +588,48 @@ static int bench_ipc_open_case(const struct bench_ipc_env *env, struct bench_rep
                 return -ENOMEM;
         int rc = 0;
         for (unsigned run = 0; run < runs && rc == 0; run++) {
-                bench_progress_label(env->pg, "ipc: channel-open, run %u/%u", run + 1, runs);
+                bench_progress_label(env->pg, "ipc: %s, run %u/%u", name, run + 1, runs);
                 bench_hist_init(h);
                 uint64_t t0 = shm_clock_ns();
-                rc = bench_ipc_open_once(env, h);
-                rates[run] = (double)BENCH_IPC_OPENS * 1e9 / (double)(shm_clock_ns() - t0);
+                rc = bench_ipc_open_once(env, h, fn, arg, opens);
+                rates[run] = (double)opens * 1e9 / (double)(shm_clock_ns() - t0);
                 bench_latency_from_hist(&lats[run], h);
         }
         free(h);
         if (rc != 0) {
-                fprintf(stderr, "atomq-bench: ipc: channel-open: %s\n", atomq_strerror(rc));
+                fprintf(stderr, "atomq-bench: ipc: %s: %s\n", name, atomq_strerror(rc));
                 return rc;
         }
-        struct bench_result *res = bench_report_add(rep, "atomq", "ipc", "channel-open");
+        struct bench_result *res = bench_report_add(rep, "atomq", "ipc", name);
         if (res == NULL)
                 return -ENOSPC;
         res->no_msgs = true;
         res->fixed_work = true;
-        bench_result_u64(res, "opens", BENCH_IPC_OPENS);
+        bench_result_u64(res, "opens", opens);
         bench_result_rate(res, "opens_per_s", bench_median_f64(rates, runs));
         bench_result_u64(res, "map_bytes", atomq_channel_map_bytes(BENCH_IPC_RING_BYTES));
         res->has_latency = true;
         snprintf(res->clock, sizeof(res->clock), "%s", bench_clock_name(&env->clock));
         bench_latency_median(&res->lat, lats, runs);
         return 0;
+}
+
+/* channel-open-atomqd with two fresh connections (--control). */
+static int bench_ipc_open_atomqd_case(const struct bench_ipc_env *env, struct bench_report *rep)
+{
+        struct atomq *conn[2] = { NULL, NULL };
+        int rc = 0;
+        for (int i = 0; i < 2 && rc == 0; i++)
+                rc = atomq_connect(env->o->control_path, &conn[i]);
+        if (rc == 0)
+                rc = bench_ipc_open_case(env, rep, "channel-open-atomqd", bench_ipc_open_atomqd,
+                                         conn, BENCH_IPC_OPENS_ATOMQD);
+        else
+                fprintf(stderr, "atomq-bench: ipc: --control %s: %s\n", env->o->control_path,
+                        atomq_strerror(rc));
+        atomq_close(conn[0]);
+        atomq_close(conn[1]);
+        return rc;
 }
 
 static int bench_ipc_env_setup(struct bench_ipc_env *env)
@@ -639,7 +702,10 @@ int bench_ipc_run(const struct bench_opts *o, struct bench_progress *pg,
         if (rc == 0)
                 rc = bench_ipc_case(&env, BENCH_IPC_PP, rep);
         if (rc == 0)
-                rc = bench_ipc_open_case(&env, rep);
+                rc = bench_ipc_open_case(&env, rep, "channel-open", bench_ipc_open_local, NULL,
+                                         BENCH_IPC_OPENS);
+        if (rc == 0 && agents)
+                rc = bench_ipc_open_atomqd_case(&env, rep);
         if (rc == 0)
                 rc = bench_ipc_case(&env, BENCH_IPC_RING, rep);
         if (rc == 0)

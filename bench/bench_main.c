@@ -64,7 +64,9 @@ static const struct bench_scenario bench_scenarios[] = {
           "ring-baseline), and one connection's round trips through the worker to its\n"
           "own subscription (p50/p99/p999 ns). Unpinned unless --cpus is given; with\n"
           "--cpus A,A, or unpinned with fewer than 3 CPUs, one thread publishes a burst\n"
-          "and then receives, in turn (three busy threads on two CPUs drop deliveries).",
+          "and then receives, in turn (three busy threads on two CPUs drop deliveries).\n"
+          "With --control also channel-open-atomqd: atomq_channel_open by one agent,\n"
+          "atomq_channel_join by another, both close (500 per run, p50/p99/p999 ns).",
           BENCH_OPTF_DURATION | BENCH_OPTF_CPUS | BENCH_OPTF_CONTROL, bench_ipc_run },
         { "ring", "SPSC shm_ring between two pinned threads: throughput and ping-pong latency",
           "throughput for --sizes (default 8,32,256 bytes) x --bursts (default 1,32);\n"
