@@ -20,20 +20,33 @@ struct atomq_err_text {
 /* Meanings the agent API gives these codes; any other code gets the
  * system's text. */
 static const struct atomq_err_text atomq_err_texts[] = {
-        { EAGAIN, "channel full: try again once the peer has received" },
-        { EMSGSIZE, "message larger than the channel allows (ring_bytes / 2 - 8)" },
+        { EAGAIN, "try again: a channel is full, or nothing waits (a call that does not wait)" },
+        { EMSGSIZE, "message too large (a channel: ring_bytes / 2 - 8; through the dataplane: "
+                    "about 15.7 KiB)" },
         { EPIPE, "the peer closed its end of the channel" },
         { ETIMEDOUT, "timed out" },
         { EINTR, "interrupted by a signal" },
-        { EPROTO, "shared memory is not a channel of this version, or the peer "
-                  "corrupted it" },
+        { EPROTO, "shared memory or an answer that does not check: corrupt rings, or not an "
+                  "atomq peer of this version" },
         { EBADF, "not an open descriptor, or the channel is closed" },
-        { ENODEV, "descriptor is not a memfd" },
-        { EPERM, "memfd is not sealed against shrinking and growing" },
-        { EBUSY, "the channel's end is already attached" },
-        { ENOENT, "nothing borrowed or reserved" },
-        { EINVAL, "invalid argument (ring_bytes must be a power of two, 64 B to 1 GiB)" },
+        { ENODEV, "not a memfd (channel attach), or atomqd has no agent slots (connect)" },
+        { EPERM, "not permitted: an unsealed memfd, a user atomqd refuses, or another agent's "
+                 "subscription" },
+        { EBUSY, "already taken (a channel end), or earlier replies still unsent" },
+        { ENOENT, "no such entity, message, subscription, channel or socket (or nothing "
+                  "borrowed)" },
+        { EINVAL, "invalid argument" },
         { ENOMEM, "out of memory" },
+        { EUSERS, "every agent slot of atomqd is taken (--max-agents)" },
+        { EDQUOT, "the agent's quota is reached (--agent-max-subs, --agent-max-entities)" },
+        { ECONNRESET, "atomqd took the connection back: connect again" },
+        { ECONNREFUSED, "no atomqd answers on that socket" },
+        { EXDEV, "a command sent to a worker that does not own it" },
+        { ENOBUFS, "the entity is full and refuses more (its max_msgs or max_bytes)" },
+        { ESTALE, "the entity of this handle is gone" },
+        { EEXIST, "the name is taken" },
+        { EOPNOTSUPP, "not an operation of this entity's mode" },
+        { ERANGE, "offset beyond the end of the log" },
 };
 
 const char *atomq_strerror(int err)

@@ -360,7 +360,9 @@ Test(atomq_strerror, every_code_has_text)
 {
         static const int codes[] = { EAGAIN, EMSGSIZE, EPIPE, ETIMEDOUT, EINTR, EPROTO,
                                      EBADF, ENODEV, EPERM, EBUSY, ENOENT, EINVAL,
-                                     ENOMEM, EMFILE, ENFILE };
+                                     ENOMEM, EMFILE, ENFILE, EUSERS, EDQUOT, ECONNRESET,
+                                     ECONNREFUSED, EXDEV, ENOBUFS, ESTALE, EEXIST,
+                                     EOPNOTSUPP, ERANGE };
         for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
                 const char *s = atomq_strerror(-codes[i]);
                 cr_assert_not_null(s);
@@ -368,6 +370,8 @@ Test(atomq_strerror, every_code_has_text)
                 cr_expect_str_eq(s, atomq_strerror(codes[i]));
         }
         cr_expect_str_eq(atomq_strerror(-EPIPE), "the peer closed its end of the channel");
+        cr_expect_not_null(strstr(atomq_strerror(-EDQUOT), "--agent-max-subs"));
+        cr_expect_not_null(strstr(atomq_strerror(-EUSERS), "--max-agents"));
         cr_expect_str_eq(atomq_strerror(0), "success");
         cr_expect_str_eq(atomq_strerror(-123456), "unknown error");
         cr_expect_str_eq(atomq_strerror(INT32_MIN), "unknown error");
