@@ -128,7 +128,7 @@ static int ctl_chan_open(struct ctl_chans *t, int fd, int32_t slot, const struct
                                                             : "cannot make the channel");
         snprintf(c->name, sizeof(c->name), "%s", a->name);
         c->holder[0] = slot;
-        c->holder[1] = -1;
+        c->holder[1] = CTL_CHAN_NOBODY;
         c->deadline_ns = a->ttl_ms != 0 ? shm_clock_ns() + (uint64_t)a->ttl_ms * 1000000 : 0;
         t->used++;
         rc = ctl_chan_give(fd, c, 0);
@@ -145,7 +145,7 @@ static int ctl_chan_join(struct ctl_chans *t, int fd, int32_t slot, const struct
         struct ctl_chan *c = ctl_chan_find(t, a->name, strlen(a->name));
         if (c == NULL)
                 return ctl_chan_error(fd, -ENOENT, "no channel of that name");
-        if (c->holder[1] != -1)
+        if (c->holder[1] != CTL_CHAN_NOBODY)
                 return ctl_chan_error(fd, -EBUSY, "both ends are taken");
         if (a->ring_bytes != 0 || a->ttl_ms != 0)
                 return ctl_chan_error(fd, -EINVAL, "join takes no options");
@@ -180,7 +180,7 @@ void ctl_chans_agent_gone(struct ctl_chans *t, int32_t slot)
                         if (c->holder[e] != slot)
                                 continue;
                         atomq_channel_end_kill(&c->mgr, e);
-                        c->holder[e] = -2; /* gone: the end cannot be joined again */
+                        c->holder[e] = CTL_CHAN_GONE;
                         t->ended_death++;
                 }
         }
@@ -200,7 +200,7 @@ void ctl_chans_tick(struct ctl_chans *t, uint64_t now_ns)
                 }
                 /* An end nobody joined is closed once its opener has
                  * closed or gone: nobody could read what it would send. */
-                if (c->holder[1] == -1 && atomq_channel_end_closed(&c->mgr, 0))
+                if (c->holder[1] == CTL_CHAN_NOBODY && atomq_channel_end_closed(&c->mgr, 0))
                         atomq_channel_end_kill(&c->mgr, 1);
                 if (atomq_channel_ends_closed(&c->mgr))
                         ctl_chan_free(t, c);

@@ -30,11 +30,14 @@
 #include "control/ctl.h"
 
 #define CTL_CHAN_NAME_MAX 64u
+/* ctl_chan.holder values besides an agent slot. */
+#define CTL_CHAN_NOBODY (-1) /* not joined yet */
+#define CTL_CHAN_GONE (-2)   /* its agent left: the end cannot be joined again */
 
 struct ctl_chan {
         char name[CTL_CHAN_NAME_MAX];
         struct atomq_channel mgr;       /* atomqd's mapping; mgr.map NULL: free entry */
-        int32_t holder[2];              /* agent slot of each end; -1: none yet */
+        int32_t holder[2];              /* agent slot of each end, or CTL_CHAN_NOBODY/GONE */
         uint64_t deadline_ns;           /* TTL; 0: none */
 };
 
