@@ -97,11 +97,9 @@ struct bench_ipc_msg {
 };
 _Static_assert(sizeof(struct bench_ipc_msg) == BENCH_IPC_MSG_BYTES, "message size");
 
-static int bench_ipc_stalled(struct bench_ipc_run *r, uint32_t spins)
+static bool bench_ipc_stalled(const struct bench_ipc_run *r, uint32_t spins)
 {
-        bench_ring_idle(r->yield);
-        return spins % BENCH_RING_STALL_CHECK_SPINS == 0 &&
-               bench_clock_ticks(&r->clock) > r->give_up_ticks;
+        return bench_ring_stalled(r->yield, &r->clock, r->give_up_ticks, spins);
 }
 
 /* Sender of ipc-channel: until stop, then closes its end. */

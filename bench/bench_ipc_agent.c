@@ -97,13 +97,11 @@ struct bench_agent_run {
         double sub_share;
 };
 
-/* What a thread does when there was nothing to do; 1 once the run is long
+/* What a thread does when there was nothing to do; true once the run is long
  * past its end (the peer or the worker stalled). */
-static int bench_agent_stalled(const struct bench_agent_run *r, uint32_t spins)
+static bool bench_agent_stalled(const struct bench_agent_run *r, uint32_t spins)
 {
-        bench_ring_idle(r->yield);
-        return spins % BENCH_RING_STALL_CHECK_SPINS == 0 &&
-               bench_clock_ticks(&r->clock) > r->give_up_ticks;
+        return bench_ring_stalled(r->yield, &r->clock, r->give_up_ticks, spins);
 }
 
 /* Publisher of ipc-pubsub: as fast as publish takes them, until stop. */
@@ -121,11 +119,8 @@ static void *bench_agent_pub(void *arg)
                         break;
                 if (shm_likely(++m.seq % BENCH_AGENT_CLOCK_EVERY != 0))
                         continue;
-                t = bench_clock_ticks(&r->clock);
-                if (t0 == 0 && t >= r->open_ticks) {
-                        t0 = t;
-                        n0 = m.seq;
-                }
+                /* The window's end is the subscriber's: it says stop. */
+                (void)bench_ipc_window(&r->clock, r->open_ticks, UINT64_MAX, m.seq, &t, &t0, &n0);
                 if (atomic_load_explicit(&r->stop, memory_order_relaxed))
                         break;
                 if (t > r->give_up_ticks) {
@@ -258,13 +253,12 @@ static void *bench_agent_pubsub_one(void *arg)
                         bench_agent_check(r, &d, &want, &r->errors);
                         got++;
                 }
-                t = bench_clock_ticks(&r->clock);
-                if (t0 == 0 && t >= r->open_ticks) {
-                        t0 = t;
-                        n0 = got;
-                        s0 = m.seq;
-                }
-                if (t >= r->close_ticks)
+                bool opened = t0 != 0;
+                bool done = bench_ipc_window(&r->clock, r->open_ticks, r->close_ticks, got, &t,
+                                             &t0, &n0);
+                if (!opened && t0 != 0)
+                        s0 = m.seq; /* what was sent when the window opened */
+                if (done)
                         break;
         }
         r->pub_share = r->sub_share = bench_thread_share_end(&share);

@@ -67,15 +67,11 @@ struct bench_ring_pp {
         size_t mem_bytes;
 };
 
-/* The stall check of a poll loop: every BENCH_RING_STALL_CHECK_SPINS polls
- * (so the clock stays out of the fast path), -ETIMEDOUT past give_up. */
+/* The idle step of a poll loop: -ETIMEDOUT past give_up (bench_ring_stalled). */
 static inline int bench_ring_pp_idle(const struct bench_ring_pp *pp, uint32_t spins)
 {
-        bench_ring_idle(pp->yield);
-        if (shm_unlikely(spins % BENCH_RING_STALL_CHECK_SPINS == 0) &&
-            bench_clock_ticks(&pp->clock) > pp->give_up_ticks)
-                return -ETIMEDOUT;
-        return 0;
+        return bench_ring_stalled(pp->yield, &pp->clock, pp->give_up_ticks, spins) ? -ETIMEDOUT
+                                                                                   : 0;
 }
 
 /* Sends v on the ring tx, or on line `dir` in cacheline mode. */

@@ -60,6 +60,18 @@ static inline void bench_ring_idle(bool yield)
                 sched_yield();
 }
 
+/* A poll loop's idle step and stall check: idles (bench_ring_idle), and
+ * every BENCH_RING_STALL_CHECK_SPINS polls (so the clock stays out of the
+ * fast path) says whether the run is past give_up_ticks (the peer or the
+ * worker stalled). */
+static inline bool bench_ring_stalled(bool yield, const struct bench_clock *c,
+                                      uint64_t give_up_ticks, uint32_t spins)
+{
+        bench_ring_idle(yield);
+        return shm_unlikely(spins % BENCH_RING_STALL_CHECK_SPINS == 0) &&
+               bench_clock_ticks(c) > give_up_ticks;
+}
+
 /* Anonymous memory for a ring: page-aligned (so cache-line aligned, as
  * shm_ring_init requires) and populated up front so no page fault lands in
  * a run. NULL when mmap fails. */
