@@ -638,9 +638,10 @@ static void atomq_pipe_take(struct atomq *a, uint32_t w, struct atomq_pipe *p)
         const struct dp_cpl *c;
         uint32_t len;
         while (atomq_cpl_peek(a, w, &c, &len) == 1) {
+                /* Ours only if this pipeline issued that id: a replayed
+                 * or stale answer must not index past what was sent. */
                 uint64_t k = c->req_id - p->first_req;
-                if (c->req_id >= p->first_req && k < (uint64_t)p->done + (1u << 30) &&
-                    p->index != NULL) {
+                if (c->req_id >= p->first_req && c->req_id <= a->next_req && p->index != NULL) {
                         if (p->handles != NULL)
                                 p->handles[p->index[k]] = c->status == 0 ? c->handle : 0;
                         if (c->status == 0)
@@ -656,17 +657,14 @@ static void atomq_pipe_take(struct atomq *a, uint32_t w, struct atomq_pipe *p)
         }
 }
 
-struct atomq_idle {
-        struct atomq *a;
-};
-
+/* Is an answer waiting on a ring that owes some (or is it corrupt: the
+ * caller's next read says which)? */
 static int atomq_idle_try(void *arg)
 {
-        struct atomq *a = ((struct atomq_idle *)arg)->a;
+        struct atomq *a = arg;
+        struct shm_vring_rec rec;
         for (uint32_t w = 0; w < a->workers; w++)
-                if (a->inflight[w] > 0 && !shm_vring_peek(&a->cpl[w], &(struct shm_vring_rec){ 0 }))
-                        continue;
-                else if (a->inflight[w] > 0)
+                if (a->inflight[w] > 0 && shm_vring_peek(&a->cpl[w], &rec) != 0)
                         return 1;
         return 0;
 }
@@ -676,7 +674,6 @@ static int atomq_idle_try(void *arg)
 static int atomq_settle(struct atomq *a, struct atomq_pipe *p)
 {
         uint64_t deadline_ns = atomq_deadline(a);
-        struct atomq_idle idle = { a };
         for (;;) {
                 bool busy = false;
                 for (uint32_t w = 0; w < a->workers; w++) {
@@ -688,7 +685,7 @@ static int atomq_settle(struct atomq *a, struct atomq_pipe *p)
                 }
                 if (!busy)
                         return 0;
-                int rc = atomq_wait(a, deadline_ns, atomq_idle_try, &idle);
+                int rc = atomq_wait(a, deadline_ns, atomq_idle_try, a);
                 if (rc < 0)
                         return rc;
         }
