@@ -54,6 +54,32 @@ static void shm_vring_view_set(struct shm_vring *r, struct shm_vring_hdr *h,
         r->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
 }
 
+/* Bytes of the record whose header at data offset off is published, or 0
+ * when it is not (or cannot be a record: it would end past the data area). */
+static uint64_t shm_vring_published_bytes(const struct shm_vring *r, uint64_t off)
+{
+        uint32_t word = atomic_load_explicit(&shm_vring_rec_at(r, off)->len,
+                                             memory_order_acquire);
+        if ((word & SHM_VRING_COMMITTED) == 0)
+                return 0;
+        uint64_t total = shm_vring_rec_bytes(word & ~SHM_VRING_COMMITTED);
+        return off + total <= r->capacity ? total : 0;
+}
+
+/* Where a producer resumes: after the records a dead producer published
+ * beyond the head it had stored (at most the one it committed last), never
+ * further than the room it would have had. */
+static uint64_t shm_vring_resume_head(const struct shm_vring *r)
+{
+        uint64_t head = r->head;
+        for (;;) {
+                uint64_t total = shm_vring_published_bytes(r, head & r->mask);
+                if (total == 0 || head + total - r->tail > r->capacity - SHM_VRING_HDR_BYTES)
+                        return head;
+                head += total;
+        }
+}
+
 int shm_vring_init(struct shm_vring *r, void *mem, size_t len, uint32_t capacity)
 {
         int rc = shm_vring_capacity_check(capacity);
@@ -71,6 +97,10 @@ int shm_vring_init(struct shm_vring *r, void *mem, size_t len, uint32_t capacity
         atomic_store_explicit(&h->head, 0, memory_order_relaxed);
         atomic_store_explicit(&h->tail, 0, memory_order_relaxed);
         shm_wake_init(&h->wake);
+        /* The header at head is always unpublished; every later one is
+         * zeroed by the commit before it (shm_vring_commit). */
+        struct shm_vring_rec_hdr *first = (struct shm_vring_rec_hdr *)(h + 1);
+        atomic_store_explicit(&first->len, 0, memory_order_relaxed);
         /* The magic goes last: an attacher that sees it sees the geometry
          * (pairs with the acquire load in shm_vring_attach). */
         atomic_store_explicit((_Atomic uint32_t *)&h->magic, SHM_VRING_MAGIC,
@@ -100,6 +130,7 @@ int shm_vring_attach(struct shm_vring *r, void *mem, size_t len)
         if (view.head % SHM_VRING_ALIGN != 0 || view.tail % SHM_VRING_ALIGN != 0 ||
             view.head - view.tail > capacity)
                 return -EPROTO;
+        view.head = shm_vring_resume_head(&view);
         *r = view;
         return 0;
 }
@@ -115,7 +146,9 @@ void *shm_vring_reserve(struct shm_vring *r, uint32_t len)
         uint64_t off = head & r->mask;
         /* A record never wraps: the rest of the data area becomes padding. */
         uint64_t pad = off + total > r->capacity ? r->capacity - off : 0;
-        uint64_t need = pad + total;
+        /* The record, its padding, and the header after it, which the commit
+         * zeroes. rec_max keeps this within an empty ring wherever head is. */
+        uint64_t need = pad + total + SHM_VRING_HDR_BYTES;
 
         if (r->capacity - (head - r->tail) < need) {
                 /* Pairs with the release store of tail in shm_vring_release
@@ -132,33 +165,38 @@ void *shm_vring_reserve(struct shm_vring *r, uint32_t len)
                         return NULL;
                 }
         }
-        if (pad != 0) {
-                /* Published together with the record by the head store in
-                 * shm_vring_commit. pad >= 8: offsets are 8-byte aligned. */
-                struct shm_vring_rec_hdr *ph = shm_vring_rec_at(r, off);
-                atomic_store_explicit(&ph->len, (uint32_t)(pad - SHM_VRING_HDR_BYTES),
-                                      memory_order_relaxed);
-                atomic_store_explicit(&ph->type, SHM_VRING_TYPE_PAD, memory_order_relaxed);
-                off = 0;
-        }
-        r->resv_off = (uint32_t)off;
+        r->resv_off = (uint32_t)(pad != 0 ? 0 : off);
+        r->resv_pad = (uint32_t)pad;
         r->resv_len = len;
-        r->resv_end = head + need;
+        r->resv_end = head + pad + total;
         r->reserve_err = 0;
-        return r->data + off + SHM_VRING_HDR_BYTES;
+        return r->data + r->resv_off + SHM_VRING_HDR_BYTES;
 }
 
 void shm_vring_commit(struct shm_vring *r, uint32_t type)
 {
         DP_VERIFY(r->resv_end != 0);
         DP_ASSERT(type != SHM_VRING_TYPE_PAD);
+        struct shm_vring_rec_hdr *next = shm_vring_rec_at(r, r->resv_end & r->mask);
+        atomic_store_explicit(&next->len, 0, memory_order_relaxed);
         struct shm_vring_rec_hdr *rh = shm_vring_rec_at(r, r->resv_off);
-        atomic_store_explicit(&rh->len, r->resv_len, memory_order_relaxed);
         atomic_store_explicit(&rh->type, type, memory_order_relaxed);
+        /* Pairs with the acquire load in shm_vring_peek: the payload, the
+         * type and the zeroed header after the record are visible first. */
+        atomic_store_explicit(&rh->len, SHM_VRING_COMMITTED | r->resv_len,
+                              memory_order_release);
+        if (r->resv_pad != 0) {
+                /* After the record at offset 0: a consumer that passes the
+                 * padding finds it published. pad >= 8: offsets are 8-aligned. */
+                struct shm_vring_rec_hdr *ph = shm_vring_rec_at(r, r->head & r->mask);
+                atomic_store_explicit(&ph->type, SHM_VRING_TYPE_PAD, memory_order_relaxed);
+                atomic_store_explicit(&ph->len,
+                                      SHM_VRING_COMMITTED | (r->resv_pad - SHM_VRING_HDR_BYTES),
+                                      memory_order_release);
+        }
         r->head = r->resv_end;
         r->resv_end = 0;
-        /* Pairs with the acquire load of head in shm_vring_peek: the header,
-         * the payload and any padding are visible before head moves. */
+        /* For a producer that attaches after us; the consumer never reads it. */
         atomic_store_explicit(&r->hdr->head, r->head, memory_order_release);
 }
 
@@ -174,40 +212,24 @@ int shm_vring_write(struct shm_vring *r, uint32_t type, const void *buf, uint32_
         return 0;
 }
 
-/* Bytes the producer has published past tail, refreshing the cached head
- * when nothing is cached. Returns -EPROTO for an impossible head; a bad head
- * is never cached. */
-static int64_t shm_vring_avail(struct shm_vring *r, uint64_t tail)
-{
-        uint64_t avail = r->head - tail;
-        if (avail != 0)
-                return (int64_t)avail;
-        /* Pairs with the release store of head in shm_vring_commit. */
-        uint64_t head = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
-        avail = head - tail;
-        if (shm_unlikely(avail > r->capacity))
-                return -EPROTO;
-        r->head = head;
-        return (int64_t)avail;
-}
-
 int shm_vring_peek(struct shm_vring *r, struct shm_vring_rec *out)
 {
         /* At most one padding record precedes a record: after it we stand at
          * offset 0, where any record up to rec_max fits. */
         for (int pads = 0; pads < 2; pads++) {
                 uint64_t tail = r->tail;
-                int64_t avail = shm_vring_avail(r, tail);
-                if (avail <= 0)
-                        return (int)avail;
-                if (shm_unlikely(avail < SHM_VRING_HDR_BYTES))
-                        return -EPROTO;
                 uint64_t off = tail & r->mask;
                 struct shm_vring_rec_hdr *rh = shm_vring_rec_at(r, off);
-                uint32_t len = atomic_load_explicit(&rh->len, memory_order_relaxed);
+                /* Pairs with the release store of the length in commit. */
+                uint32_t word = atomic_load_explicit(&rh->len, memory_order_acquire);
+                if (word == 0)
+                        return 0;
+                if (shm_unlikely((word & SHM_VRING_COMMITTED) == 0))
+                        return -EPROTO;
+                uint32_t len = word & ~SHM_VRING_COMMITTED;
                 uint32_t type = atomic_load_explicit(&rh->type, memory_order_relaxed);
                 uint64_t total = shm_vring_rec_bytes(len);
-                if (shm_unlikely(total > (uint64_t)avail || off + total > r->capacity))
+                if (shm_unlikely(off + total > r->capacity))
                         return -EPROTO;
                 if (type != SHM_VRING_TYPE_PAD) {
                         if (shm_unlikely(len > r->rec_max))

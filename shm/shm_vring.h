@@ -17,11 +17,21 @@
  * SHM_VRING_TYPE_PAD) and puts the record at offset 0. The consumer skips
  * padding; callers never see it.
  *
+ * The record header is the commit, as in Aeron's ring buffers: its length
+ * word carries SHM_VRING_COMMITTED and is stored last, with release. The
+ * consumer polls the header at tail and never reads head, so a message costs
+ * the transfer of the cache lines it occupies and nothing else; reading the
+ * producer's head line for every message halved the throughput (measured in
+ * docs/benchmarks.md). What makes a stale header from an earlier lap
+ * impossible to mistake for a new one: before committing a record the
+ * producer zeroes the header word that follows it, so the header at head is
+ * always zero. head is still published after each commit, for a producer
+ * that attaches later (a restarted dataplane) and for observers.
+ *
  * Writing is two-phase for zero copy: shm_vring_reserve() hands out the
- * payload area, shm_vring_commit() publishes it with a release store of head.
- * Until then the record is invisible to the consumer. Reading is
- * shm_vring_peek() (a pointer into the ring, valid until release) then
- * shm_vring_release().
+ * payload area, shm_vring_commit() publishes it by storing its header. Until
+ * then the record is invisible to the consumer. Reading is shm_vring_peek()
+ * (a pointer into the ring, valid until release) then shm_vring_release().
  *
  * Example (one thread each side):
  *      size_t len = shm_vring_bytes(1 << 16);
@@ -48,7 +58,7 @@
 #include "shm/shm_wake.h"
 
 #define SHM_VRING_MAGIC 0x56514d41u /* "AMQV" little-endian */
-#define SHM_VRING_VERSION 1
+#define SHM_VRING_VERSION 2
 /* 64 bytes hold one record of up to 24 payload bytes; smaller is useless. */
 #define SHM_VRING_CAPACITY_MIN 64u
 /* Keeps every length and offset in 32 bits. */
@@ -56,6 +66,8 @@
 /* Reserved record type marking padding at the end of the data area. */
 #define SHM_VRING_TYPE_PAD UINT32_MAX
 #define SHM_VRING_ALIGN 8u
+/* Set in a record header's length word when the record is published. */
+#define SHM_VRING_COMMITTED (1u << 31)
 
 /* The shared part. Geometry is written once by shm_vring_init. */
 struct shm_vring_hdr {
@@ -77,7 +89,8 @@ _Static_assert(offsetof(struct shm_vring_hdr, wake) == 3 * SHM_CACHE_LINE, "wake
  * once, as atomics, so a peer rewriting them cannot change a value between
  * our check and our use of it. */
 struct shm_vring_rec_hdr {
-        _Atomic uint32_t len;  /* payload bytes, without header or padding */
+        _Atomic uint32_t len;  /* SHM_VRING_COMMITTED | payload bytes (without
+                                * header or padding); 0: not published yet */
         _Atomic uint32_t type; /* caller's type, or SHM_VRING_TYPE_PAD */
 };
 _Static_assert(sizeof(struct shm_vring_rec_hdr) == SHM_VRING_ALIGN, "record header layout");
@@ -90,11 +103,12 @@ struct shm_vring {
         uint64_t mask;
         uint32_t capacity;
         uint32_t rec_max;  /* largest payload: capacity / 2 - header */
-        uint64_t head;     /* producer: own head; consumer: cached head */
+        uint64_t head;     /* producer: own head (unused by the consumer) */
         uint64_t tail;     /* consumer: own tail; producer: cached tail */
         uint64_t resv_end; /* producer: head after the reserved record, 0: none */
         uint32_t resv_off; /* producer: data offset of the reserved record's header */
         uint32_t resv_len; /* producer: payload bytes of the reserved record */
+        uint32_t resv_pad; /* producer: padding bytes before it at the wrap, 0: none */
         uint64_t peek_end; /* consumer: tail after the peeked record, 0: none */
         int reserve_err;   /* producer: why the last reserve returned NULL */
 };
@@ -120,13 +134,18 @@ static inline uint32_t shm_vring_rec_max(const struct shm_vring *r)
         return r->rec_max;
 }
 
-/* Formats a ring in mem[0..len) and attaches `r` to it.
+/* Formats a ring in mem[0..len) and attaches `r` to it. Only the header and
+ * the first record header are written: the rest of the data area may hold
+ * anything (a reused buffer), the consumer never reads an unpublished header.
  * -EINVAL: capacity not a power of two, below SHM_VRING_CAPACITY_MIN or
  *          above SHM_VRING_CAPACITY_MAX; mem not cache-line aligned;
  * -ENOSPC: len smaller than shm_vring_bytes(capacity). */
 int shm_vring_init(struct shm_vring *r, void *mem, size_t len, uint32_t capacity);
 
-/* Attaches `r` to a ring another side formatted, checking its header.
+/* Attaches `r` to a ring another side formatted, checking its header. A
+ * producer attaching after another one died (a restarted dataplane) resumes
+ * after the last published record: the view's head walks over records the
+ * dead producer committed but had not yet counted in head.
  * -EPROTO: bad magic or version, or head and tail impossible (misaligned or
  *          further apart than the capacity);
  * -EINVAL: bad capacity, mem not cache-line aligned, or len too short to
@@ -155,11 +174,11 @@ void shm_vring_commit(struct shm_vring *r, uint32_t type);
 int shm_vring_write(struct shm_vring *r, uint32_t type, const void *buf, uint32_t len);
 
 /* Consumer: looks at the oldest record, skipping padding. Returns 1 and
- * fills *out, 0 when the ring is empty, or -EPROTO when the producer's head
- * or a record header is impossible (head further than the capacity ahead,
- * a length past the end of the data area or past head, a padding record
- * that does not end the data area). Peeking again without release returns
- * the same record. */
+ * fills *out, 0 when the ring is empty, or -EPROTO when a record header is
+ * impossible (a nonzero length word without SHM_VRING_COMMITTED, a length
+ * above rec_max or past the end of the data area, a padding record that does
+ * not end the data area). Peeking again without release returns the same
+ * record. */
 int shm_vring_peek(struct shm_vring *r, struct shm_vring_rec *out);
 
 /* Consumer: frees the record the last successful peek returned. Calling it

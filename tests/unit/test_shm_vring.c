@@ -1,6 +1,7 @@
 /* test_shm_vring.c - unit tests of the SPSC variable-length record ring
  * (shm/shm_vring.h): geometry and attach checks, empty, full, the padding
  * record at the wrap, many laps of random lengths, half-written records,
+ * stale headers from earlier laps, a producer resuming after another died,
  * corrupt indexes and headers, and the blocking read.
  */
 #include <criterion/criterion.h>
@@ -187,18 +188,27 @@ Test(shm_vring, fills_then_reports_nobufs_and_recovers)
 {
         struct vring_pair p;
         pair_init(&p, 256);
-        /* 24 payload bytes + 8 of header: exactly 8 records fill 256. */
-        for (uint64_t i = 0; i < 8; i++)
+        /* 24 payload bytes + 8 of header: 7 records, and the zeroed header
+         * after the last one, leave 24 bytes: not enough for an eighth. */
+        for (uint64_t i = 0; i < 7; i++)
                 cr_assert_eq(write_seq(&p.prod, i, 24), 0);
+        cr_expect_eq(write_seq(&p.prod, 7, 24), -ENOBUFS);
+        cr_expect_eq(write_seq(&p.prod, 7, 16), 0, "the rest fits exactly");
         cr_expect_eq(write_seq(&p.prod, 8, 0), -ENOBUFS, "not even a bare header fits");
         cr_expect_null(shm_vring_reserve(&p.prod, 0));
         cr_expect_eq(p.prod.reserve_err, -ENOBUFS);
 
+        /* Head stands 8 bytes short of the end: a 24-byte record needs 8 of
+         * padding, its 32 and the next header's 8, 48 bytes in all. */
         read_seq(&p.cons, 0, 24);
-        cr_expect_eq(write_seq(&p.prod, 8, 24), 0, "room again after one release");
-        cr_expect_eq(write_seq(&p.prod, 9, 0), -ENOBUFS);
-        for (uint64_t i = 1; i < 9; i++)
+        cr_expect_eq(write_seq(&p.prod, 8, 24), -ENOBUFS, "40 bytes free");
+        read_seq(&p.cons, 1, 24);
+        cr_expect_eq(write_seq(&p.prod, 8, 24), 0, "room again after a second release");
+        cr_expect_eq(write_seq(&p.prod, 9, 24), -ENOBUFS);
+        for (uint64_t i = 2; i < 7; i++)
                 read_seq(&p.cons, i, 24);
+        read_seq(&p.cons, 7, 16);
+        read_seq(&p.cons, 8, 24);
         free(p.mem);
 }
 
@@ -214,7 +224,7 @@ Test(shm_vring, pads_at_the_wrap_and_restarts_at_offset_zero)
         cr_assert_eq(write_seq(&p.prod, 5, 100), 0);
         struct shm_vring_rec_hdr *pad = rec_hdr_at(&p, 160);
         cr_expect_eq(atomic_load(&pad->type), SHM_VRING_TYPE_PAD);
-        cr_expect_eq(atomic_load(&pad->len), 96 - 8);
+        cr_expect_eq(atomic_load(&pad->len), SHM_VRING_COMMITTED | (96 - 8));
         cr_expect_eq(atomic_load(&pair_hdr(&p)->head), 160 + 96 + 112);
 
         struct shm_vring_rec rec;
@@ -252,6 +262,79 @@ Test(shm_vring, keeps_order_over_many_laps_of_random_lengths)
                 }
         }
         cr_expect_gt(atomic_load(&pair_hdr(&p)->tail), 100 * 1024, "many laps");
+        free(p.mem);
+}
+
+Test(shm_vring, never_reads_a_stale_header_from_an_earlier_lap)
+{
+        /* The data area starts full of published-looking headers, as a
+         * reused buffer or an earlier lap leaves it: none may be read. */
+        size_t len = shm_vring_bytes(512);
+        uint8_t *mem = mem_alloc(len);
+        struct shm_vring_rec_hdr *fake = (struct shm_vring_rec_hdr *)(mem + sizeof(struct shm_vring_hdr));
+        for (unsigned i = 0; i < 512 / sizeof(*fake); i++) {
+                atomic_store(&fake[i].len, SHM_VRING_COMMITTED | 8);
+                atomic_store(&fake[i].type, 0xdead);
+        }
+        struct shm_vring prod, cons;
+        cr_assert_eq(shm_vring_init(&prod, mem, len, 512), 0);
+        cr_assert_eq(shm_vring_attach(&cons, mem, len), 0);
+        struct shm_vring_rec rec;
+        cr_expect_eq(shm_vring_peek(&cons, &rec), 0, "a fresh ring is empty");
+        /* Lengths that put record starts where earlier laps had payload. */
+        uint32_t lens[] = {5, 40, 0, 17, 100, 3, 64, 9};
+        for (uint64_t seq = 0; seq < 2000; seq++) {
+                uint32_t n = lens[seq % 8];
+                cr_assert_eq(write_seq(&prod, seq, n), 0);
+                read_seq(&cons, seq, n);
+                cr_assert_eq(shm_vring_peek(&cons, &rec), 0, "after record %llu",
+                             (unsigned long long)seq);
+        }
+        free(mem);
+}
+
+Test(shm_vring, a_new_producer_resumes_after_the_last_published_record)
+{
+        struct vring_pair p;
+        pair_init(&p, 256);
+        cr_assert_eq(write_seq(&p.prod, 1, 8), 0);
+        cr_assert_eq(write_seq(&p.prod, 2, 8), 0);
+        /* The producer died between publishing record 2 and storing head. */
+        atomic_store(&pair_hdr(&p)->head, 16);
+        /* And it had reserved and half-written a third record. */
+        uint8_t *d = shm_vring_reserve(&p.prod, 8);
+        cr_assert_not_null(d);
+        memset(d, 0xee, 8);
+
+        struct shm_vring again;
+        cr_assert_eq(shm_vring_attach(&again, p.mem, p.len), 0);
+        cr_expect_eq(again.head, 32, "resumes after record 2");
+        cr_assert_eq(write_seq(&again, 3, 24), 0);
+        read_seq(&p.cons, 1, 8);
+        read_seq(&p.cons, 2, 8);
+        read_seq(&p.cons, 3, 24);
+        struct shm_vring_rec rec;
+        cr_expect_eq(shm_vring_peek(&p.cons, &rec), 0, "the half-written record never shows");
+        free(p.mem);
+}
+
+Test(shm_vring, a_new_producer_resumes_after_a_published_wrap)
+{
+        struct vring_pair p;
+        pair_init(&p, 256);
+        for (uint64_t i = 0; i < 5; i++) {
+                cr_assert_eq(write_seq(&p.prod, i, 24), 0);
+                read_seq(&p.cons, i, 24);
+        }
+        /* Padding at 160 and the record at offset 0, head not yet stored. */
+        cr_assert_eq(write_seq(&p.prod, 5, 100), 0);
+        atomic_store(&pair_hdr(&p)->head, 160);
+        struct shm_vring again;
+        cr_assert_eq(shm_vring_attach(&again, p.mem, p.len), 0);
+        cr_expect_eq(again.head, 160 + 96 + 112);
+        cr_assert_eq(write_seq(&again, 6, 8), 0);
+        read_seq(&p.cons, 5, 100);
+        read_seq(&p.cons, 6, 8);
         free(p.mem);
 }
 
@@ -363,26 +446,28 @@ Test(shm_vring, attach_rejects_impossible_indexes)
         free(p.mem);
 }
 
-Test(shm_vring, peek_reports_eproto_for_head_beyond_capacity)
+Test(shm_vring, the_consumer_never_reads_head)
 {
         struct vring_pair p;
         pair_init(&p, 256);
         struct shm_vring_rec rec;
         atomic_store(&pair_hdr(&p)->head, 264);
-        cr_expect_eq(shm_vring_peek(&p.cons, &rec), -EPROTO);
-        cr_expect_eq(shm_vring_peek(&p.cons, &rec), -EPROTO, "the bad head was not cached");
-        atomic_store(&pair_hdr(&p)->head, 0);
-        cr_expect_eq(shm_vring_peek(&p.cons, &rec), 0);
+        cr_expect_eq(shm_vring_peek(&p.cons, &rec), 0, "a scribbled head publishes nothing");
+        cr_assert_eq(write_seq(&p.prod, 1, 8), 0);
+        atomic_store(&pair_hdr(&p)->head, 4);
+        read_seq(&p.cons, 1, 8);
         free(p.mem);
 }
 
-Test(shm_vring, peek_reports_eproto_for_head_inside_a_header)
+Test(shm_vring, peek_reports_eproto_for_a_header_without_the_commit_bit)
 {
         struct vring_pair p;
         pair_init(&p, 256);
         struct shm_vring_rec rec;
-        atomic_store(&pair_hdr(&p)->head, 4);
+        atomic_store(&rec_hdr_at(&p, 0)->len, 8);
         cr_expect_eq(shm_vring_peek(&p.cons, &rec), -EPROTO);
+        atomic_store(&rec_hdr_at(&p, 0)->len, 0);
+        cr_expect_eq(shm_vring_peek(&p.cons, &rec), 0);
         free(p.mem);
 }
 
@@ -394,19 +479,19 @@ Test(shm_vring, peek_reports_eproto_for_length_past_the_buffer)
         cr_assert_eq(write_seq(&p.prod, 1, 8), 0);
         atomic_store(&rec_hdr_at(&p, 0)->len, UINT32_MAX);
         cr_expect_eq(shm_vring_peek(&p.cons, &rec), -EPROTO);
-        atomic_store(&rec_hdr_at(&p, 0)->len, 256);
+        atomic_store(&rec_hdr_at(&p, 0)->len, SHM_VRING_COMMITTED | 256);
         cr_expect_eq(shm_vring_peek(&p.cons, &rec), -EPROTO);
         free(p.mem);
 }
 
-Test(shm_vring, peek_reports_eproto_for_length_past_head)
+Test(shm_vring, peek_reports_eproto_for_length_above_rec_max)
 {
         struct vring_pair p;
         pair_init(&p, 256);
         struct shm_vring_rec rec;
         cr_assert_eq(write_seq(&p.prod, 1, 8), 0);
-        /* 16 bytes were published; the header now claims 48. */
-        atomic_store(&rec_hdr_at(&p, 0)->len, 40);
+        /* 128 bytes end inside the data area but exceed rec_max (120). */
+        atomic_store(&rec_hdr_at(&p, 0)->len, SHM_VRING_COMMITTED | 128);
         cr_expect_eq(shm_vring_peek(&p.cons, &rec), -EPROTO);
         free(p.mem);
 }
@@ -434,7 +519,7 @@ Test(shm_vring, peek_reports_eproto_for_padding_twice_in_a_row)
         cr_assert_eq(write_seq(&p.prod, 5, 100), 0);
         /* Turn the record at offset 0 into a whole-buffer padding record:
          * it cannot fit below head after the first padding. */
-        atomic_store(&rec_hdr_at(&p, 0)->len, 256 - 8);
+        atomic_store(&rec_hdr_at(&p, 0)->len, SHM_VRING_COMMITTED | (256 - 8));
         atomic_store(&rec_hdr_at(&p, 0)->type, SHM_VRING_TYPE_PAD);
         cr_expect_eq(shm_vring_peek(&p.cons, &rec), -EPROTO);
         free(p.mem);
@@ -444,8 +529,9 @@ Test(shm_vring, reserve_reports_eproto_for_tail_ahead_of_head)
 {
         struct vring_pair p;
         pair_init(&p, 256);
-        for (uint64_t i = 0; i < 8; i++)
+        for (uint64_t i = 0; i < 7; i++)
                 cr_assert_eq(write_seq(&p.prod, i, 24), 0);
+        cr_assert_eq(write_seq(&p.prod, 7, 16), 0);
         /* Full, so the producer must re-read tail and finds it corrupt. */
         atomic_store(&pair_hdr(&p)->tail, 512);
         cr_expect_null(shm_vring_reserve(&p.prod, 8));
