@@ -18,16 +18,73 @@ static uint32_t dp_cmd_frame_off(uint32_t name_len)
         return (uint32_t)(sizeof(struct dp_cmd) + shm_align_up(name_len, 8));
 }
 
+uint64_t dp_frame_bytes(const struct dp_msg_in *m)
+{
+        uint64_t subject_len = (uint64_t)m->subject_len + m->reply_subject_len;
+        if (subject_len > ATOMQ_FRAME_SUBJECT_MAX || m->headers_len > ATOMQ_FRAME_HEADERS_MAX ||
+            m->payload_len > ATOMQ_FRAME_PAYLOAD_MAX)
+                return 0;
+        return atomq_frame_bytes((uint32_t)subject_len, m->headers_len, m->payload_len);
+}
+
+void dp_frame_write(void *out, enum atomq_frame_op op, const struct dp_msg_in *m)
+{
+        uint32_t subject_len = m->subject_len + m->reply_subject_len;
+        DP_ASSERT(dp_frame_bytes(m) != 0);
+        struct atomq_frame f;
+        atomq_frame_init(&f, op, (uint16_t)subject_len, m->headers_len, m->payload_len);
+        f.reply = m->reply;
+        if (m->reply_subject_len != 0) {
+                /* The section holds both; reply becomes the reply's length. */
+                f.flags |= ATOMQ_FRAME_F_REPLY_SUBJECT;
+                f.reply = m->reply_subject_len;
+        }
+        f.ttl_ms = m->ttl_ms;
+        uint8_t *p = out;
+        memcpy(p, &f, sizeof(f));
+        p += sizeof(f);
+        if (m->subject_len != 0)
+                memcpy(p, m->subject, m->subject_len);
+        if (m->reply_subject_len != 0)
+                memcpy(p + m->subject_len, m->reply_subject, m->reply_subject_len);
+        p += subject_len;
+        if (m->headers_len != 0)
+                memcpy(p, m->headers, m->headers_len);
+        if (m->payload_len != 0)
+                memcpy(p + m->headers_len, m->payload, m->payload_len);
+}
+
+void dp_frame_read(const struct atomq_frame *f, const uint8_t *frame, struct dp_msg_in *m)
+{
+        const uint8_t *sec = frame + sizeof(*f);
+        uint32_t reply_len = atomq_frame_reply_len(f);
+        *m = (struct dp_msg_in){
+                .subject = (const char *)sec,
+                .subject_len = f->subject_len - reply_len,
+                .headers = f->headers_len != 0 ? sec + f->subject_len : NULL,
+                .headers_len = f->headers_len,
+                .payload = sec + f->subject_len + f->headers_len,
+                .payload_len = f->payload_len,
+                .ttl_ms = f->ttl_ms,
+                .storage = -1,
+                .reply = reply_len != 0 ? 0 : f->reply,
+        };
+        if (reply_len != 0) {
+                m->reply_subject = (const char *)sec + m->subject_len;
+                m->reply_subject_len = reply_len;
+        }
+}
+
 uint32_t dp_cmd_bytes(uint32_t name_len, const struct dp_msg_in *m)
 {
         if (name_len > DP_CMD_NAME_MAX)
                 return 0;
         uint64_t total = dp_cmd_frame_off(name_len);
         if (m != NULL) {
-                if (m->subject_len > ATOMQ_FRAME_SUBJECT_MAX ||
-                    m->headers_len > DP_CMD_BYTES_MAX || m->payload_len > DP_CMD_BYTES_MAX)
+                uint64_t frame = dp_frame_bytes(m);
+                if (frame == 0)
                         return 0;
-                total += atomq_frame_bytes(m->subject_len, m->headers_len, m->payload_len);
+                total += frame;
         }
         return total <= DP_CMD_BYTES_MAX ? (uint32_t)total : 0;
 }
@@ -49,22 +106,8 @@ void dp_cmd_encode(void *out, uint32_t len, const struct dp_cmd *hdr, const char
         /* Padding bytes are zeroed: records in shared memory carry no stale
          * bytes of ours. */
         memset(p + sizeof(h) + hdr->name_len, 0, frame_off - sizeof(h) - hdr->name_len);
-        if (m == NULL)
-                return;
-        struct atomq_frame f;
-        atomq_frame_init(&f, (enum atomq_frame_op)hdr->op, (uint16_t)m->subject_len,
-                         m->headers_len, m->payload_len);
-        f.reply = m->reply;
-        f.ttl_ms = m->ttl_ms;
-        p += frame_off;
-        memcpy(p, &f, sizeof(f));
-        p += sizeof(f);
-        if (m->subject_len != 0)
-                memcpy(p, m->subject, m->subject_len);
-        if (m->headers_len != 0)
-                memcpy(p + m->subject_len, m->headers, m->headers_len);
-        if (m->payload_len != 0)
-                memcpy(p + m->subject_len + m->headers_len, m->payload, m->payload_len);
+        if (m != NULL)
+                dp_frame_write(p + frame_off, (enum atomq_frame_op)hdr->op, m);
 }
 
 /* The message of a send or publish: the frame's sections and the send
@@ -75,19 +118,8 @@ static int dp_cmd_parse_msg(const uint8_t *frame, uint32_t frame_len, struct dp_
         const struct dp_cmd *h = v->hdr;
         if (atomq_frame_check(frame, frame_len, &f) != ATOMQ_FRAME_OK || f.op != h->op)
                 return -EINVAL;
-        const uint8_t *sec = frame + sizeof(f);
         v->has_msg = true;
-        v->msg = (struct dp_msg_in){
-                .subject = (const char *)sec,
-                .subject_len = f.subject_len,
-                .headers = f.headers_len != 0 ? sec + f.subject_len : NULL,
-                .headers_len = f.headers_len,
-                .payload = sec + f.subject_len + f.headers_len,
-                .payload_len = f.payload_len,
-                .ttl_ms = f.ttl_ms,
-                .storage = -1,
-                .reply = f.reply,
-        };
+        dp_frame_read(&f, frame, &v->msg);
         if (h->op == ATOMQ_OP_SEND) {
                 if (h->args.send.flags & DP_CMD_SEND_F_STORAGE)
                         v->msg.storage = h->args.send.storage;

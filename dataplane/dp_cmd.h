@@ -309,6 +309,19 @@ static inline bool dp_cmd_op_has_msg(uint8_t op)
         return op == ATOMQ_OP_SEND || op == ATOMQ_OP_PUB || op == ATOMQ_OP_REQUEST;
 }
 
+/* Bytes of m as an atomq frame (subject and reply subject, headers,
+ * payload), or 0 when a section exceeds its frame bound. */
+uint64_t dp_frame_bytes(const struct dp_msg_in *m);
+
+/* Writes m as a frame of op at out (dp_frame_bytes(m) bytes): one writer
+ * for the rings and the shard's buffers. */
+void dp_frame_write(void *out, enum atomq_frame_op op, const struct dp_msg_in *m);
+
+/* Reads the sections of a frame atomq_frame_check accepted (f, the bytes
+ * at frame) into m: subject, reply subject (NATS reply-to), headers,
+ * payload, reply handle, TTL. storage -1, end 0. */
+void dp_frame_read(const struct atomq_frame *f, const uint8_t *frame, struct dp_msg_in *m);
+
 /* Bytes of the record for a command with a name of name_len bytes and
  * message m (NULL: none), or 0 when it would exceed DP_CMD_BYTES_MAX or a
  * section its bound. */

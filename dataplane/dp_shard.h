@@ -110,6 +110,8 @@ struct dp_msg_in {
         int8_t storage;          /* per-message override; -1: the entity's */
         uint8_t end;             /* channel: 1 + the sending end; 0: none */
         uint64_t reply;          /* handle replies go to; 0: none */
+        const char *reply_subject; /* NATS reply-to subject; NULL: none */
+        uint32_t reply_subject_len; /* subject_len + this <= ATOMQ_FRAME_SUBJECT_MAX */
 };
 
 /* One message handed out by fetch, get or read. The caller owns one
@@ -339,6 +341,8 @@ struct dp_msg_view {
         const uint8_t *payload;
         uint32_t payload_len;
         uint64_t reply;
+        const char *reply_subject;  /* NULL: none */
+        uint32_t reply_subject_len;
 };
 int dp_shard_msg_view(const struct dp_shard *s, uint32_t buf, struct dp_msg_view *v);
 

@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "atomq/frame.h"
+#include "dataplane/dp_cmd.h"
 #include "dataplane/dp_subject.h"
 
 /* Message flags for the channel end that sent a message. */
@@ -29,29 +30,15 @@ uint32_t dp_hash32(const void *p, size_t len)
 
 int dp_buf_make(struct dp_shard *s, const struct dp_msg_in *m, uint32_t *buf)
 {
-        if (m->subject_len > ATOMQ_FRAME_SUBJECT_MAX || m->headers_len > ATOMQ_FRAME_HEADERS_MAX ||
-            m->payload_len > ATOMQ_FRAME_PAYLOAD_MAX)
+        uint64_t total = dp_frame_bytes(m);
+        if (total == 0)
                 return -EMSGSIZE;
-        uint64_t total = atomq_frame_bytes(m->subject_len, m->headers_len, m->payload_len);
         int rc = shm_slab_alloc(&s->bufs, (uint32_t)total, buf);
         if (rc == -ENOMEM)
                 s->stats->pool_exhausted++;
         if (rc != 0)
                 return rc;
-        uint8_t *p = shm_slab_data(&s->bufs, *buf, NULL);
-        struct atomq_frame f;
-        atomq_frame_init(&f, ATOMQ_OP_PUB, (uint16_t)m->subject_len, m->headers_len,
-                         m->payload_len);
-        f.reply = m->reply;
-        f.ttl_ms = m->ttl_ms;
-        memcpy(p, &f, sizeof(f));
-        p += sizeof(f);
-        if (m->subject_len)
-                memcpy(p, m->subject, m->subject_len);
-        if (m->headers_len)
-                memcpy(p + m->subject_len, m->headers, m->headers_len);
-        if (m->payload_len)
-                memcpy(p + m->subject_len + m->headers_len, m->payload, m->payload_len);
+        dp_frame_write(shm_slab_data(&s->bufs, *buf, NULL), ATOMQ_OP_PUB, m);
         return 0;
 }
 
@@ -62,13 +49,19 @@ int dp_shard_msg_view(const struct dp_shard *s, uint32_t buf, struct dp_msg_view
         struct atomq_frame f;
         if (p == NULL || atomq_frame_check(p, len, &f) != ATOMQ_FRAME_OK)
                 return -EINVAL;
-        v->subject = (const char *)p + sizeof(f);
-        v->subject_len = f.subject_len;
-        v->headers = p + sizeof(f) + f.subject_len;
-        v->headers_len = f.headers_len;
-        v->payload = v->headers + f.headers_len;
-        v->payload_len = f.payload_len;
-        v->reply = f.reply;
+        struct dp_msg_in m;
+        dp_frame_read(&f, p, &m);
+        *v = (struct dp_msg_view){
+                .subject = m.subject,
+                .subject_len = m.subject_len,
+                .headers = p + sizeof(f) + f.subject_len,
+                .headers_len = m.headers_len,
+                .payload = m.payload,
+                .payload_len = m.payload_len,
+                .reply = m.reply,
+                .reply_subject = m.reply_subject,
+                .reply_subject_len = m.reply_subject_len,
+        };
         return 0;
 }
 

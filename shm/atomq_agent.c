@@ -941,16 +941,19 @@ static int atomq_delivery_fill(struct atomq_delivery *d, const uint8_t *p, uint3
         struct atomq_frame f;
         if (atomq_frame_check(p, len, &f) != ATOMQ_FRAME_OK)
                 return -EPROTO;
-        const uint8_t *sec = p + sizeof(f);
-        d->subject = (const char *)sec;
-        d->subject_len = f.subject_len;
-        d->headers = sec + f.subject_len;
-        d->headers_len = f.headers_len;
-        d->data = sec + f.subject_len + f.headers_len;
-        d->len = f.payload_len;
+        struct dp_msg_in m;
+        dp_frame_read(&f, p, &m);
+        d->subject = m.subject;
+        d->subject_len = m.subject_len;
+        d->headers = p + sizeof(f) + f.subject_len;
+        d->headers_len = m.headers_len;
+        d->data = m.payload;
+        d->len = m.payload_len;
         d->entity = f.handle;
         d->seq = f.seq;
-        d->reply = f.reply;
+        d->reply = m.reply;
+        d->reply_subject = m.reply_subject;
+        d->reply_subject_len = m.reply_subject_len;
         d->flags = (f.flags & ATOMQ_FRAME_F_REDELIVERY) ? ATOMQ_DELIVERY_F_REDELIVERY : 0;
         return 0;
 }

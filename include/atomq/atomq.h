@@ -262,7 +262,9 @@ struct atomq_delivery {
         uint64_t reply;         /* where a reply goes (atomq_reply); 0: none */
         uint16_t status;        /* 0; 503: no responders; 408: request timed out */
         uint16_t flags;         /* ATOMQ_DELIVERY_F_* */
-        uint32_t reserved;
+        uint32_t reply_subject_len;
+        const char *reply_subject; /* a NATS client's reply-to subject (publish
+                                    * the answer there); NULL: none */
 };
 #define ATOMQ_DELIVERY_F_REDELIVERY 1u /* delivered before and not acked */
 

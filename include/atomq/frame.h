@@ -11,6 +11,8 @@
  *   16 handle (u64)     24 seq (u64)     32 reply (u64)
  *   40 ttl_ms (u32)     44 crc32c (u32)
  *   48 subject | headers | payload
+ * With ATOMQ_FRAME_F_REPLY_SUBJECT the subject section is the subject and
+ * then a reply subject of `reply` bytes (atomq_frame_reply_len).
  *
  * All fields are little-endian; atomq builds only for little-endian hosts
  * (checked below), so the header is read in place. `crc32c` covers the whole
@@ -61,6 +63,10 @@ enum atomq_frame_flags {
         ATOMQ_FRAME_F_ACK_REQ = 1u << 1,  /* sender wants an acknowledgement */
         ATOMQ_FRAME_F_REDELIVERY = 1u << 2,
         ATOMQ_FRAME_F_NO_RESPONDERS = 1u << 3,
+        /* The subject section ends with a reply subject (NATS reply-to) of
+         * `reply` bytes: subject_len counts both, reply is then a length,
+         * not a handle. */
+        ATOMQ_FRAME_F_REPLY_SUBJECT = 1u << 4,
 };
 
 struct atomq_frame {
@@ -140,6 +146,8 @@ static inline enum atomq_frame_error atomq_frame_check(const void *buf, size_t l
         if (f.subject_len > ATOMQ_FRAME_SUBJECT_MAX || f.headers_len > ATOMQ_FRAME_HEADERS_MAX ||
             f.payload_len > ATOMQ_FRAME_PAYLOAD_MAX)
                 return ATOMQ_FRAME_ELEN;
+        if ((f.flags & ATOMQ_FRAME_F_REPLY_SUBJECT) && f.reply >= f.subject_len)
+                return ATOMQ_FRAME_ELEN;
         /* Each term is bounded above, so the 64-bit sum cannot overflow. */
         uint64_t total = atomq_frame_bytes(f.subject_len, f.headers_len, f.payload_len);
         if (total > len)
@@ -149,6 +157,13 @@ static inline enum atomq_frame_error atomq_frame_check(const void *buf, size_t l
         if (out != NULL)
                 *out = f;
         return ATOMQ_FRAME_OK;
+}
+
+/* Bytes of the reply subject at the end of a checked frame's subject
+ * section (0: none). atomq_frame_check made sure it leaves a subject. */
+static inline uint32_t atomq_frame_reply_len(const struct atomq_frame *f)
+{
+        return (f->flags & ATOMQ_FRAME_F_REPLY_SUBJECT) ? (uint32_t)f->reply : 0;
 }
 
 #endif /* ATOMQ_FRAME_H */

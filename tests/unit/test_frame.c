@@ -82,3 +82,27 @@ Test(frame, refuses_lengths_past_their_bounds_without_overflow)
         memcpy(buf, &f, sizeof(f));
         cr_assert_eq(atomq_frame_check(buf, len, NULL), ATOMQ_FRAME_ELEN);
 }
+
+Test(frame, reply_subject_must_leave_a_subject)
+{
+        uint8_t buf[256];
+        struct atomq_frame f, out;
+        /* "orders.eu" then the reply subject "_INBOX.1" in one section. */
+        size_t len = frame_build(buf, "orders.eu_INBOX.1", "x");
+        memcpy(&f, buf, sizeof(f));
+        f.flags |= ATOMQ_FRAME_F_REPLY_SUBJECT;
+        f.reply = 8;
+        memcpy(buf, &f, sizeof(f));
+        cr_assert_eq(atomq_frame_check(buf, len, &out), ATOMQ_FRAME_OK);
+        cr_expect_eq(atomq_frame_reply_len(&out), 8);
+        f.reply = 17; /* the whole section: no subject left */
+        memcpy(buf, &f, sizeof(f));
+        cr_expect_eq(atomq_frame_check(buf, len, NULL), ATOMQ_FRAME_ELEN);
+        f.reply = UINT64_MAX;
+        memcpy(buf, &f, sizeof(f));
+        cr_expect_eq(atomq_frame_check(buf, len, NULL), ATOMQ_FRAME_ELEN);
+        f.flags = 0; /* without the flag reply is a handle, any value */
+        memcpy(buf, &f, sizeof(f));
+        cr_expect_eq(atomq_frame_check(buf, len, &out), ATOMQ_FRAME_OK);
+        cr_expect_eq(atomq_frame_reply_len(&out), 0);
+}
