@@ -15,7 +15,12 @@
 /* Every key of --help and of the config file (the same names). */
 struct ctl_config {
         char control_path[CTL_PATH_MAX]; /* --control */
-        char nats_addr[64];              /* --nats ADDR:PORT (network issue) */
+        char nats_addr[64];              /* --nats ADDR:PORT, "off": none */
+        uint32_t max_conns;              /* --max-conns: NATS connections per worker */
+        uint64_t max_payload;            /* --max-payload */
+        uint64_t max_pending;            /* --max-pending: unsent output per connection */
+        uint32_t max_subs_per_conn;      /* --max-subs-per-conn */
+        uint32_t ping_interval_ms;       /* --ping-interval-ms */
         char metrics_addr[64];           /* --metrics ADDR:PORT, "" or "off": none */
         char data_dir[256];              /* --data-dir */
         char dataplane_path[256];        /* --dataplane: the atomq-dataplane binary */

@@ -30,8 +30,29 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "control", .arg = "PATH", .kind = CTL_KEY_STRING, CTL_FIELD(control_path),
           .help = "control socket; default /run/atomq/control.sock\n"
                   "as root, else in $XDG_RUNTIME_DIR/atomq" },
-        { .name = "nats", .arg = "ADDR:PORT", .def = "127.0.0.1:4222", .kind = CTL_KEY_ADDR,
-          CTL_FIELD(nats_addr), .help = "NATS protocol listener" },
+        { .name = "nats", .arg = "ADDR:PORT|off", .def = "127.0.0.1:4222",
+          .kind = CTL_KEY_ADDR_OFF, CTL_FIELD(nats_addr),
+          .help = "NATS protocol listener, one per worker\n"
+                  "(SO_REUSEPORT; docs/protocol.md)" },
+        { .name = "max-conns", .arg = "N", .def = "16384", .kind = CTL_KEY_U32,
+          CTL_FIELD(max_conns), .min = 1, .max = NIC_CONNS_MAX,
+          .help = "NATS connections each worker serves at once" },
+        { .name = "max-payload", .arg = "SIZE", .def = "1M", .kind = CTL_KEY_BYTES,
+          CTL_FIELD(max_payload), .min = 1, .max = 1u << 20,
+          .help = "largest NATS message (headers + payload);\n"
+                  "at most 1M: the shards' largest buffers" },
+        { .name = "max-pending", .arg = "SIZE", .def = "64M", .kind = CTL_KEY_BYTES,
+          CTL_FIELD(max_pending), .min = 64 * 1024, .max = 1ull << 32,
+          .help = "unsent output a NATS connection may have;\n"
+                  "beyond it the client is a slow consumer and\n"
+                  "is cut off" },
+        { .name = "max-subs-per-conn", .arg = "N", .def = "1048576", .kind = CTL_KEY_U32,
+          CTL_FIELD(max_subs_per_conn), .min = 1, .max = UINT32_MAX,
+          .help = "subscriptions one NATS connection may hold" },
+        { .name = "ping-interval-ms", .arg = "MS", .def = "120000", .kind = CTL_KEY_U32,
+          CTL_FIELD(ping_interval_ms), .min = 100, .max = 86400000,
+          .help = "the server PINGs each NATS client this often;\n"
+                  "two unanswered: 'Stale Connection'" },
         { .name = "metrics", .arg = "ADDR:PORT|off", .def = "127.0.0.1:8222",
           .kind = CTL_KEY_ADDR_OFF, CTL_FIELD(metrics_addr),
           .help = "HTTP: /metrics (Prometheus), /info, /workers,\n"

@@ -88,9 +88,35 @@ static void ctl_dataplane_resolve(char *path, size_t len)
                 snprintf(path, len, "%s", alt);
 }
 
+/* The NATS listener the workers run (off: none), from the flags. */
+static struct dp_nats_config nats_cfg;
+
+static int ctl_nats_config(void)
+{
+        dp_nats_config_default(&nats_cfg);
+        if (strcmp(cfg.nats_addr, "off") == 0 || cfg.nats_addr[0] == '\0') {
+                nats_cfg.enabled = false;
+                return 0;
+        }
+        if (dp_nats_config_addr(&nats_cfg, cfg.nats_addr) != 0) {
+                shm_log(SHM_LOG_ERR, "--nats %s: not HOST:PORT with a numeric host",
+                        cfg.nats_addr);
+                return -EINVAL;
+        }
+        nats_cfg.max_conns = cfg.max_conns;
+        nats_cfg.max_payload = (uint32_t)cfg.max_payload;
+        nats_cfg.max_pending = cfg.max_pending;
+        nats_cfg.max_subs = cfg.max_subs_per_conn;
+        nats_cfg.ping_interval_ms = cfg.ping_interval_ms;
+        return 0;
+}
+
 static int ctl_engine_build(void)
 {
         struct dp_engine_config ec;
+        int rc = ctl_nats_config();
+        if (rc != 0)
+                return rc;
         dp_engine_config_default(&ec, cfg.max_entities);
         ec.workers = cfg.workers;
         ec.hugepages = cfg.hugepages;
@@ -103,7 +129,8 @@ static int ctl_engine_build(void)
                         (unsigned long long)cfg.agent_ring_bytes);
                 return -EINVAL;
         }
-        int rc = dp_engine_init(&engine, &ec);
+        ec.nats = &nats_cfg;
+        rc = dp_engine_init(&engine, &ec);
         if (rc != 0) {
                 shm_log(SHM_LOG_ERR, "cannot build the dataplane (%u entities a shard): %s",
                         cfg.max_entities, strerror(-rc));
@@ -117,10 +144,11 @@ static int ctl_engine_build(void)
                 return -ENOSPC;
         }
         shm_log(SHM_LOG_INFO, "atomqd %s: %u workers, %u entities each, arena of %llu MiB "
-                "(%s pages), idle %s", ATOMQ_VERSION, engine.workers, cfg.max_entities,
+                "(%s pages), idle %s, NATS %s", ATOMQ_VERSION, engine.workers, cfg.max_entities,
                 (unsigned long long)(engine.arena.bytes >> 20),
                 engine.arena.hugepages ? "huge" : "4 KiB",
-                cfg.busy_poll == DP_IDLE_ALWAYS ? "always (busy-poll)" : "adaptive");
+                cfg.busy_poll == DP_IDLE_ALWAYS ? "always (busy-poll)" : "adaptive",
+                nats_cfg.enabled ? cfg.nats_addr : "off");
         return 0;
 }
 
@@ -160,6 +188,12 @@ static int ctl_dataplane_start(void)
         }
         if (rc == 0)
                 rc = ctl_super_set_agent_fds(&super, agent_fds, 2 * engine.agents);
+        char spec[160];
+        if (rc == 0 && nats_cfg.enabled) {
+                rc = dp_nats_spec_format(&nats_cfg, spec, sizeof(spec));
+                if (rc >= 0)
+                        rc = ctl_super_set_nats(&super, spec);
+        }
         if (rc == 0)
                 rc = ctl_super_start(&super);
         if (rc != 0)

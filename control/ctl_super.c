@@ -287,9 +287,10 @@ static int ctl_super_spawn(struct ctl_super *s)
         rc = ctl_super_watch(s, pid);
         if (rc != 0)
                 return rc;
-        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d%s%s)", (int)pid,
+        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d%s%s%s%s)", (int)pid,
                 s->path, CTL_SUPER_CHILD_ARENA_FD, s->agent_fd_count > 0 ? " --agent-fds " : "",
-                s->agent_fd_count > 0 ? s->agent_fd_arg : "");
+                s->agent_fd_count > 0 ? s->agent_fd_arg : "", s->nats_arg[0] ? " --nats " : "",
+                s->nats_arg);
         return 0;
 }
 
@@ -316,6 +317,27 @@ static void ctl_super_on_timer(void *arg, int fd, uint32_t events)
         ctl_super_after_death(s, &(siginfo_t){ .si_code = 0 });
 }
 
+static char ctl_super_opt_nats[] = "--nats";
+
+/* path --arena-fd N [--agent-fds M] [--nats SPEC]: rebuilt whenever one
+ * of them changes. */
+static void ctl_super_argv_build(struct ctl_super *s)
+{
+        int i = 0;
+        s->argv[i++] = s->path;
+        s->argv[i++] = ctl_super_opt_fd;
+        s->argv[i++] = s->fd_arg;
+        if (s->agent_fd_count > 0) {
+                s->argv[i++] = ctl_super_opt_agent_fds;
+                s->argv[i++] = s->agent_fd_arg;
+        }
+        if (s->nats_arg[0] != '\0') {
+                s->argv[i++] = ctl_super_opt_nats;
+                s->argv[i++] = s->nats_arg;
+        }
+        s->argv[i] = NULL;
+}
+
 int ctl_super_set_agent_fds(struct ctl_super *s, const int *fds, uint32_t count)
 {
         if (count > CTL_SUPER_AGENT_FDS_MAX)
@@ -325,14 +347,17 @@ int ctl_super_set_agent_fds(struct ctl_super *s, const int *fds, uint32_t count)
                         return -EINVAL;
         s->agent_fds = fds;
         s->agent_fd_count = count;
-        if (count == 0) {
-                s->argv[3] = NULL;
-                return 0;
-        }
         snprintf(s->agent_fd_arg, sizeof(s->agent_fd_arg), "%d", CTL_SUPER_CHILD_ARENA_FD + 1);
-        s->argv[3] = ctl_super_opt_agent_fds;
-        s->argv[4] = s->agent_fd_arg;
-        s->argv[5] = NULL;
+        ctl_super_argv_build(s);
+        return 0;
+}
+
+int ctl_super_set_nats(struct ctl_super *s, const char *spec)
+{
+        if (spec != NULL && strlen(spec) >= sizeof(s->nats_arg))
+                return -EINVAL;
+        snprintf(s->nats_arg, sizeof(s->nats_arg), "%s", spec != NULL ? spec : "");
+        ctl_super_argv_build(s);
         return 0;
 }
 
@@ -352,10 +377,7 @@ int ctl_super_init(struct ctl_super *s, struct ctl_ctx *ctx, const char *datapla
                 return -errno;
         memcpy(s->path, dataplane_path, strlen(dataplane_path) + 1);
         snprintf(s->fd_arg, sizeof(s->fd_arg), "%d", CTL_SUPER_CHILD_ARENA_FD);
-        s->argv[0] = s->path;
-        s->argv[1] = ctl_super_opt_fd;
-        s->argv[2] = s->fd_arg;
-        s->argv[3] = NULL;
+        ctl_super_argv_build(s);
         s->arena_fd = arena_fd;
         s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
         if (s->timerfd < 0)

@@ -84,7 +84,8 @@ struct ctl_super {
         char path[256];
         char fd_arg[16];
         char agent_fd_arg[16];
-        char *argv[6];                  /* path --arena-fd N [--agent-fds M] */
+        char nats_arg[160];
+        char *argv[8];                  /* path --arena-fd N [--agent-fds M] [--nats SPEC] */
         const int *agent_fds;           /* the agent files (dp_agent.h), the caller's */
         uint32_t agent_fd_count;
 };
@@ -105,6 +106,10 @@ void ctl_super_config_default(struct ctl_super_config *cfg);
  * -errno of timerfd_create, or of ctl_loop_add (-ENOSPC: the loop is full). */
 int ctl_super_init(struct ctl_super *s, struct ctl_ctx *ctx, const char *dataplane_path,
                    int arena_fd, const struct ctl_super_config *cfg);
+
+/* Hands the dataplane its NATS listener (dp_nats_spec_format), or none
+ * (NULL): takes effect at the next spawn. -EINVAL: the spec is too long. */
+int ctl_super_set_nats(struct ctl_super *s, const char *spec);
 
 /* The agent files the dataplane inherits besides the arena (count of them,
  * which stay the caller's). In the child the arena becomes fd 3 and these

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DP_PAGE_BYTES 4096u
@@ -266,6 +267,8 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
         e->arena.fd = -1;
         e->workers = cfg->workers != 0 ? cfg->workers : dp_engine_workers_default();
         e->clients = cfg->clients;
+        if (cfg->nats != NULL)
+                e->nats = *cfg->nats;
         int rc = dp_engine_layout(cfg, e->workers, &l);
         if (rc != 0)
                 return rc;
@@ -287,14 +290,50 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
         return rc;
 }
 
+/* Per-thread set-up: what must be made on the worker's own thread (the
+ * NATS listener's ring is single-issuer). Reports through init_rc. */
+static int dp_engine_thread_init(struct dp_worker *w)
+{
+        const struct dp_nats_config *nc = &w->engine->nats;
+        int rc = 0;
+        if (nc->enabled) {
+                rc = dp_nats_init(&w->nats, w, nc);
+                if (rc == 0)
+                        dp_idle_set_waiter(&w->idle, dp_nats_wait, w->nats);
+        }
+        /* Pairs with the acquire load in dp_engine_start_worker. */
+        atomic_store_explicit(&w->init_rc, rc == 0 ? 1 : rc, memory_order_release);
+        return rc;
+}
+
 static void *dp_engine_thread(void *arg)
 {
         struct dp_worker *w = arg;
         char name[16];
         snprintf(name, sizeof(name), "aq-worker-%u", w->index);
         (void)pthread_setname_np(pthread_self(), name);
+        if (dp_engine_thread_init(w) != 0)
+                return NULL;
         dp_worker_run(w);
+        dp_nats_fini(w->nats);
+        w->nats = NULL;
+        dp_idle_set_waiter(&w->idle, NULL, NULL);
         return NULL;
+}
+
+/* Waits for the thread's set-up (bounded: binding a socket and making a
+ * ring take microseconds; seconds mean something is wrong). */
+static int dp_engine_thread_ready(struct dp_worker *w)
+{
+        const struct timespec tick = { 0, 1000000 };
+        for (int i = 0; i < 10000; i++) {
+                /* Pairs with the release store in dp_engine_thread_init. */
+                int rc = atomic_load_explicit(&w->init_rc, memory_order_acquire);
+                if (rc != 0)
+                        return rc > 0 ? 0 : rc;
+                nanosleep(&tick, NULL);
+        }
+        return -ETIMEDOUT;
 }
 
 int dp_engine_claim(struct dp_engine *e)
@@ -343,12 +382,21 @@ int dp_engine_start_worker(struct dp_engine *e, uint32_t i)
         /* Two processes running one shard would corrupt it. */
         if (dp_engine_claim(e) != 0)
                 return -EBUSY;
-        /* pthread_create orders this store before the thread's first load. */
+        /* pthread_create orders these stores before the thread's first load. */
         atomic_store_explicit(&w->running, true, memory_order_relaxed);
+        atomic_store_explicit(&w->init_rc, 0, memory_order_relaxed);
         int rc = pthread_create(&w->thread, NULL, dp_engine_thread, w);
         if (rc != 0) {
                 atomic_store_explicit(&w->running, false, memory_order_relaxed);
                 return -rc;
+        }
+        rc = dp_engine_thread_ready(w);
+        if (rc != 0) {
+                /* A thread that failed its set-up has returned; one that is
+                 * merely slow is told to stop first. */
+                dp_worker_stop_signal(w);
+                pthread_join(w->thread, NULL);
+                return rc;
         }
         w->started = true;
         return 0;

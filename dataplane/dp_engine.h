@@ -56,6 +56,7 @@
 #include "dataplane/dp_agent.h"
 #include "dataplane/dp_cmd.h"
 #include "dataplane/dp_idle.h"
+#include "dataplane/dp_nats.h"
 #include "dataplane/dp_shard.h"
 #include "dataplane/dp_worker.h"
 #include "shm/shm_arena.h"
@@ -83,6 +84,7 @@ struct dp_engine_config {
         enum shm_hugepages hugepages;
         dp_worker_deliver_fn *deliver;  /* NULL: deliveries are only counted */
         void *deliver_arg;
+        const struct dp_nats_config *nats; /* NULL or not enabled: no NATS listener */
 };
 
 /* What dp_engine_attach found in the shards it attached (sums over the
@@ -159,6 +161,7 @@ struct dp_engine {
         struct dp_agent_slot *agent_slots; /* in the arena */
         struct dp_agent_file *agent_files; /* process-local: fds and mappings */
         bool owner;                     /* this view holds hdr->owner_pid (dp_engine_claim) */
+        struct dp_nats_config nats;     /* process-local: each worker's listener */
 };
 
 /* Online CPUs minus one (one core is left to the control plane and the
@@ -186,6 +189,7 @@ struct dp_engine_attach_opts {
         void *deliver_arg;
         int agent_fd_base;                 /* arenas with agent slots: the first of
                                             * their inherited fds (dp_agent_files_adopt) */
+        const struct dp_nats_config *nats; /* NULL or not enabled: no NATS listener */
 };
 
 /* Maps the arena behind arena_fd (which stays the caller's), published by

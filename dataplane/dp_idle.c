@@ -73,14 +73,28 @@ static void dp_idle_sleep_many(struct dp_idle *s)
                 return;
         }
         dp_counter_inc(&s->ctr->sleeps);
+        if (s->waiter != NULL) {
+                int rc = s->waiter(s->waiter_arg, w, seq, n, (int64_t)s->sleep_ns);
+                for (uint32_t i = 0; i < n; i++)
+                        shm_wake_cancel(w[i]);
+                if (rc == 0)
+                        dp_counter_inc(&s->ctr->wakeups);
+                return;
+        }
         if (shm_wake_wait_many(w, seq, n, (int64_t)s->sleep_ns) == 0)
                 dp_counter_inc(&s->ctr->wakeups);
+}
+
+void dp_idle_set_waiter(struct dp_idle *s, dp_idle_wait_fn *fn, void *arg)
+{
+        s->waiter = fn;
+        s->waiter_arg = arg;
 }
 
 /* Sleeps on the wake word unless work arrived since the caller looked. */
 static void dp_idle_sleep(struct dp_idle *s)
 {
-        if (s->extra_count > 0) {
+        if (s->extra_count > 0 || s->waiter != NULL) {
                 dp_idle_sleep_many(s);
                 s->sleep_ns = s->sleep_ns * 2 > s->cfg.sleep_max_ns ? s->cfg.sleep_max_ns
                                                                      : s->sleep_ns * 2;

@@ -75,6 +75,12 @@ struct dp_idle_counters {
  * stop), so the sleep is called off. */
 typedef bool dp_idle_ready_fn(void *arg);
 
+/* Sleeps until one of n prepared words moves from seq[i], other input of
+ * the waiter's own arrives (a socket), or timeout_ns passes; does not
+ * withdraw the announcements (dp_idle does). 0: woken, -ETIMEDOUT. */
+typedef int dp_idle_wait_fn(void *arg, struct shm_wake *const *w, const uint32_t *seq,
+                            uint32_t n, int64_t timeout_ns);
+
 struct dp_idle {
         struct dp_idle_config cfg;
         struct shm_wake *wake;        /* the word producers notify */
@@ -82,6 +88,8 @@ struct dp_idle {
         uint32_t extra_count;         /* < SHM_WAKE_MANY_MAX */
         dp_idle_ready_fn *ready;
         void *ready_arg;
+        dp_idle_wait_fn *waiter;      /* NULL: futex waits (shm_wake_wait_many) */
+        void *waiter_arg;
         struct dp_idle_counters *ctr;
         uint32_t idle_passes;         /* idle passes since the last work */
         uint64_t sleep_ns;            /* the next sleep */
@@ -103,6 +111,10 @@ int dp_idle_config_check(const struct dp_idle_config *cfg);
  * dp_idle_config_check. */
 int dp_idle_init(struct dp_idle *s, const struct dp_idle_config *cfg, struct shm_wake *wake,
                  dp_idle_ready_fn *ready, void *ready_arg, struct dp_idle_counters *ctr);
+
+/* Sleeps through fn (a network backend that must wake on its sockets as
+ * well as on the words) instead of futex waits. */
+void dp_idle_set_waiter(struct dp_idle *s, dp_idle_wait_fn *fn, void *arg);
 
 /* Spends one pass that returned `work` (>0: work done, 0: idle, <0: an
  * error, which is spent as an idle pass so a persistent error cannot spin

@@ -36,12 +36,14 @@ struct dp_main_opts {
         int agent_fd_base;           /* -1: not given */
         bool idle_set;
         struct dp_idle_config idle;  /* with idle_set: overrides atomqd's */
+        struct dp_nats_config nats;  /* enabled by --nats */
 };
 
 static void dp_main_usage(FILE *out)
 {
         fprintf(out,
-                "usage: atomq-dataplane --arena-fd N [--agent-fds M] [--busy-poll adaptive|always]\n"
+                "usage: atomq-dataplane --arena-fd N [--agent-fds M] [--nats SPEC]\n"
+                "                       [--busy-poll adaptive|always]\n"
                 "\n"
                 "Runs the dataplane workers of an arena that atomqd created. atomqd starts\n"
                 "it with the arena's file descriptor inherited and restarts it when it dies;\n"
@@ -53,6 +55,12 @@ static void dp_main_usage(FILE *out)
                 "  --agent-fds M            the first of the inherited agent files: slot s has\n"
                 "                           its memfd at M + 2s and its eventfd at M + 2s + 1\n"
                 "                           (required when the arena has agent slots)\n"
+                "  --nats HOST:PORT[,conns=N,payload=N,pending=N,subs=N,ping_ms=N]\n"
+                "                           serve the NATS protocol: a listener per worker on\n"
+                "                           HOST:PORT (SO_REUSEPORT), at most conns connections\n"
+                "                           a worker, payload bytes a message, pending bytes of\n"
+                "                           unsent output and subs subscriptions a connection,\n"
+                "                           a server PING every ping_ms\n"
                 "  --busy-poll adaptive|always\n"
                 "                           override atomqd's idle strategy: back off when\n"
                 "                           idle (adaptive) or spin pinned to a CPU (always)\n"
@@ -92,6 +100,7 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                 { "arena-fd", required_argument, NULL, 'f' },
                 { "agent-fds", required_argument, NULL, 'a' },
                 { "busy-poll", required_argument, NULL, 'b' },
+                { "nats", required_argument, NULL, 'n' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { NULL, 0, NULL, 0 },
@@ -108,6 +117,12 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                         if (dp_main_fd_parse(optarg, &o->agent_fd_base) != 0)
                                 return dp_main_error("--agent-fds", optarg,
                                                      "a file descriptor number");
+                        break;
+                case 'n':
+                        dp_nats_config_default(&o->nats);
+                        if (dp_nats_spec_parse(&o->nats, optarg) != 0)
+                                return dp_main_error("--nats", optarg,
+                                                     "HOST:PORT[,key=N...] (see --help)");
                         break;
                 case 'b':
                         kind = dp_idle_kind_parse(optarg);
@@ -209,7 +224,8 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
 {
         struct dp_engine e;
         struct dp_engine_attach_opts ao = { .idle = o->idle_set ? &o->idle : NULL,
-                                            .agent_fd_base = o->agent_fd_base };
+                                            .agent_fd_base = o->agent_fd_base,
+                                            .nats = &o->nats };
         int rc = dp_engine_attach(&e, o->arena_fd, &ao);
         if (rc != 0) {
                 shm_log(SHM_LOG_ERR, "cannot attach the arena on fd %d: %s", o->arena_fd,
@@ -231,12 +247,25 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
         close(o->arena_fd);
         dp_main_attached_log(&e, o->arena_fd);
         rc = dp_engine_start(&e);
-        if (rc != 0) {
+        if (rc != 0 && o->nats.enabled)
+                shm_log(SHM_LOG_ERR, "cannot start the workers with a NATS listener on %s:%u: %s",
+                        o->nats.host, o->nats.port, strerror(-rc));
+        else if (rc != 0)
                 shm_log(SHM_LOG_ERR, "cannot start the workers: %s", strerror(-rc));
+        if (rc != 0) {
                 dp_engine_fini(&e);
-                return 1;
+                /* A listener that cannot bind will not bind after a restart
+                 * either: the supervisor must not loop on it. */
+                return rc == -EADDRINUSE || rc == -EADDRNOTAVAIL || rc == -EACCES ||
+                                       rc == -EINVAL
+                               ? DP_EXIT_USAGE
+                               : 1;
         }
-        shm_log(SHM_LOG_INFO, "running %u workers", e.workers);
+        if (o->nats.enabled)
+                shm_log(SHM_LOG_INFO, "running %u workers; NATS on %s:%u", e.workers,
+                        o->nats.host, o->nats.port);
+        else
+                shm_log(SHM_LOG_INFO, "running %u workers", e.workers);
         int status = dp_main_wait(stop, parent);
         dp_engine_stop(&e);
         dp_engine_fini(&e);

@@ -10,6 +10,8 @@
  */
 #include "dataplane/dp_worker_pvt.h"
 
+#include "dataplane/dp_nats.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,10 @@ static void dp_worker_on_deliver(void *arg, const struct dp_dispatch *d)
         dp_counter_inc(&w->stats->deliveries);
         if (dp_agent_endpoint_is(d->endpoint)) {
                 (void)dp_worker_agent_deliver(w, d);
+                return;
+        }
+        if (w->nats != NULL && dp_nats_endpoint_is(d->endpoint)) {
+                dp_nats_deliver(w->nats, d);
                 return;
         }
         if (w->deliver != NULL)
@@ -203,12 +209,16 @@ int dp_worker_do_work(struct dp_worker *w)
         else
                 work += rc;
         work += dp_worker_agents_drain(w);
+        if (w->nats != NULL)
+                work += dp_nats_poll(w->nats);
         rc = dp_worker_mesh_drain(w);
         if (rc < 0)
                 err = rc;
         else
                 work += rc;
         dp_worker_flush(w);
+        if (w->nats != NULL)
+                dp_nats_flush(w->nats);
         dp_counter_inc(&w->stats->loops);
         dp_counter_add(&w->stats->work, (uint64_t)work);
         dp_counter_add(&w->stats->timers, (uint64_t)fired);

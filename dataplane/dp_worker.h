@@ -82,6 +82,7 @@ _Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats f
 
 struct dp_worker;
 struct dp_worker_agent;
+struct dp_nats;
 
 /* Called on the worker's thread for every dispatch of its shard (a message
  * to an endpoint or a status). The message buffer is valid for the call;
@@ -121,8 +122,10 @@ struct dp_worker {
         uint8_t *cpl_scratch;         /* DP_CPL_BYTES_MAX: a fetch answer */
         dp_worker_deliver_fn *deliver;
         void *deliver_arg;
+        struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
         struct dp_idle idle;
         _Atomic bool running;
+        _Atomic int init_rc;          /* the thread's set-up: 0 pending, 1 done, < 0 failed */
         pthread_t thread;
 };
 

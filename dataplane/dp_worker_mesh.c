@@ -63,6 +63,18 @@ enum dp_take dp_worker_forward(struct dp_worker *w, uint32_t owner, const void *
         return DP_TAKE_DONE;
 }
 
+/* Publishes the fanout records reserved in every outbound ring. */
+static void dp_mesh_fanout_commit(struct dp_worker *w)
+{
+        for (uint32_t j = 0; j < w->workers; j++) {
+                if (j == w->index)
+                        continue;
+                shm_vring_commit(&w->mesh_out[j], DP_REC_MESH_FANOUT);
+                dp_bit_set(w->mesh_dirty, j);
+                dp_counter_inc(&w->stats->mesh_out);
+        }
+}
+
 enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
                                const void *rec, uint32_t len)
 {
@@ -84,14 +96,33 @@ enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
         enum dp_take t = dp_worker_exec(w, v);
         if (t != DP_TAKE_DONE)
                 return t;
-        for (uint32_t j = 0; j < w->workers; j++) {
-                if (j == w->index)
-                        continue;
-                shm_vring_commit(&w->mesh_out[j], DP_REC_MESH_FANOUT);
-                dp_bit_set(w->mesh_dirty, j);
-                dp_counter_inc(&w->stats->mesh_out);
-        }
+        dp_mesh_fanout_commit(w);
         return DP_TAKE_DONE;
+}
+
+int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m)
+{
+        if (w->workers > 1) {
+                /* Quiet, and from the control column: no completion is ever
+                 * written for a fanout (dp_mesh_fanout answers nothing). */
+                struct dp_cmd h = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET };
+                uint32_t len = dp_cmd_bytes(0, m);
+                if (len == 0)
+                        return -EMSGSIZE;
+                for (uint32_t j = 0; j < w->workers; j++) {
+                        if (j == w->index)
+                                continue;
+                        void *p = shm_vring_reserve(&w->mesh_out[j], len);
+                        if (p == NULL) {
+                                (void)dp_mesh_unavailable(w, &w->mesh_out[j]);
+                                return -ENOBUFS;
+                        }
+                        dp_cmd_encode(p, len, &h, NULL, m);
+                }
+        }
+        int rc = dp_shard_publish(&w->shard, m);
+        dp_mesh_fanout_commit(w);
+        return rc;
 }
 
 static enum dp_take dp_mesh_fanout(struct dp_worker *w, const struct shm_vring_rec *rec)

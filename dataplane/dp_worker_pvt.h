@@ -87,6 +87,14 @@ enum dp_take dp_worker_forward(struct dp_worker *w, uint32_t owner, const void *
 enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
                                const void *rec, uint32_t len);
 
+/* Publishes a message that arrived on this worker from the network: matched
+ * here and fanned out to every other worker as a publish command, all or
+ * nothing. Returns the deliveries on this shard (>= 0), -ENOBUFS when a mesh
+ * ring has no room (nothing was done), -EMSGSIZE when the message does not
+ * fit a command record and there are other shards to reach, or an error
+ * of dp_shard_publish. */
+int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m);
+
 /* Takes up to DP_MESH_BURST records from each inbound mesh ring. Returns
  * the records taken, or -EPROTO when a ring is corrupt and none was. */
 int dp_worker_mesh_drain(struct dp_worker *w);

@@ -23,6 +23,9 @@ libjansson-dev   JSON replies read by tools and tests
 libedit-dev      atomqctl's interactive prompt
 libcriterion-dev unit tests
 python3          test helpers
+golang-go        NATS client tests (nats.go)
+golang-github-nats-io-go-nats-dev NATS client tests (nats.go sources)
+nats-server      reference NATS server for tests and benchmarks
 "
 
 names=$(printf '%s\n' "$PACKAGES" | awk 'NF { print $1 }')

@@ -209,10 +209,10 @@ static void daemon_start(const char *const *extra)
         snprintf(t.log, sizeof(t.log), "%s/atomqd.log", t.dir);
         /* A small table keeps the arena (and so the start) small. */
         const char *argv[32] = { atomqd, "--control", t.sock, "--metrics", "off",
-                                 "--workers", "1", "--hugepages", "off",
+                                 "--nats", "off", "--workers", "1", "--hugepages", "off",
                                  "--max-entities", "10000", "--data-dir", t.dir,
                                  "--dataplane", dp };
-        int n = 15;
+        int n = 17;
         for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
                 cr_assert_lt(n, 31, "too many flags");
                 argv[n++] = extra[i];

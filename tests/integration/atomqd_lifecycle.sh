@@ -13,7 +13,7 @@ trap 'kill -KILL $pid 2>/dev/null; rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; cat "$dir/log" 2>/dev/null; exit 1; }
 
 "$atomqd" --workers 2 --max-entities 10000 --control "$dir/c.sock" --metrics off \
-        --data-dir "$dir/data" >"$dir/log" 2>&1 &
+        --nats off --data-dir "$dir/data" >"$dir/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 200); do
         grep -q "running 2 workers" "$dir/log" && break

@@ -13,7 +13,7 @@ fail() { echo "FAIL: $*"; cat "$dir/out" "$dir/log" 2>/dev/null; exit 1; }
 # One worker: requests reach only responders on their own worker (docs/agents.md).
 # A short ack wait: the mailbox example waits for a redelivery.
 "$atomqd" --workers 1 --max-entities 10000 --control "$dir/c.sock" --metrics off \
-        --ack-wait-ms 300 --data-dir "$dir/data" >"$dir/log" 2>&1 &
+        --nats off --ack-wait-ms 300 --data-dir "$dir/data" >"$dir/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 200); do
         grep -q "running 1 workers" "$dir/log" && break

@@ -70,7 +70,7 @@ def main():
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [atomqd, "--workers", "2", "--max-entities", "10000", "--control", sock,
-             "--metrics", "off", "--hugepages", "off", "--data-dir", tmp,
+             "--metrics", "off", "--nats", "off", "--hugepages", "off", "--data-dir", tmp,
              "--dataplane", dataplane], stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: os.path.exists(sock), "the control socket", log)

@@ -1,0 +1,546 @@
+/* dp_nats.c - NATS sessions on a worker: the greeting, the client's
+ * operations, deliveries as MSG/HMSG, server PINGs, and the limits that
+ * end a connection. Wire behaviour follows nats-server (v2.9), which was
+ * asked whenever the protocol text left a doubt:
+ *
+ *  - INFO first, then the client's CONNECT. Options it leaves out, and
+ *    operations before it, take nats-server's defaults: verbose and
+ *    pedantic on, echo on, headers and no_responders off (clients send
+ *    verbose false explicitly);
+ *  - protocol violations (the parser's errors) get -ERR '<text>' and the
+ *    connection is closed after the error is sent; a malformed argument
+ *    (a size that is not a number, a wrong count) closes it silently, as
+ *    nats-server does;
+ *  - a subscription with a bad subject gets -ERR 'Invalid Subject' and the
+ *    connection stays; a publish to a subject with wildcards or empty
+ *    tokens gets -ERR 'Invalid Publish Subject' and stays;
+ *  - verbose clients get +OK after each CONNECT, PUB, HPUB, SUB and UNSUB;
+ *  - a client with headers and no_responders that publishes with a reply
+ *    subject nobody listens on gets a status message 503 on that subject.
+ *
+ * Output goes through the nic's per-connection buffer; a connection whose
+ * unsent output would pass max_pending is a slow consumer: cut off (its
+ * buffer is not sent) and counted, as nats-server does.
+ */
+#include "dataplane/dp_nats_pvt.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "dataplane/dp_shard_pvt.h"
+#include "dataplane/dp_subject.h"
+#include "dataplane/dp_worker_pvt.h"
+#include "shm/shm_clock.h"
+#include "shm/shm_log.h"
+
+/* Connection ids have bit 30 clear (agents' endpoints set it). */
+#define DP_NATS_ENDPOINT_AGENT_BIT (1u << 30)
+/* The status message of no responders, as nats-server sends it. */
+static const char dp_nats_503[] = "NATS/1.0 503\r\n\r\n";
+/* Headroom for a MSG/HMSG control line beyond subject, sid and reply:
+ * "HMSG " + 3 spaces + two 10-digit sizes + CRLF, with room to spare. */
+#define DP_NATS_MSG_LINE_EXTRA 48u
+
+bool dp_nats_endpoint_is(uint32_t endpoint)
+{
+        return (endpoint & DP_NATS_ENDPOINT_AGENT_BIT) == 0 && endpoint != 0;
+}
+
+const struct dp_nats_stats *dp_nats_stats(const struct dp_nats *n)
+{
+        return &n->stats;
+}
+
+static struct dp_nats_conn *dp_nats_conn_of(struct dp_nats *n, uint32_t id)
+{
+        uint32_t slot = id & (NIC_CONNS_MAX - 1);
+        if (slot >= n->cfg.max_conns || n->conns[slot].id != id)
+                return NULL;
+        return &n->conns[slot];
+}
+
+static void dp_nats_send(struct dp_nats *n, struct dp_nats_conn *c, const char *s, size_t len)
+{
+        if (c->closing)
+                return;
+        if (nic_uring_send(n->nic, c->id, s, len) == -ENOBUFS) {
+                n->stats.slow_consumers++;
+                c->closing = true;
+                nic_uring_close(n->nic, c->id, false);
+        }
+}
+
+/* -ERR 'text', and the connection goes after it (close) or stays. */
+static void dp_nats_err(struct dp_nats *n, struct dp_nats_conn *c, const char *text, bool close)
+{
+        char line[128];
+        int len = snprintf(line, sizeof(line), "-ERR '%s'\r\n", text);
+        dp_nats_send(n, c, line, (size_t)len);
+        if (close && !c->closing) {
+                n->stats.protocol_errors++;
+                c->closing = true;
+                nic_uring_close(n->nic, c->id, true);
+        }
+}
+
+static void dp_nats_ok(struct dp_nats *n, struct dp_nats_conn *c)
+{
+        if (c->verbose)
+                dp_nats_send(n, c, "+OK\r\n", 5);
+}
+
+/* Decimal digits of v at p; returns the count. */
+static size_t dp_nats_u64(char *p, uint64_t v)
+{
+        char tmp[20];
+        size_t len = 0;
+        do {
+                tmp[len++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v != 0);
+        for (size_t i = 0; i < len; i++)
+                p[i] = tmp[len - 1 - i];
+        return len;
+}
+
+static char *dp_nats_put(char *p, const void *s, size_t len)
+{
+        memcpy(p, s, len);
+        return p + len;
+}
+
+/* MSG <subject> <sid> [reply] <size>, or HMSG with the header size first:
+ * what nats-server writes, headers only for clients that asked for them. */
+static void dp_nats_write_msg(struct dp_nats *n, struct dp_nats_conn *c,
+                              const struct dp_nats_sub *s, const struct dp_msg_view *v)
+{
+        uint32_t hlen = c->headers ? v->headers_len : 0;
+        size_t need = DP_NATS_MSG_LINE_EXTRA + v->subject_len + s->sid_len +
+                      v->reply_subject_len + hlen + v->payload_len;
+        int err = 0;
+        char *start = nic_uring_send_reserve(n->nic, c->id, need, &err);
+        if (start == NULL) {
+                if (err == -ENOBUFS) {
+                        n->stats.slow_consumers++;
+                        c->closing = true;
+                        nic_uring_close(n->nic, c->id, false);
+                }
+                return;
+        }
+        char *p = hlen != 0 ? dp_nats_put(start, "HMSG ", 5) : dp_nats_put(start, "MSG ", 4);
+        p = dp_nats_put(p, v->subject, v->subject_len);
+        *p++ = ' ';
+        p = dp_nats_put(p, s->sid, s->sid_len);
+        *p++ = ' ';
+        if (v->reply_subject_len != 0) {
+                p = dp_nats_put(p, v->reply_subject, v->reply_subject_len);
+                *p++ = ' ';
+        }
+        if (hlen != 0) {
+                p += dp_nats_u64(p, hlen);
+                *p++ = ' ';
+        }
+        p += dp_nats_u64(p, (uint64_t)hlen + v->payload_len);
+        p = dp_nats_put(p, "\r\n", 2);
+        p = dp_nats_put(p, v->headers, hlen);
+        p = dp_nats_put(p, v->payload, v->payload_len);
+        p = dp_nats_put(p, "\r\n", 2);
+        nic_uring_send_commit(n->nic, c->id, (size_t)(p - start));
+        n->stats.msgs_out++;
+}
+
+static void dp_nats_doom(struct dp_nats *n, struct dp_nats_conn *c, struct dp_nats_sub *s)
+{
+        s->doomed = true;
+        if (!c->on_doomed_list) {
+                c->on_doomed_list = true;
+                c->next_doomed = n->doomed_head;
+                n->doomed_head = (uint32_t)(c - n->conns) + 1;
+        }
+}
+
+void dp_nats_deliver(struct dp_nats *n, const struct dp_dispatch *d)
+{
+        struct dp_nats_conn *c = dp_nats_conn_of(n, d->endpoint);
+        if (c == NULL || c->closing || d->sid >= c->subs_cap || d->buf == SHM_BUF_NONE)
+                return;
+        struct dp_nats_sub *s = &c->subs[d->sid];
+        if (!s->live || s->doomed)
+                return;
+        if (!c->echo && d->endpoint == n->publishing)
+                return;
+        struct dp_msg_view v;
+        if (dp_shard_msg_view(&n->w->shard, d->buf, &v) != 0)
+                return;
+        dp_nats_write_msg(n, c, s, &v);
+        if (s->max != 0 && ++s->delivered >= s->max)
+                dp_nats_doom(n, c, s);
+}
+
+/* Unsubscribes sub i of c from the shard and frees it. */
+static void dp_nats_unsub_one(struct dp_nats *n, struct dp_nats_conn *c, uint32_t i)
+{
+        (void)dp_shard_unsubscribe(&n->w->shard, c->subs[i].trie_id);
+        dp_nats_sub_drop(c, i);
+}
+
+/* Subscriptions that reached their max inside a publish go now, outside
+ * the shard's match walk. */
+static void dp_nats_reap_doomed(struct dp_nats *n)
+{
+        while (n->doomed_head != 0) {
+                struct dp_nats_conn *c = &n->conns[n->doomed_head - 1];
+                n->doomed_head = c->next_doomed;
+                c->on_doomed_list = false;
+                if (c->id == 0)
+                        continue;
+                for (uint32_t i = 0; i < c->subs_cap; i++)
+                        if (c->subs[i].live && c->subs[i].doomed)
+                                dp_nats_unsub_one(n, c, i);
+        }
+}
+
+static bool dp_json_flag(const json_t *o, const char *key, bool def)
+{
+        const json_t *v = json_object_get(o, key);
+        return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+static void dp_nats_connect(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
+{
+        json_t *o = json_loadb(op->json, op->json_len, 0, NULL);
+        if (!json_is_object(o)) {
+                json_decref(o);
+                dp_nats_err(n, c, "Parser Error", true);
+                return;
+        }
+        c->connected = true;
+        c->verbose = dp_json_flag(o, "verbose", true);
+        c->pedantic = dp_json_flag(o, "pedantic", true);
+        c->echo = dp_json_flag(o, "echo", true);
+        c->headers = dp_json_flag(o, "headers", false);
+        c->no_responders = dp_json_flag(o, "no_responders", false);
+        json_decref(o);
+        /* nats-server refuses no_responders without headers the same way. */
+        if (c->no_responders && !c->headers) {
+                dp_nats_err(n, c, "No Responders Requires Headers Support", true);
+                return;
+        }
+        dp_nats_ok(n, c);
+}
+
+static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
+{
+        if (dp_subject_check(op->subject, op->subject_len, false) != 0 ||
+            (op->reply_len != 0 && dp_subject_check(op->reply, op->reply_len, false) != 0)) {
+                dp_nats_err(n, c, "Invalid Publish Subject", false);
+                return;
+        }
+        struct dp_msg_in m = {
+                .subject = op->subject,
+                .subject_len = op->subject_len,
+                .headers = op->headers,
+                .headers_len = op->headers_len,
+                .payload = op->payload,
+                .payload_len = op->payload_len,
+                .storage = -1,
+                .reply_subject = op->reply_len != 0 ? op->reply : NULL,
+                .reply_subject_len = op->reply_len,
+        };
+        /* +OK before the deliveries it causes, as nats-server orders them. */
+        dp_nats_ok(n, c);
+        n->stats.msgs_in++;
+        n->publishing = c->id;
+        int rc = dp_worker_publish_msg(n->w, &m);
+        n->publishing = 0;
+        if (rc == -ENOBUFS)
+                n->stats.publish_dropped++;
+        else if (rc == -EMSGSIZE)
+                dp_nats_err(n, c, "Maximum Payload Violation", true);
+        /* Nobody took it: with one shard "nobody" is certain. */
+        if (rc == 0 && m.reply_subject_len != 0 && c->no_responders && n->w->workers == 1) {
+                struct dp_msg_in st = { .subject = m.reply_subject,
+                                        .subject_len = m.reply_subject_len,
+                                        .headers = dp_nats_503,
+                                        .headers_len = sizeof(dp_nats_503) - 1,
+                                        .storage = -1 };
+                n->stats.no_responders++;
+                (void)dp_shard_publish(&n->w->shard, &st);
+        }
+}
+
+static void dp_nats_sub(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
+{
+        if (dp_subject_check(op->subject, op->subject_len, true) != 0 ||
+            (op->queue_len != 0 && dp_subject_check(op->queue, op->queue_len, false) != 0)) {
+                dp_nats_err(n, c, "Invalid Subject", false);
+                return;
+        }
+        /* A sid already in use: nats-server keeps the first; so do we. */
+        if (dp_nats_sub_find(c, op->sid, op->sid_len) >= 0) {
+                dp_nats_ok(n, c);
+                return;
+        }
+        int i = dp_nats_sub_add(c, op->sid, op->sid_len, n->cfg.max_subs);
+        if (i == -EINVAL) {
+                dp_nats_err(n, c, "Invalid Subscription ID", false);
+                return;
+        }
+        if (i < 0) {
+                dp_nats_err(n, c, "Maximum Subscriptions Exceeded", false);
+                return;
+        }
+        /* Queue groups share the agents' group ids (atomq_subscribe). */
+        uint32_t group = op->queue_len != 0 ? dp_hash32(op->queue, op->queue_len) | 1u : 0;
+        uint32_t trie_id;
+        int rc = dp_shard_subscribe(&n->w->shard, op->subject, op->subject_len, group, c->id,
+                                    (uint32_t)i, 0, &trie_id);
+        if (rc != 0) {
+                dp_nats_sub_drop(c, (uint32_t)i);
+                dp_nats_err(n, c, "Maximum Subscriptions Exceeded", false);
+                return;
+        }
+        c->subs[i].trie_id = trie_id;
+        dp_nats_ok(n, c);
+}
+
+static void dp_nats_unsub(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
+{
+        int i = dp_nats_sub_find(c, op->sid, op->sid_len);
+        /* Unknown sids are ignored, as nats-server does. */
+        if (i >= 0) {
+                struct dp_nats_sub *s = &c->subs[i];
+                if (op->max_msgs != 0 && s->delivered < op->max_msgs)
+                        s->max = op->max_msgs;
+                else
+                        dp_nats_unsub_one(n, c, (uint32_t)i);
+        }
+        dp_nats_ok(n, c);
+}
+
+static void dp_nats_op(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
+{
+        switch (op->kind) {
+        case DP_NATS_CONNECT:
+                dp_nats_connect(n, c, op);
+                break;
+        case DP_NATS_PUB:
+        case DP_NATS_HPUB:
+                dp_nats_pub(n, c, op);
+                break;
+        case DP_NATS_SUB:
+                dp_nats_sub(n, c, op);
+                break;
+        case DP_NATS_UNSUB:
+                dp_nats_unsub(n, c, op);
+                break;
+        case DP_NATS_PING:
+                dp_nats_send(n, c, "PONG\r\n", 6);
+                break;
+        case DP_NATS_PONG:
+                c->pings_out = 0;
+                break;
+        case DP_NATS_OK:
+        case DP_NATS_ERR:
+                break;
+        }
+}
+
+static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t len)
+{
+        struct dp_nats *n = arg;
+        struct dp_nats_conn *c = dp_nats_conn_of(n, id);
+        /* Until the parser says it needs more: that last call (len may be
+         * 0 by then) is also what frees a buffer a big payload needed. */
+        while (c != NULL && !c->closing) {
+                size_t used = 0;
+                struct dp_nats_op op;
+                int rc = dp_nats_parse(&c->parser, data, len, &used, &op);
+                data += used;
+                len -= used;
+                if (rc == DP_NATS_E_ARGS || rc == DP_NATS_E_HEADERS) {
+                        n->stats.protocol_errors++;
+                        c->closing = true;
+                        nic_uring_close(n->nic, c->id, true);
+                        break;
+                }
+                if (rc < 0) {
+                        dp_nats_err(n, c, dp_nats_err_text(rc), true);
+                        break;
+                }
+                if (rc == 0)
+                        break;
+                dp_nats_op(n, c, &op);
+        }
+}
+
+static void dp_nats_on_open(void *arg, uint32_t id)
+{
+        struct dp_nats *n = arg;
+        uint32_t slot = id & (NIC_CONNS_MAX - 1);
+        if (slot >= n->cfg.max_conns) {
+                nic_uring_close(n->nic, id, false);
+                return;
+        }
+        struct dp_nats_conn *c = &n->conns[slot];
+        *c = (struct dp_nats_conn){ .id = id, .echo = true, .verbose = true, .pedantic = true,
+                                    .last_ping_ns = shm_clock_ns() };
+        dp_nats_parser_init(&c->parser, n->cfg.max_payload);
+        n->stats.conns_opened++;
+        dp_nats_send(n, c, n->info, n->info_len);
+}
+
+static void dp_nats_on_close(void *arg, uint32_t id, enum nic_close_reason reason)
+{
+        struct dp_nats *n = arg;
+        (void)reason;
+        struct dp_nats_conn *c = dp_nats_conn_of(n, id);
+        if (c == NULL)
+                return;
+        for (uint32_t i = 0; i < c->subs_cap; i++)
+                if (c->subs[i].live)
+                        dp_nats_unsub_one(n, c, i);
+        dp_nats_subs_free(c);
+        dp_nats_parser_fini(&c->parser);
+        c->id = 0;
+        n->stats.conns_closed++;
+}
+
+/* Every ping interval: PING each connection, or end one that left
+ * max_pings_out PINGs unanswered. */
+static void dp_nats_ping_sweep(struct dp_nats *n, uint64_t now_ns)
+{
+        uint64_t interval_ns = (uint64_t)n->cfg.ping_interval_ms * 1000000;
+        if (now_ns - n->ping_sweep_ns < interval_ns / 4)
+                return;
+        n->ping_sweep_ns = now_ns;
+        for (uint32_t i = 0; i < n->cfg.max_conns; i++) {
+                struct dp_nats_conn *c = &n->conns[i];
+                if (c->id == 0 || c->closing || now_ns - c->last_ping_ns < interval_ns)
+                        continue;
+                c->last_ping_ns = now_ns;
+                if (c->pings_out >= n->cfg.max_pings_out) {
+                        n->stats.stale_conns++;
+                        dp_nats_err(n, c, "Stale Connection", true);
+                        continue;
+                }
+                c->pings_out++;
+                dp_nats_send(n, c, "PING\r\n", 6);
+        }
+}
+
+int dp_nats_poll(struct dp_nats *n)
+{
+        dp_nats_reap_doomed(n);
+        int rc = nic_uring_poll(n->nic);
+        dp_nats_reap_doomed(n);
+        dp_nats_ping_sweep(n, shm_clock_ns());
+        return rc > 0 ? rc : 0;
+}
+
+void dp_nats_flush(struct dp_nats *n)
+{
+        (void)nic_uring_flush(n->nic);
+}
+
+int dp_nats_wait(void *arg, struct shm_wake *const *w, const uint32_t *seq, uint32_t count,
+                 int64_t timeout_ns)
+{
+        struct dp_nats *n = arg;
+        return nic_uring_wait(n->nic, w, seq, count, timeout_ns);
+}
+
+/* One server id for the process, whichever worker a client reaches (a
+ * client that reconnects to another worker must see the same server). */
+static char dp_nats_server_id[23];
+static pthread_once_t dp_nats_server_id_once = PTHREAD_ONCE_INIT;
+
+static void dp_nats_server_id_make(void)
+{
+        /* As nats-server makes them: 22 of A-Z and 0-9. */
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        uint8_t rnd[sizeof(dp_nats_server_id) - 1];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                memset(rnd, 0, sizeof(rnd));
+        for (size_t i = 0; i < sizeof(rnd); i++)
+                dp_nats_server_id[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+}
+
+static void dp_nats_info_build(struct dp_nats *n, uint16_t port)
+{
+        pthread_once(&dp_nats_server_id_once, dp_nats_server_id_make);
+        const char *id = dp_nats_server_id;
+        int len = snprintf(n->info, sizeof(n->info),
+                           "INFO {\"server_id\":\"%s\",\"server_name\":\"atomq\","
+                           "\"version\":\"%s\",\"proto\":1,\"go\":\"atomq (C)\","
+                           "\"host\":\"%s\",\"port\":%u,\"headers\":true,"
+                           "\"max_payload\":%u}\r\n",
+                           id, ATOMQ_VERSION, n->cfg.host, port,
+                           n->cfg.max_payload);
+        DP_VERIFY(len > 0 && (size_t)len < sizeof(n->info));
+        n->info_len = (uint32_t)len;
+}
+
+int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats_config *cfg)
+{
+        static const struct nic_uring_ops ops = {
+                .on_open = dp_nats_on_open,
+                .on_data = dp_nats_on_data,
+                .on_close = dp_nats_on_close,
+        };
+        if (cfg->max_conns == 0 || cfg->max_conns > NIC_CONNS_MAX || cfg->max_payload == 0 ||
+            cfg->max_subs == 0 || cfg->ping_interval_ms == 0)
+                return -EINVAL;
+        struct dp_nats *n = calloc(1, sizeof(*n));
+        if (n == NULL)
+                return -ENOMEM;
+        n->w = w;
+        n->cfg = *cfg;
+        n->conns = calloc(cfg->max_conns, sizeof(*n->conns));
+        n->nic = calloc(1, nic_uring_size());
+        if (n->conns == NULL || n->nic == NULL) {
+                free(n->conns);
+                free(n->nic);
+                free(n);
+                return -ENOMEM;
+        }
+        struct nic_uring_config nc;
+        nic_uring_config_default(&nc);
+        memcpy(nc.host, cfg->host, sizeof(nc.host));
+        nc.port = cfg->port;
+        nc.max_conns = cfg->max_conns;
+        nc.out_max_bytes = cfg->max_pending;
+        int rc = nic_uring_init(n->nic, &nc, &ops, n);
+        if (rc != 0) {
+                free(n->conns);
+                free(n->nic);
+                free(n);
+                return rc;
+        }
+        dp_nats_info_build(n, nic_uring_port(n->nic));
+        n->ping_sweep_ns = shm_clock_ns();
+        *out = n;
+        return 0;
+}
+
+void dp_nats_fini(struct dp_nats *n)
+{
+        if (n == NULL)
+                return;
+        nic_uring_fini(n->nic);
+        for (uint32_t i = 0; i < n->cfg.max_conns; i++) {
+                if (n->conns[i].id != 0) {
+                        dp_nats_subs_free(&n->conns[i]);
+                        dp_nats_parser_fini(&n->conns[i].parser);
+                }
+        }
+        free(n->conns);
+        free(n->nic);
+        free(n);
+}

@@ -1,0 +1,107 @@
+/* dp_nats.h - the NATS client protocol on a worker: one session per TCP
+ * connection of the worker's io_uring backend (nic/nic_uring.h), speaking
+ * what nats-server speaks to its clients.
+ *
+ * A worker owns one struct dp_nats and drives it from its loop:
+ *
+ *      work += dp_nats_poll(n);      receive: parse, subscribe, publish
+ *      ...                           deliveries arrive via dp_nats_deliver
+ *      dp_nats_flush(n);             send what the pass produced
+ *
+ * Subscriptions of a connection live in its worker's shard, with the
+ * connection as endpoint (the nic's connection id, bit 30 clear, so never
+ * an agent's) and the subscription's index in the connection as sid. A
+ * publish is matched on this shard and fanned out to every other worker
+ * (dp_worker_publish_msg), like an agent's, so network clients and agents
+ * share one subject space and a publisher's messages reach each shard in
+ * order.
+ *
+ * Limits (all per connection unless said): control line 4 KiB and
+ * max_payload (the parser), max_subs subscriptions, max_pending bytes of
+ * unsent output (beyond: the connection is a slow consumer, cut off and
+ * counted), ping_interval_ms between server PINGs and max_pings_out
+ * unanswered before 'Stale Connection'. The connection count is the nic's.
+ */
+#ifndef ATOMQ_DP_NATS_H
+#define ATOMQ_DP_NATS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataplane/dp_shard.h"
+#include "nic/nic_uring.h"
+
+/* A subscription id as the client sends it: at most this many bytes. */
+#define DP_NATS_SID_MAX 64u
+
+struct dp_nats_config {
+        bool enabled;
+        char host[64];            /* listen address (numeric) */
+        uint16_t port;
+        uint32_t max_conns;       /* per worker */
+        uint32_t max_payload;     /* announced in INFO, enforced by the parser */
+        uint32_t max_subs;        /* per connection */
+        uint64_t max_pending;     /* unsent output per connection, bytes */
+        uint32_t ping_interval_ms;
+        uint32_t max_pings_out;
+};
+
+/* A session layer's counters: one writer (the worker). */
+struct dp_nats_stats {
+        uint64_t conns_opened;
+        uint64_t conns_closed;
+        uint64_t msgs_in;
+        uint64_t msgs_out;
+        uint64_t protocol_errors;   /* -ERR sent and closed: bad input */
+        uint64_t slow_consumers;
+        uint64_t stale_conns;
+        uint64_t no_responders;     /* 503 status messages sent */
+        uint64_t publish_dropped;   /* could not be fanned out (a full mesh ring) */
+};
+
+struct dp_worker;
+struct dp_nats; /* defined in dp_nats.c */
+
+/* 127.0.0.1:4222, 16384 connections, nats-server's defaults: 1 MiB
+ * max_payload, 64 MiB max_pending, PING every 2 minutes, 2 outstanding. */
+void dp_nats_config_default(struct dp_nats_config *cfg);
+
+/* Parses "HOST:PORT" (numeric IPv4, or [IPv6]:PORT) into cfg. -EINVAL. */
+int dp_nats_config_addr(struct dp_nats_config *cfg, const char *addr);
+
+/* The configuration as one command-line word, for atomqd to hand the
+ * dataplane: "HOST:PORT,conns=N,payload=N,pending=N,subs=N,ping_ms=N".
+ * Returns the length, or -ENOSPC when buf is too short. */
+int dp_nats_spec_format(const struct dp_nats_config *cfg, char *buf, size_t len);
+
+/* Reads such a word into cfg (keys may be left out: the defaults stay).
+ * -EINVAL: a bad address, key or number. */
+int dp_nats_spec_parse(struct dp_nats_config *cfg, const char *spec);
+
+/* Sets up the worker's session layer and its listener (on the calling
+ * thread, which must be the worker's: the ring is single-issuer).
+ * *out is allocated here. Errors of nic_uring_init, -ENOMEM. */
+int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats_config *cfg);
+
+/* Closes every connection and frees the layer. */
+void dp_nats_fini(struct dp_nats *n);
+
+/* Receives and handles what arrived; server PINGs. Returns the work done. */
+int dp_nats_poll(struct dp_nats *n);
+
+/* Sends what this pass produced (one submit). */
+void dp_nats_flush(struct dp_nats *n);
+
+/* Is d for one of our connections (not an agent)? */
+bool dp_nats_endpoint_is(uint32_t endpoint);
+
+/* A delivery from the shard to a connection: MSG or HMSG into its output. */
+void dp_nats_deliver(struct dp_nats *n, const struct dp_dispatch *d);
+
+/* The idle sleep (dp_idle_wait_fn): the words, or a completion. */
+int dp_nats_wait(void *n, struct shm_wake *const *w, const uint32_t *seq, uint32_t count,
+                 int64_t timeout_ns);
+
+const struct dp_nats_stats *dp_nats_stats(const struct dp_nats *n);
+
+#endif /* ATOMQ_DP_NATS_H */

@@ -1,0 +1,80 @@
+"""natsenv.py - what the NATS integration tests share: a free port, atomqd
+started with its NATS listener in a temporary directory, and the reference
+nats-server when Debian's is installed."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, seconds=10):
+    """True once port accepts connections; False if proc died or time ran out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Atomqd:
+    """atomqd (and its dataplane) with --nats on a free loopback port."""
+
+    def __init__(self, atomqd, extra=()):
+        self.tmp = tempfile.mkdtemp(prefix="atomq-nats-")
+        self.log_path = os.path.join(self.tmp, "atomqd.log")
+        self.port = free_port()
+        args = [atomqd, "--workers", "1", "--max-entities", "20000", "--hugepages", "off",
+                "--metrics", "off", "--control", os.path.join(self.tmp, "ctl.sock"),
+                "--data-dir", os.path.join(self.tmp, "data"),
+                "--nats", f"127.0.0.1:{self.port}", "--max-agents", "0", *extra]
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, XDG_RUNTIME_DIR=self.tmp))
+        self.ok = wait_port(self.port, self.proc)
+
+    def log(self, tail=4000):
+        return open(self.log_path).read()[-tail:] if os.path.exists(self.log_path) else ""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        stop(self.proc)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def nats_server():
+    """The reference nats-server on a free port, or None when not installed."""
+    path = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
+    if path is None:
+        return None, None
+    port = free_port()
+    proc = subprocess.Popen([path, "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_port(port, proc):
+        stop(proc)
+        raise OSError("nats-server did not start")
+    return proc, port
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
