@@ -4,6 +4,7 @@
 #   make run     install deps, build, start atomqd in the foreground
 #   make test    install deps, build, run every test suite
 #   make bench   build a release tree and run the benchmarks
+#   make bench-compare  atomqd against nats-server under the same NATS load
 #
 # Variables: BUILD (default build), MESON_ARGS (extra `meson setup` args),
 # RUN_ARGS (extra atomqd flags), BENCH_ARGS (extra atomq-bench flags).
@@ -14,12 +15,12 @@ MESON_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all deps setup build run test test-unit bench clean help
+.PHONY: all deps setup build run test test-unit bench bench-compare clean help
 
 all: build
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,13p' Makefile
 
 deps:
 	@sh tools/setup.sh
@@ -53,6 +54,14 @@ bench: deps $(RELEASE)/build.ninja
 	$(RELEASE)/bench/atomq-bench ring $(BENCH_ARGS)
 	$(RELEASE)/bench/atomq-bench churn $(BENCH_ARGS)
 	$(RELEASE)/bench/atomq-bench route $(BENCH_ARGS)
+
+# atomqd (release, one worker) and nats-server started on free loopback
+# ports, each NATS scenario of atomq-bench run against both with their runs
+# alternated, one table (tools/bench-compare.sh; BENCH_ARGS go to
+# atomq-bench, e.g. BENCH_ARGS="--runs 9"). About 70 s.
+bench-compare: deps $(RELEASE)/build.ninja
+	ninja -C $(RELEASE) bench/atomq-bench control/atomqd dataplane/atomq-dataplane
+	bash tools/bench-compare.sh $(RELEASE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(RELEASE)

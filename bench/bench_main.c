@@ -9,6 +9,7 @@
  *      atomq-bench ipc --control /tmp/aq/control.sock --runs 3 --json
  *      atomq-bench churn --path agent --control /tmp/aq/control.sock --json
  *      atomq-bench route --subs 10000,1000000 --svg /tmp/route.svg
+ *      atomq-bench nats pubsub --url nats://127.0.0.1:4222 --json
  *
  * A scenario is a function that appends results to a report
  * (bench_scenario.h); adding one is a file and a row in bench_scenarios[].
@@ -68,6 +69,27 @@ static const struct bench_scenario bench_scenarios[] = {
           "With --control also channel-open-atomqd: atomq_channel_open by one agent,\n"
           "atomq_channel_join by another, both close (500 per run, p50/p99/p999 ns).",
           BENCH_OPTF_DURATION | BENCH_OPTF_CPUS | BENCH_OPTF_CONTROL, bench_ipc_run },
+        { "nats", "NATS client protocol load on any NATS server (atomqd --nats, nats-server)",
+          "`nats CASE --url nats://HOST:PORT`; CASE is one of (none: all five):\n"
+          "pub     one publisher, no subscriber: msgs/s the server took (PING/PONG sync at\n"
+          "        both ends of the window);\n"
+          "pubsub  one publisher, one subscriber connection: msgs/s received;\n"
+          "fanout  one publisher, --subs N subscriber connections (default 4, at most 64):\n"
+          "        msgs/s delivered in all;\n"
+          "queue   the same, the N in one queue group: each message exactly once;\n"
+          "reqrep  one responder, one requester doing sequential requests: p50/p99/p999 ns\n"
+          "        and requests/s (round-trips/s).\n"
+          "Messages of --sizes bytes (default 16). PUBs go out in blocks of up to 1024 per\n"
+          "send(), each ended by a PING, at most 16 unanswered; the publisher keeps at\n"
+          "most 4 MiB of messages ahead of its slowest subscriber, so no subscriber is a\n"
+          "slow consumer. Lost, duplicated or wrong messages and -ERRs are errors. Every\n"
+          "run uses new connections; several servers in --url (comma-separated, at most\n"
+          "4) are alternated run by run, and each result's system is what the server's\n"
+          "INFO says (atomq, nats-server). cpu_share: the share of the time a client\n"
+          "thread was ready to run that it ran (they block on sockets).",
+          BENCH_OPTF_DURATION | BENCH_OPTF_SIZES | BENCH_OPTF_SUBS | BENCH_OPTF_URL |
+                  BENCH_OPTF_CASE,
+          bench_nats_run },
         { "ring", "SPSC shm_ring between two pinned threads: throughput and ping-pong latency",
           "throughput for --sizes (default 8,32,256 bytes) x --bursts (default 1,32);\n"
           "round trips of an 8-byte message over two rings (case pingpong), and over\n"
@@ -103,18 +125,19 @@ static void bench_usage_scenarios(FILE *f)
 
 static void bench_usage(FILE *f)
 {
-        fprintf(f, "usage: atomq-bench SCENARIO [options]\n\nScenarios:\n");
+        fprintf(f, "usage: atomq-bench SCENARIO [CASE] [options]\n\nScenarios:\n");
         bench_usage_scenarios(f);
         fprintf(f,
                 "\n"
                 "Options:\n"
-                "  --duration SECONDS  ring, route: length of each timed run (default %.1f)\n"
-                "  --warmup SECONDS    ring, route: untimed run-in before each timed run\n"
+                "  --duration SECONDS  ring, route, nats: length of each timed run (default %.1f)\n"
+                "  --warmup SECONDS    ring, route, nats: untimed run-in before each timed run\n"
                 "                      (default %.1f)\n"
                 "  --runs N            timed runs per case, medians reported (default %d, max %d)\n"
                 "  --cpus A,B          pin the two threads to CPUs A and B (default: the first\n"
                 "                      two this process may use); churn and route run on A\n"
-                "  --sizes LIST        ring: message sizes in bytes, comma-separated (at most %d)\n"
+                "  --sizes LIST        ring, nats: message sizes in bytes, comma-separated\n"
+                "                      (at most %d)\n"
                 "  --bursts LIST       ring: messages per burst, comma-separated (at most %d)\n"
                 "  --entities LIST     churn: entity counts, comma-separated (at most %d)\n"
                 "  --path table|control|agent\n"
@@ -123,7 +146,10 @@ static void bench_usage(FILE *f)
                 "                      pipelined through a libatomq agent connection\n"
                 "  --control PATH      the running atomqd's control socket: churn --path\n"
                 "                      control|agent; ipc adds ipc-pubsub and ipc-pingpong\n"
-                "  --subs LIST         route: subscription counts, comma-separated (at most %d)\n"
+                "  --subs LIST         route: subscription counts; nats fanout and queue:\n"
+                "                      subscriber connections; comma-separated (at most %d)\n"
+                "  --url URL[,URL]     nats: the servers, nats://HOST:PORT (default\n"
+                "                      nats://127.0.0.1:4222); several are alternated\n"
                 "  --json              one JSON object per result line on stdout, no table\n"
                 "  --svg FILE          also draw the results as an SVG picture\n"
                 "  --quiet             no progress line and no notes on stderr\n"
@@ -138,6 +164,8 @@ static void bench_usage(FILE *f)
                 "  atomq-bench churn --path agent --control /tmp/aq/control.sock --json\n"
                 "  atomq-bench ipc --control /tmp/aq/control.sock --cpus 1,1 --json\n"
                 "  atomq-bench route --subs 1000000 --duration 2 --svg /tmp/route.svg\n"
+                "  atomq-bench nats pubsub --url nats://127.0.0.1:4222 --runs 3 --json\n"
+                "  atomq-bench nats --url nats://127.0.0.1:4222,nats://127.0.0.1:4223\n"
                 "\n"
                 "Output: a table, or with --json one object a line with system, scenario, case,\n"
                 "msg_bytes, burst (throughput cases), msgs_per_s (round trips for latency\n"
@@ -146,7 +174,8 @@ static void bench_usage(FILE *f)
                 "churn and route add their own fields after case (entities, creates_per_s,\n"
                 "destroys_per_s, bytes_per_entity, rss_bytes_per_entity, hugepages; subs,\n"
                 "matches_per_s, deliveries_per_s, ...) and have no msg_bytes; churn has no\n"
-                "msgs_per_s or duration_s.\n"
+                "msgs_per_s or duration_s. nats pubsub, fanout and queue add subs (fanout,\n"
+                "queue), sent_per_s, sent, lost and dups (queue); msgs_per_s is what arrived.\n"
                 "\n"
                 "Exit status: 0 done; 1 a run failed or counted errors (ordering, loss, a\n"
                 "wrong lookup or match); 2 bad usage.\n",
@@ -222,6 +251,7 @@ enum bench_opt_id {
         BENCH_OPT_SUBS,
         BENCH_OPT_PATH,
         BENCH_OPT_CONTROL,
+        BENCH_OPT_URL,
         BENCH_OPT_JSON,
         BENCH_OPT_SVG,
         BENCH_OPT_QUIET,
@@ -238,6 +268,7 @@ static const struct option bench_long_opts[] = {
         { "subs", required_argument, NULL, BENCH_OPT_SUBS },
         { "path", required_argument, NULL, BENCH_OPT_PATH },
         { "control", required_argument, NULL, BENCH_OPT_CONTROL },
+        { "url", required_argument, NULL, BENCH_OPT_URL },
         { "json", no_argument, NULL, BENCH_OPT_JSON },
         { "svg", required_argument, NULL, BENCH_OPT_SVG },
         { "quiet", no_argument, NULL, BENCH_OPT_QUIET },
@@ -293,6 +324,11 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
                 o->given |= BENCH_OPTF_CONTROL;
                 o->control_path = arg;
                 return 0;
+        case BENCH_OPT_URL:
+                /* Split and checked by the scenario, which knows the form. */
+                o->given |= BENCH_OPTF_URL;
+                o->url = arg;
+                return 0;
         case BENCH_OPT_JSON:
                 o->json = true;
                 return 0;
@@ -323,6 +359,7 @@ static int bench_opts_check(const struct bench_opts *o, const struct bench_scena
                 { BENCH_OPTF_SUBS, "--subs" },
                 { BENCH_OPTF_PATH, "--path" },
                 { BENCH_OPTF_CONTROL, "--control" },
+                { BENCH_OPTF_URL, "--url" },
         };
         for (size_t i = 0; i < sizeof(optfs) / sizeof(optfs[0]); i++) {
                 if ((o->given & optfs[i].flag) && !(sc->opts & optfs[i].flag)) {
@@ -371,16 +408,20 @@ static int bench_opts_parse(int argc, char **argv, struct bench_opts *o,
                 bench_usage(stderr);
                 return BENCH_EXIT_USAGE;
         }
-        if (optind + 1 < argc) {
-                fprintf(stderr, "atomq-bench: unexpected argument '%s' (see --help)\n",
-                        argv[optind + 1]);
-                return BENCH_EXIT_USAGE;
-        }
         for (size_t i = 0; i < BENCH_SCENARIOS_N; i++)
                 if (strcmp(argv[optind], bench_scenarios[i].name) == 0)
                         *scenario = &bench_scenarios[i];
         if (*scenario == NULL) {
                 fprintf(stderr, "atomq-bench: unknown scenario '%s' (see --help)\n", argv[optind]);
+                return BENCH_EXIT_USAGE;
+        }
+        /* A case word, for the scenarios that take one; it checks it. */
+        int words = (*scenario)->opts & BENCH_OPTF_CASE ? 2 : 1;
+        if (words == 2 && optind + 1 < argc)
+                o->case_word = argv[optind + 1];
+        if (optind + words < argc) {
+                fprintf(stderr, "atomq-bench: unexpected argument '%s' (see --help)\n",
+                        argv[optind + words]);
                 return BENCH_EXIT_USAGE;
         }
         return bench_opts_check(o, *scenario);

@@ -40,6 +40,9 @@ struct bench_report;
 #define BENCH_OPTF_SUBS (1u << 5)
 #define BENCH_OPTF_PATH (1u << 6)
 #define BENCH_OPTF_CONTROL (1u << 7)
+#define BENCH_OPTF_URL (1u << 8)
+/* Not an option: the scenario takes a word after its name (nats pubsub). */
+#define BENCH_OPTF_CASE (1u << 9)
 
 struct bench_opts {
         double duration_s;    /* each timed run */
@@ -60,6 +63,8 @@ struct bench_opts {
         const char *control_path; /* --control: atomqd's control socket */
         unsigned subs_n;      /* 0: the scenario's default subscription counts */
         unsigned subs[BENCH_LIST_MAX];
+        const char *url;      /* --url: NATS servers, comma-separated; NULL: default */
+        const char *case_word; /* the word after the scenario's name; NULL: none */
         unsigned given;       /* BENCH_OPTF_* of the options on the command line */
 };
 
@@ -86,6 +91,7 @@ int bench_opts_cpu(const struct bench_opts *o, const char *scenario, int *cpu);
 
 bench_scenario_run_fn bench_churn_run;
 bench_scenario_run_fn bench_ipc_run;
+bench_scenario_run_fn bench_nats_run;
 bench_scenario_run_fn bench_ring_run;
 bench_scenario_run_fn bench_churn_control;
 bench_scenario_run_fn bench_churn_agent;

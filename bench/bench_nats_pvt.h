@@ -1,0 +1,151 @@
+/* bench_nats_pvt.h - what the files of scenario "nats" share: a tiny
+ * blocking NATS client (bench_nats_client.c) and its limits.
+ *
+ *      atomq-bench nats pubsub --url nats://127.0.0.1:4222 --json
+ *
+ * The client speaks the NATS client protocol to any server (atomqd's
+ * --nats listener, nats-server): it reads INFO, sends CONNECT and syncs
+ * with PING/PONG, buffers what it writes so that many PUBs go out in one
+ * send(), and parses MSG/HMSG control lines, skipping their payloads (only
+ * the line matters to a load generator; the trailing CRLF is checked so a
+ * framing error shows). A connection belongs to one thread at a time: no
+ * locks. Sockets are blocking with a receive and send timeout of
+ * BENCH_NATS_IO_TIMEOUT_MS, so a thread blocked on a silent server wakes up
+ * to look at its flags and at the give-up time instead of hanging.
+ */
+#ifndef ATOMQ_BENCH_NATS_PVT_H
+#define ATOMQ_BENCH_NATS_PVT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bench/bench_report.h"
+
+/* --url takes a comma-separated list of servers, alternated run by run. */
+#define BENCH_NATS_URLS_MAX 4u
+#define BENCH_NATS_URL_BYTES 256u
+#define BENCH_NATS_PORT_DEFAULT "4222"
+/* A control line (INFO, MSG, -ERR) longer than this is a protocol error.
+ * nats-server's own limit is 4 KiB for what clients send; its INFO grows
+ * with connect_urls in a cluster, hence the room. */
+#define BENCH_NATS_LINE_MAX 16384u
+/* One recv() takes up to this much: thousands of small MSGs a call. */
+#define BENCH_NATS_RBUF_BYTES (256u * 1024u)
+/* What put() gathers before a send(). */
+#define BENCH_NATS_WBUF_BYTES (64u * 1024u)
+#define BENCH_NATS_IO_TIMEOUT_MS 50
+#define BENCH_NATS_CONNECT_TIMEOUT_MS 2000
+/* The handshake (INFO, CONNECT, PING -> PONG) must be done by then. */
+#define BENCH_NATS_HANDSHAKE_NS 5000000000ull
+#define BENCH_NATS_ERR_BYTES 160u
+#define BENCH_NATS_INFO_STR_BYTES 64u
+
+/* What the server said about itself in INFO. */
+struct bench_nats_info {
+        char server_name[BENCH_NATS_INFO_STR_BYTES];
+        char go[BENCH_NATS_INFO_STR_BYTES];     /* nats-server: "go1.19.8" */
+        char version[BENCH_NATS_INFO_STR_BYTES];
+        uint64_t max_payload;                   /* 0: not announced */
+        bool headers;
+        bool seen;
+};
+
+/* One server of --url: where it is and what it turned out to be. */
+struct bench_nats_server {
+        char url[BENCH_NATS_URL_BYTES];         /* as given */
+        char host[BENCH_NATS_URL_BYTES];
+        char port[8];
+        char system[BENCH_NAME_BYTES];          /* "atomq", "nats-server", ... */
+        bool known;                             /* system is from INFO */
+        uint64_t max_payload;
+};
+
+/* A MSG or HMSG as its control line gave it; the payload is skipped. */
+struct bench_nats_msg {
+        const char *subject;
+        size_t subject_len;
+        const char *reply;                      /* NULL when there is none */
+        size_t reply_len;
+        uint64_t payload_bytes;                 /* headers included (HMSG) */
+        bool hmsg;
+};
+
+struct bench_nats_conn;
+typedef void bench_nats_msg_fn(void *arg, struct bench_nats_conn *c,
+                               const struct bench_nats_msg *m);
+
+struct bench_nats_conn {
+        int fd;
+        uint64_t give_up_ns;    /* shm_clock_ns(): blocking loops fail past it */
+        bench_nats_msg_fn *on_msg;  /* NULL: messages are only counted */
+        void *on_msg_arg;
+        /* Receiving: rbuf[rpos, rlen) is unparsed. */
+        char *rbuf;
+        size_t rpos, rlen;
+        uint64_t skip;          /* payload bytes still to skip */
+        bool want_crlf;         /* a payload ended: its CRLF comes next */
+        bool pong_due;          /* the server PINGed: PONG after this read */
+        /* Sending. */
+        char *wbuf;
+        size_t wlen;
+        /* Counters: one writer, the thread owning the connection. */
+        uint64_t msgs;          /* MSG and HMSG received */
+        uint64_t hmsgs;
+        uint64_t pings_out;     /* our PINGs ... */
+        uint64_t pongs;         /* ... and the PONGs for them */
+        uint64_t errs;          /* -ERR received */
+        char err[BENCH_NATS_ERR_BYTES]; /* the last -ERR or parse error */
+        struct bench_nats_info info;
+};
+
+/* Fills s from "nats://HOST:PORT", "HOST:PORT", "HOST" or "[V6]:PORT"
+ * (port 4222 when left out). -EINVAL: empty, too long, user info, or a
+ * port that is not a number from 1 to 65535. */
+int bench_nats_url_parse(struct bench_nats_server *s, const char *url);
+
+/* Connects to s, reads INFO, sends CONNECT and syncs with PING/PONG.
+ * -ENOMEM; -errno of connect (-ECONNREFUSED, -ETIMEDOUT after
+ * BENCH_NATS_CONNECT_TIMEOUT_MS); -EHOSTUNREACH when the name does not
+ * resolve; -EPROTO when the server does not speak NATS or answered CONNECT
+ * with -ERR (c->err says what). On error c holds no resources. */
+int bench_nats_conn_open(struct bench_nats_conn *c, const struct bench_nats_server *s);
+
+void bench_nats_conn_close(struct bench_nats_conn *c);
+
+/* Appends to the write buffer, sending it first when p does not fit
+ * (a p larger than the buffer is sent straight). 0 or a send error. */
+int bench_nats_put(struct bench_nats_conn *c, const void *p, size_t len);
+
+/* Sends what is buffered, then p straight from where it is (a block of
+ * PUBs built once). Errors as bench_nats_flush. */
+int bench_nats_write(struct bench_nats_conn *c, const void *p, size_t len);
+
+/* "SUB subject [queue] sid": appended, not sent. -EINVAL when too long. */
+int bench_nats_sub(struct bench_nats_conn *c, const char *subject, const char *queue,
+                   unsigned sid);
+
+/* A PING appended (not sent), counted in pings_out. */
+int bench_nats_ping(struct bench_nats_conn *c);
+
+/* Sends the write buffer. -EPIPE or -ECONNRESET when the server went,
+ * -ETIMEDOUT when past give_up_ns, other -errno of send(). */
+int bench_nats_flush(struct bench_nats_conn *c);
+
+/* One recv() (waits at most BENCH_NATS_IO_TIMEOUT_MS) and everything it
+ * completed parsed: MSGs counted (and handed to on_msg), PONGs counted,
+ * server PINGs answered at once. Returns the bytes received, 0 after the
+ * timeout, -ECONNRESET when the server closed (c->err holds its last -ERR
+ * if it sent one), -EPROTO on something that is not NATS, or an error of
+ * flushing the answer to a PING. */
+int bench_nats_poll(struct bench_nats_conn *c);
+
+/* PING, then reads until its PONG (and every earlier one) is in: the
+ * server has handled everything sent before. Errors of poll and flush;
+ * -ETIMEDOUT past give_up_ns. */
+int bench_nats_sync(struct bench_nats_conn *c);
+
+/* Reads until fewer than `allowed` of our PINGs are unanswered. */
+int bench_nats_pongs_wait(struct bench_nats_conn *c, uint64_t allowed);
+
+#endif /* ATOMQ_BENCH_NATS_PVT_H */

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# tools/bench-compare.sh - atomqd against nats-server under the same NATS
+# load (atomq-bench nats): both servers started here on free loopback
+# ports, every scenario run against both in one atomq-bench invocation with
+# their runs alternated (atomq, nats-server, atomq, ...), one table at the
+# end: scenario, atomq, nats-server, atomq/nats-server.
+#
+#   make bench-compare
+#   bash tools/bench-compare.sh build-release
+#   bash tools/bench-compare.sh build-release --runs 9 --duration 2
+#
+# Arguments after the build directory go to atomq-bench after the defaults
+# below (so they win). ATOMQD_ARGS adds atomqd flags; NATS_SERVER names the
+# nats-server binary. Exit status: 0 when every scenario ran against both
+# servers (counted errors are flagged in the table, not in the status);
+# 1 when a server did not start or a scenario failed to run; 2 bad usage.
+set -u
+
+build=${1:-build-release}
+[ $# -gt 0 ] && shift
+bench=$build/bench/atomq-bench
+atomqd=$build/control/atomqd
+nats_server=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
+# 5 cases x 5 runs x 2 servers x ~1.4 s: about 70 s in all.
+defaults=(--runs 5 --duration 1 --warmup 0.3)
+cases=(pub pubsub fanout queue reqrep)
+# How long a server may take to listen.
+start_wait_s=10
+
+say() { printf 'bench-compare: %s\n' "$*" >&2; }
+
+for f in "$bench" "$atomqd"; do
+        if [ ! -x "$f" ]; then
+                say "$f is missing: build the release tree first (ninja -C $build)"
+                exit 2
+        fi
+done
+if [ ! -x "$nats_server" ]; then
+        say "nats-server not found (apt-get install nats-server, or NATS_SERVER=PATH)"
+        exit 1
+fi
+
+tmp=$(mktemp -d /tmp/bench-compare.XXXXXX) || exit 1
+atomqd_pid=
+nats_pid=
+
+cleanup() {
+        for pid in $atomqd_pid $nats_pid; do
+                kill "$pid" 2>/dev/null
+        done
+        for pid in $atomqd_pid $nats_pid; do
+                wait "$pid" 2>/dev/null
+        done
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# Whether something accepts connections on 127.0.0.1:$1.
+listening() {
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A port nothing listens on; the server bound to it is checked anyway.
+free_port() {
+        local p
+        for _ in $(seq 1 50); do
+                p=$((20000 + RANDOM % 40000))
+                if ! listening "$p"; then
+                        echo "$p"
+                        return 0
+                fi
+        done
+        return 1
+}
+
+# Waits until pid $1 listens on port $2; 1 if it died or took too long.
+await_listen() {
+        local i
+        for i in $(seq 1 $((start_wait_s * 10))); do
+                kill -0 "$1" 2>/dev/null || return 1
+                listening "$2" && return 0
+                sleep 0.1
+        done
+        return 1
+}
+
+atomq_port=$(free_port) || { say "no free port"; exit 1; }
+"$atomqd" --workers 1 --max-entities 20000 --hugepages off --metrics off \
+        --control "$tmp/control.sock" --data-dir "$tmp/data" \
+        --nats "127.0.0.1:$atomq_port" --max-agents 0 ${ATOMQD_ARGS:-} \
+        >"$tmp/atomqd.log" 2>&1 &
+atomqd_pid=$!
+if ! await_listen "$atomqd_pid" "$atomq_port"; then
+        say "atomqd did not listen on 127.0.0.1:$atomq_port; its log:"
+        cat "$tmp/atomqd.log" >&2
+        exit 1
+fi
+
+nats_port=$(free_port) || { say "no free port"; exit 1; }
+while [ "$nats_port" = "$atomq_port" ]; do
+        nats_port=$(free_port) || { say "no free port"; exit 1; }
+done
+"$nats_server" -a 127.0.0.1 -p "$nats_port" >"$tmp/nats-server.log" 2>&1 &
+nats_pid=$!
+if ! await_listen "$nats_pid" "$nats_port"; then
+        say "nats-server did not listen on 127.0.0.1:$nats_port; its log:"
+        cat "$tmp/nats-server.log" >&2
+        exit 1
+fi
+
+url="nats://127.0.0.1:$atomq_port,nats://127.0.0.1:$nats_port"
+say "atomqd on :$atomq_port (--workers 1), $("$nats_server" --version) on :$nats_port"
+say "atomq-bench nats CASE --url $url --json ${defaults[*]} $*"
+
+failed=0
+: >"$tmp/all.jsonl"
+for c in "${cases[@]}"; do
+        say "$c ..."
+        "$bench" nats "$c" --url "$url" --json "${defaults[@]}" "$@" \
+                >"$tmp/$c.jsonl" 2>"$tmp/$c.log"
+        rc=$?
+        cat "$tmp/$c.jsonl" >>"$tmp/all.jsonl"
+        # 1 with both systems reported: counted errors, shown in the table.
+        n=$(grep -c '"scenario":"nats"' "$tmp/$c.jsonl")
+        if [ "$rc" -ne 0 ] && { [ "$rc" -ne 1 ] || [ "$n" -lt 2 ]; }; then
+                say "$c failed to run (exit $rc):"
+                grep -v '^nats: ' "$tmp/$c.log" >&2
+                failed=1
+        fi
+done
+for pid in $atomqd_pid $nats_pid; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+                say "a server exited during the runs (pid $pid); logs:"
+                cat "$tmp/atomqd.log" "$tmp/nats-server.log" >&2
+                failed=1
+        fi
+done
+
+# One row per figure: atomq, nats-server and their ratio; a missing figure
+# is a scenario that failed to run against that server.
+awk -v cases="${cases[*]}" '
+function val(line, key,    m) {
+        if (!match(line, "\"" key "\":(\"[^\"]*\"|[0-9.]+)"))
+                return ""
+        m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
+        gsub(/"/, "", m)
+        return m
+}
+function rate(v) {
+        if (v == "") return "FAILED"
+        v += 0
+        if (v >= 1e6) return sprintf("%.2f M", v / 1e6)
+        if (v >= 1e3) return sprintf("%.1f k", v / 1e3)
+        return sprintf("%.0f", v)
+}
+function us(v) { return v == "" ? "FAILED" : sprintf("%.1f us", v / 1e3) }
+function row(label, c, key, kind,    a, n, r, e) {
+        a = fig["atomq", c, key]
+        n = fig["nats-server", c, key]
+        r = (a != "" && n != "" && n + 0 > 0) ? sprintf("%.2f", a / n) : "-"
+        e = ""
+        if (err["atomq", c] + 0 > 0) e = e sprintf(" atomq %d", err["atomq", c])
+        if (err["nats-server", c] + 0 > 0) e = e sprintf(" nats-server %d", err["nats-server", c])
+        if (e != "") e = "  errors:" e
+        printf "%-26s %12s %12s %11s%s\n", label, kind == "us" ? us(a) : rate(a),
+               kind == "us" ? us(n) : rate(n), r, e
+}
+{
+        s = val($0, "system"); c = val($0, "case")
+        fig[s, c, "msgs_per_s"] = val($0, "msgs_per_s")
+        fig[s, c, "p50_ns"] = val($0, "p50_ns")
+        fig[s, c, "p99_ns"] = val($0, "p99_ns")
+        fig[s, c, "p999_ns"] = val($0, "p999_ns")
+        err[s, c] = val($0, "errors")
+        if (val($0, "subs") != "") subs[c] = val($0, "subs")
+        if (runs == "") {
+                runs = val($0, "runs")
+                dur = val($0, "duration_s")
+                bytes = val($0, "msg_bytes")
+        }
+}
+END {
+        printf "\nmedians of %s runs of %s s each, %s-byte messages, runs alternated\n\n",
+               runs, dur, bytes
+        printf "%-26s %12s %12s %11s\n", "scenario", "atomq", "nats-server", "atomq/nats"
+        row("pub msgs/s", "pub", "msgs_per_s")
+        row("pubsub msgs/s", "pubsub", "msgs_per_s")
+        row("fanout x" subs["fanout"] " msgs/s", "fanout", "msgs_per_s")
+        row("queue x" subs["queue"] " msgs/s", "queue", "msgs_per_s")
+        row("reqrep req/s", "reqrep", "msgs_per_s")
+        row("reqrep p50 (lower=better)", "reqrep", "p50_ns", "us")
+        row("reqrep p99 (lower=better)", "reqrep", "p99_ns", "us")
+        row("reqrep p999 (lower=better)", "reqrep", "p999_ns", "us")
+}' "$tmp/all.jsonl"
+
+if grep -q '"errors":[1-9]' "$tmp/all.jsonl"; then
+        echo
+        echo "errors were counted (loss, duplicates, -ERR, wrong answers):" \
+                "those figures are not valid"
+fi
+exit "$failed"
