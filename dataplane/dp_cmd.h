@@ -58,6 +58,7 @@
 #define DP_REC_CPL 0x314c5043u         /* "CPL1": a completion */
 #define DP_REC_MESH_EXEC 0x31584d4du   /* "MEX1": execute here, then complete */
 #define DP_REC_MESH_FANOUT 0x31464d4du /* "MFO1": publish here only, no completion */
+#define DP_REC_MESH_AQ 0x3151414du     /* "MAQ1": an $AQ request for its owner (dp_nats_aq.c) */
 
 /* A command record, header included. 16 KiB carries any control command
  * and messages up to ~15.7 KiB; bigger messages take the network path. The

@@ -173,7 +173,7 @@ void dp_nats_deliver(struct dp_nats *n, const struct dp_dispatch *d)
         struct dp_nats_sub *s = &c->subs[d->sid];
         if (!s->live || s->doomed)
                 return;
-        if (!c->echo && d->endpoint == n->publishing)
+        if (!c->echo && d->endpoint == n->w->publish_origin)
                 return;
         struct dp_msg_view v;
         if (dp_shard_msg_view(&n->w->shard, d->buf, &v) != 0)
@@ -256,9 +256,12 @@ static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct 
         /* +OK before the deliveries it causes, as nats-server orders them. */
         dp_nats_ok(n, c);
         n->stats.msgs_in++;
-        n->publishing = c->id;
-        int rc = dp_worker_publish_msg(n->w, &m);
-        n->publishing = 0;
+        if (dp_nats_aq_is(m.subject, m.subject_len)) {
+                n->stats.aq_requests++;
+                dp_nats_aq_request(n->w, &m);
+                return;
+        }
+        int rc = dp_worker_publish_msg(n->w, &m, c->id);
         if (rc == -ENOBUFS)
                 n->stats.publish_dropped++;
         else if (rc == -EMSGSIZE)
@@ -324,6 +327,17 @@ static void dp_nats_unsub(struct dp_nats *n, struct dp_nats_conn *c, const struc
         dp_nats_ok(n, c);
 }
 
+/* A PONG promises the client that what was published before its PING has
+ * been handled, as one nats-server does. Publishes from other workers that
+ * reached our inbound mesh rings before the PING must be delivered first:
+ * drain them (bounded: the rings hold a bounded number of records). */
+static void dp_nats_ping_barrier(struct dp_nats *n)
+{
+        for (int i = 0; i < 1024 && n->w->workers > 1; i++)
+                if (dp_worker_mesh_drain(n->w) <= 0)
+                        break;
+}
+
 static void dp_nats_op(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
 {
         switch (op->kind) {
@@ -341,6 +355,7 @@ static void dp_nats_op(struct dp_nats *n, struct dp_nats_conn *c, const struct d
                 dp_nats_unsub(n, c, op);
                 break;
         case DP_NATS_PING:
+                dp_nats_ping_barrier(n);
                 dp_nats_send(n, c, "PONG\r\n", 6);
                 break;
         case DP_NATS_PONG:
@@ -435,13 +450,54 @@ static void dp_nats_ping_sweep(struct dp_nats *n, uint64_t now_ns)
         }
 }
 
+int dp_nats_aq_park(struct dp_nats *n, const char *name, uint32_t name_len, uint8_t end,
+                    uint32_t batch, const char *reply, uint32_t reply_len, uint64_t deadline_ns)
+{
+        if (n->parked_count == DP_AQ_PARKED_MAX)
+                return -ENOSPC;
+        struct dp_aq_parked *pk = &n->parked[n->parked_count];
+        if (name_len > sizeof(pk->name) || reply_len > sizeof(pk->reply))
+                return -EINVAL;
+        *pk = (struct dp_aq_parked){ .deadline_ns = deadline_ns, .batch = batch, .end = end,
+                                     .name_len = (uint8_t)name_len,
+                                     .reply_len = (uint8_t)reply_len };
+        memcpy(pk->name, name, name_len);
+        memcpy(pk->reply, reply, reply_len);
+        n->parked_count++;
+        n->stats.aq_parked++;
+        return 0;
+}
+
+void dp_nats_count_aq_lost(struct dp_nats *n)
+{
+        n->stats.aq_lost++;
+}
+
+/* Parked fetches: answered once a message is there or their wait ends. */
+static int dp_nats_parked_poll(struct dp_nats *n, uint64_t now_ns)
+{
+        int work = 0;
+        for (uint32_t i = 0; i < n->parked_count;) {
+                struct dp_aq_parked *pk = &n->parked[i];
+                if (!dp_nats_aq_answer_parked(n->w, pk, now_ns >= pk->deadline_ns)) {
+                        i++;
+                        continue;
+                }
+                *pk = n->parked[--n->parked_count];
+                work++;
+        }
+        return work;
+}
+
 int dp_nats_poll(struct dp_nats *n)
 {
         dp_nats_reap_doomed(n);
         int rc = nic_uring_poll(n->nic);
         dp_nats_reap_doomed(n);
-        dp_nats_ping_sweep(n, shm_clock_ns());
-        return rc > 0 ? rc : 0;
+        uint64_t now_ns = shm_clock_ns();
+        dp_nats_ping_sweep(n, now_ns);
+        int parked = n->parked_count != 0 ? dp_nats_parked_poll(n, now_ns) : 0;
+        return (rc > 0 ? rc : 0) + parked;
 }
 
 void dp_nats_flush(struct dp_nats *n)
@@ -504,9 +560,11 @@ int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats
         n->cfg = *cfg;
         n->conns = calloc(cfg->max_conns, sizeof(*n->conns));
         n->nic = calloc(1, nic_uring_size());
-        if (n->conns == NULL || n->nic == NULL) {
+        n->parked = calloc(DP_AQ_PARKED_MAX, sizeof(*n->parked));
+        if (n->conns == NULL || n->nic == NULL || n->parked == NULL) {
                 free(n->conns);
                 free(n->nic);
+                free(n->parked);
                 free(n);
                 return -ENOMEM;
         }
@@ -520,6 +578,7 @@ int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats
         if (rc != 0) {
                 free(n->conns);
                 free(n->nic);
+                free(n->parked);
                 free(n);
                 return rc;
         }
@@ -542,5 +601,6 @@ void dp_nats_fini(struct dp_nats *n)
         }
         free(n->conns);
         free(n->nic);
+        free(n->parked);
         free(n);
 }

@@ -57,6 +57,9 @@ struct dp_nats_stats {
         uint64_t stale_conns;
         uint64_t no_responders;     /* 503 status messages sent */
         uint64_t publish_dropped;   /* could not be fanned out (a full mesh ring) */
+        uint64_t aq_requests;       /* $AQ requests taken from this worker's clients */
+        uint64_t aq_lost;           /* $AQ answers that could not be fanned out */
+        uint64_t aq_parked;         /* fetches that waited for a message */
 };
 
 struct dp_worker;
@@ -103,5 +106,13 @@ int dp_nats_wait(void *n, struct shm_wake *const *w, const uint32_t *seq, uint32
                  int64_t timeout_ns);
 
 const struct dp_nats_stats *dp_nats_stats(const struct dp_nats *n);
+
+/* Parks a fetch of the mailbox or channel end `name` until a message comes
+ * or deadline_ns (dp_nats_aq.c). -ENOSPC: DP_AQ_PARKED_MAX are waiting;
+ * -EINVAL: a name or reply too long to keep. */
+int dp_nats_aq_park(struct dp_nats *n, const char *name, uint32_t name_len, uint8_t end,
+                    uint32_t batch, const char *reply, uint32_t reply_len, uint64_t deadline_ns);
+
+void dp_nats_count_aq_lost(struct dp_nats *n);
 
 #endif /* ATOMQ_DP_NATS_H */

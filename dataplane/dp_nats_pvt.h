@@ -3,6 +3,7 @@
 #define ATOMQ_DP_NATS_PVT_H
 
 #include "dataplane/dp_nats.h"
+#include "dataplane/dp_nats_aq.h"
 #include "dataplane/dp_nats_parse.h"
 #include "dataplane/dp_worker.h"
 
@@ -46,10 +47,11 @@ struct dp_nats {
         struct nic_uring *nic;
         struct dp_nats_config cfg;
         struct dp_nats_conn *conns;   /* [cfg.max_conns], by slot */
-        uint32_t publishing;          /* the connection publishing now (echo) */
         uint32_t doomed_head;         /* slot + 1 */
         uint64_t ping_sweep_ns;
         struct dp_nats_stats stats;
+        struct dp_aq_parked *parked;  /* [DP_AQ_PARKED_MAX] */
+        uint32_t parked_count;
         uint32_t info_len;
         char info[512];               /* the INFO line, CRLF included */
 };

@@ -123,6 +123,8 @@ struct dp_worker {
         dp_worker_deliver_fn *deliver;
         void *deliver_arg;
         struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
+        uint32_t publish_origin;      /* endpoint whose publish is being matched now */
+        bool mesh_waiting;            /* inside dp_worker_publish_msg's wait for room */
         struct dp_idle idle;
         _Atomic bool running;
         _Atomic int init_rc;          /* the thread's set-up: 0 pending, 1 done, < 0 failed */

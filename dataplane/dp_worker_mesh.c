@@ -31,6 +31,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include "shm/shm_clock.h"
+
+#include "dataplane/dp_nats_aq.h"
 #include "dataplane/dp_subject.h"
 
 static enum dp_take dp_mesh_unavailable(struct dp_worker *w, const struct shm_vring *r)
@@ -100,7 +103,41 @@ enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
         return DP_TAKE_DONE;
 }
 
-int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m)
+/* Waits until every outbound ring has room for len bytes: wakes the peers
+ * that must drain them and drains our own inbound rings meanwhile (a peer
+ * may be waiting on us the same way). Nothing is reserved when it returns:
+ * the drains may publish and so reserve in these rings themselves. 0, or
+ * -ENOBUFS after DP_MESH_WAIT_NS, or a ring's -EPROTO. */
+static int dp_mesh_room_wait(struct dp_worker *w, uint32_t len)
+{
+        uint64_t deadline_ns = 0;
+        for (uint32_t j = 0; j < w->workers;) {
+                if (j == w->index || shm_vring_reserve(&w->mesh_out[j], len) != NULL) {
+                        j++;
+                        continue;
+                }
+                if (w->mesh_out[j].reserve_err != -ENOBUFS)
+                        return w->mesh_out[j].reserve_err;
+                uint64_t now_ns = shm_clock_ns();
+                if (deadline_ns == 0)
+                        deadline_ns = now_ns + DP_MESH_WAIT_NS;
+                /* A publish made by a record this wait drains does not wait
+                 * in turn: one level of draining, no recursion. */
+                if (now_ns >= deadline_ns || w->mesh_waiting)
+                        return -ENOBUFS;
+                dp_counter_inc(&w->stats->mesh_full);
+                shm_wake_notify(w->peer_wake[j]);
+                w->mesh_waiting = true;
+                int drained = dp_worker_mesh_drain(w);
+                w->mesh_waiting = false;
+                if (drained <= 0)
+                        shm_cpu_relax();
+                j = 0; /* the drain may have used room anywhere */
+        }
+        return 0;
+}
+
+int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m, uint32_t origin)
 {
         if (w->workers > 1) {
                 /* Quiet, and from the control column: no completion is ever
@@ -109,19 +146,23 @@ int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m)
                 uint32_t len = dp_cmd_bytes(0, m);
                 if (len == 0)
                         return -EMSGSIZE;
+                int rc = dp_mesh_room_wait(w, len);
+                if (rc != 0)
+                        return rc;
+                /* No drain from here to the commit: the room is ours. */
                 for (uint32_t j = 0; j < w->workers; j++) {
                         if (j == w->index)
                                 continue;
                         void *p = shm_vring_reserve(&w->mesh_out[j], len);
-                        if (p == NULL) {
-                                (void)dp_mesh_unavailable(w, &w->mesh_out[j]);
-                                return -ENOBUFS;
-                        }
+                        DP_VERIFY(p != NULL);
                         dp_cmd_encode(p, len, &h, NULL, m);
                 }
         }
+        w->publish_origin = origin;
         int rc = dp_shard_publish(&w->shard, m);
-        dp_mesh_fanout_commit(w);
+        w->publish_origin = 0;
+        if (w->workers > 1)
+                dp_mesh_fanout_commit(w);
         return rc;
 }
 
@@ -158,8 +199,24 @@ static enum dp_take dp_mesh_exec(struct dp_worker *w, const struct shm_vring_rec
         return dp_worker_exec(w, &v);
 }
 
+/* An $AQ request a NATS client made on another worker: this worker owns
+ * its entity (dp_nats_aq.c). Answered by a publish, not a completion. */
+static enum dp_take dp_mesh_aq(struct dp_worker *w, const struct shm_vring_rec *rec)
+{
+        struct dp_cmd_view v;
+        if (dp_cmd_parse(rec->data, rec->len, w->clients_all, &v) != 0 ||
+            v.hdr->op != ATOMQ_OP_PUB) {
+                dp_counter_inc(&w->stats->bad_records);
+                return DP_TAKE_DONE;
+        }
+        dp_nats_aq_exec(w, &v.msg);
+        return DP_TAKE_DONE;
+}
+
 static enum dp_take dp_mesh_one(struct dp_worker *w, const struct shm_vring_rec *rec)
 {
+        if (rec->type == DP_REC_MESH_AQ)
+                return dp_mesh_aq(w, rec);
         if (rec->type == DP_REC_MESH_FANOUT)
                 return dp_mesh_fanout(w, rec);
         if (rec->type == DP_REC_MESH_EXEC)

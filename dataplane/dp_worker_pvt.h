@@ -87,13 +87,20 @@ enum dp_take dp_worker_forward(struct dp_worker *w, uint32_t owner, const void *
 enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
                                const void *rec, uint32_t len);
 
+/* How long a publish from the network waits for room in a full mesh ring
+ * (draining its own inbound rings meanwhile) before it is dropped and
+ * counted: a network client cannot be held back inside a read. */
+#define DP_MESH_WAIT_NS (50ull * 1000 * 1000)
+
 /* Publishes a message that arrived on this worker from the network: matched
  * here and fanned out to every other worker as a publish command, all or
- * nothing. Returns the deliveries on this shard (>= 0), -ENOBUFS when a mesh
- * ring has no room (nothing was done), -EMSGSIZE when the message does not
- * fit a command record and there are other shards to reach, or an error
- * of dp_shard_publish. */
-int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m);
+ * nothing. origin is the publishing endpoint (deliveries to it see it in
+ * w->publish_origin: echo suppression), 0 for none. Returns the deliveries on
+ * this shard (>= 0), -ENOBUFS when a mesh ring stayed full for
+ * DP_MESH_WAIT_NS (nothing was done), -EMSGSIZE when the message does not fit
+ * a command record and there are other shards to reach, or an error of
+ * dp_shard_publish. */
+int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m, uint32_t origin);
 
 /* Takes up to DP_MESH_BURST records from each inbound mesh ring. Returns
  * the records taken, or -EPROTO when a ring is corrupt and none was. */

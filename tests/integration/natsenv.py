@@ -48,6 +48,18 @@ class Atomqd:
     def log(self, tail=4000):
         return open(self.log_path).read()[-tail:] if os.path.exists(self.log_path) else ""
 
+    def dataplane_rss_kib(self):
+        """VmRSS of atomq-dataplane (atomqd's child), or None."""
+        try:
+            kids = open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split()
+            for kid in kids:
+                for line in open(f"/proc/{kid}/status"):
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
     def alive(self):
         return self.proc.poll() is None
 
