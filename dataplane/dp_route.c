@@ -376,6 +376,88 @@ static void dp_pub_groups(struct dp_pub *p)
         p->s->hdr->rr++;
 }
 
+/* ---- the match cache ---- */
+
+#define DP_MATCH_CACHE_SUBJECT 64u
+#define DP_MATCH_CACHE_HITS 8u
+
+struct dp_match_hit {
+        uint32_t sub_id;
+        uint32_t group;
+        uint64_t value;
+};
+
+struct dp_match_slot {
+        uint64_t gen;    /* the trie's generation when filled; 0: empty */
+        uint64_t hash;
+        uint16_t len;
+        uint8_t n;
+        char subject[DP_MATCH_CACHE_SUBJECT];
+        struct dp_match_hit hit[DP_MATCH_CACHE_HITS];
+};
+
+struct dp_match_cache {
+        struct dp_match_slot slot[DP_MATCH_CACHE_SLOTS];
+};
+
+size_t dp_match_cache_bytes(void)
+{
+        return sizeof(struct dp_match_cache);
+}
+
+void dp_shard_set_match_cache(struct dp_shard *s, struct dp_match_cache *c)
+{
+        if (c != NULL)
+                memset(c, 0, sizeof(*c));
+        s->match_cache = c;
+}
+
+/* A walk that also records what it found, for the cache. */
+struct dp_match_fill {
+        struct dp_pub *p;
+        struct dp_match_slot *slot;
+        unsigned n;
+};
+
+static void dp_pub_match(void *arg, uint32_t sub_id, uint32_t group, uint64_t value);
+
+static void dp_match_fill_one(void *arg, uint32_t sub_id, uint32_t group, uint64_t value)
+{
+        struct dp_match_fill *f = arg;
+        if (f->n < DP_MATCH_CACHE_HITS)
+                f->slot->hit[f->n] = (struct dp_match_hit){ sub_id, group, value };
+        f->n++;
+        dp_pub_match(f->p, sub_id, group, value);
+}
+
+/* Matches through the cache: a hit replays the recorded matches; a miss
+ * walks the trie and records them when they fit. Returns the matches or
+ * the walk's error. */
+static int dp_match_cached(struct dp_shard *s, struct dp_pub *p)
+{
+        const struct dp_msg_in *m = p->m;
+        uint64_t h = dp_hash64(m->subject, m->subject_len);
+        struct dp_match_slot *slot = &s->match_cache->slot[h % DP_MATCH_CACHE_SLOTS];
+        if (slot->gen == s->trie.gen && slot->hash == h && slot->len == m->subject_len &&
+            memcmp(slot->subject, m->subject, m->subject_len) == 0) {
+                for (unsigned i = 0; i < slot->n; i++)
+                        dp_pub_match(p, slot->hit[i].sub_id, slot->hit[i].group,
+                                     slot->hit[i].value);
+                return slot->n;
+        }
+        struct dp_match_fill f = { .p = p, .slot = slot };
+        slot->gen = 0; /* being refilled: not valid until the walk succeeded */
+        int rc = dp_trie_match(&s->trie, m->subject, m->subject_len, dp_match_fill_one, &f);
+        if (rc >= 0 && f.n <= DP_MATCH_CACHE_HITS) {
+                slot->hash = h;
+                slot->len = (uint16_t)m->subject_len;
+                slot->n = (uint8_t)f.n;
+                memcpy(slot->subject, m->subject, m->subject_len);
+                slot->gen = s->trie.gen;
+        }
+        return rc;
+}
+
 int dp_publish_buf(struct dp_shard *s, const struct dp_msg_in *m, uint32_t buf,
                    bool feed_entities)
 {
@@ -390,7 +472,12 @@ int dp_publish_buf(struct dp_shard *s, const struct dp_msg_in *m, uint32_t buf,
         p->feed_entities = feed_entities;
         p->delivered = p->members = p->entities = 0;
         p->overflow = 0;
-        int rc = dp_trie_match(&s->trie, m->subject, m->subject_len, dp_pub_match, p);
+        /* The cache holds matches made while no subscription changed; a
+         * delivery below may subscribe or unsubscribe (an entity destroyed,
+         * a one-shot inbox), which only bumps the generation for next time. */
+        int rc = s->match_cache != NULL && m->subject_len <= DP_MATCH_CACHE_SUBJECT
+                         ? dp_match_cached(s, p)
+                         : dp_trie_match(&s->trie, m->subject, m->subject_len, dp_pub_match, p);
         if (rc < 0)
                 return rc;
         dp_pub_groups(p);

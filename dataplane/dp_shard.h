@@ -168,6 +168,7 @@ struct dp_shard {
         void *deliver_arg;
         dp_load_fn *load;
         void *load_arg;
+        struct dp_match_cache *match_cache; /* process-local, optional (dp_shard_set_match_cache) */
         uint8_t *owners;              /* per entity slot: who created it (0: nobody) */
         dp_disown_fn *disown;
         void *disown_arg;
@@ -195,6 +196,16 @@ int dp_shard_attach(struct dp_shard *s, void *mem, size_t len, dp_deliver_fn *de
                     void *arg);
 
 void dp_shard_set_load_fn(struct dp_shard *s, dp_load_fn *fn, void *arg);
+
+/* A cache of subject match results (what nats-server's sublist cache is):
+ * a publish to a subject seen before, with no subscription changed since,
+ * skips the trie walk. Process-local memory the caller owns (NULL: none);
+ * DP_MATCH_CACHE_BYTES of it. Subjects up to 64 bytes with up to 8
+ * matches are cached. */
+struct dp_match_cache;
+#define DP_MATCH_CACHE_SLOTS 1024u
+size_t dp_match_cache_bytes(void);
+void dp_shard_set_match_cache(struct dp_shard *s, struct dp_match_cache *c);
 
 /* Owners: one byte per entity slot, in the shard (so a restarted dataplane
  * keeps them), naming who created the entity (an agent slot + 1; 0:

@@ -43,6 +43,7 @@ int dp_send_buf(struct dp_shard *s, uint64_t handle, const struct dp_msg_in *m, 
 void dp_store_purge(struct dp_shard *s, struct dp_entity *e);
 void dp_cursors_release(struct dp_shard *s, struct dp_entity *e);
 uint32_t dp_hash32(const void *p, size_t len);
+uint64_t dp_hash64(const void *p, size_t len);
 
 /* dp_route.c */
 void dp_route_entity(struct dp_shard *s, struct dp_entity *e, uint64_t handle, uint32_t buf,

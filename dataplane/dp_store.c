@@ -28,6 +28,11 @@ uint32_t dp_hash32(const void *p, size_t len)
         return (uint32_t)XXH3_64bits(p, len);
 }
 
+uint64_t dp_hash64(const void *p, size_t len)
+{
+        return XXH3_64bits(p, len);
+}
+
 int dp_buf_make(struct dp_shard *s, const struct dp_msg_in *m, uint32_t *buf)
 {
         uint64_t total = dp_frame_bytes(m);

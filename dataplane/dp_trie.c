@@ -187,6 +187,9 @@ static void dp_trie_view_set(struct dp_trie *t, struct dp_trie_hdr *h,
         t->slot_count = g->slot_count;
         t->chunk_count = g->chunk_count;
         t->sub_id_bits = g->sub_id_bits;
+        /* A fresh view: caches of match results (dp_route.c) start empty,
+         * their slots hold generation 0. */
+        t->gen = 1;
 }
 
 /* A seed remote clients cannot guess, so they cannot pick subjects that
@@ -702,6 +705,7 @@ static uint32_t dp_trie_sub_add(struct dp_trie *t, uint32_t node, uint32_t group
 int dp_trie_insert(struct dp_trie *t, const char *pattern, size_t len, uint32_t group,
                    uint64_t value, uint32_t *sub_id)
 {
+        t->gen++;
         struct dp_trie_path p;
         int rc = dp_trie_path_make(t, pattern, len, true, &p);
         if (rc < 0)
@@ -753,6 +757,7 @@ static void dp_trie_sub_free(struct dp_trie *t, uint32_t idx)
 
 int dp_trie_remove(struct dp_trie *t, uint32_t sub_id)
 {
+        t->gen++;
         uint32_t idx = sub_id & ((1u << t->sub_id_bits) - 1);
         uint32_t gen = sub_id >> t->sub_id_bits;
         if (idx >= t->sub_count)

@@ -96,6 +96,8 @@ struct dp_trie {
         uint32_t slot_count;
         uint32_t chunk_count;
         uint32_t sub_id_bits;
+        uint64_t gen;           /* process-local: bumped by every insert and remove,
+                                 * so a cache of match results knows when it is stale */
 };
 
 /* Pool usage, for stats and leak checks. */

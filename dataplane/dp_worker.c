@@ -65,10 +65,12 @@ int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, voi
         w->cpl_dirty = calloc(dp_bitmap_words(w->clients_all), sizeof(uint64_t));
         w->mesh_dirty = calloc(dp_bitmap_words(w->workers), sizeof(uint64_t));
         w->cmd_copy = aligned_alloc(SHM_CACHE_LINE, DP_CMD_BYTES_MAX);
+        w->match_cache = malloc(dp_match_cache_bytes());
         w->cpl_scratch = aligned_alloc(SHM_CACHE_LINE, DP_CPL_BYTES_MAX);
         if (w->cpl_dirty == NULL || w->mesh_dirty == NULL || w->cmd_copy == NULL ||
-            w->cpl_scratch == NULL)
+            w->cpl_scratch == NULL || w->match_cache == NULL)
                 return -ENOMEM;
+        dp_shard_set_match_cache(&w->shard, w->match_cache);
         if (w->agents > 0) {
                 w->agent = calloc(w->agents, sizeof(*w->agent));
                 w->agent_live = calloc(w->agents, sizeof(*w->agent_live));
@@ -85,6 +87,9 @@ void dp_worker_fini(struct dp_worker *w)
         free(w->mesh_dirty);
         free(w->cmd_copy);
         free(w->cpl_scratch);
+        dp_shard_set_match_cache(&w->shard, NULL);
+        free(w->match_cache);
+        w->match_cache = NULL;
         free(w->agent);
         free(w->agent_live);
         free(w->doorbells);

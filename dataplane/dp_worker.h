@@ -120,6 +120,7 @@ struct dp_worker {
         uint64_t *mesh_dirty;         /* workers to wake after this pass (bitmap) */
         uint8_t *cmd_copy;            /* DP_CMD_BYTES_MAX: a command, copied out */
         uint8_t *cpl_scratch;         /* DP_CPL_BYTES_MAX: a fetch answer */
+        struct dp_match_cache *match_cache; /* the shard's match results (dp_route.c) */
         dp_worker_deliver_fn *deliver;
         void *deliver_arg;
         struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
