@@ -275,8 +275,14 @@ static json_t *dp_aq_send_to(struct dp_aq_req *r, uint8_t end, bool answer_seq)
         msg.subject_len = r->name_len;
         msg.end = end;
         rc = dp_aq_find(r, &h);
-        if (rc == 0)
-                rc = dp_shard_send(&r->w->shard, h, &msg, &seq);
+        if (rc != 0)
+                return dp_aq_err(r, rc);
+        rc = dp_shard_send(&r->w->shard, h, &msg, &seq);
+        /* The entity is there: -ENOENT means storage none and nobody
+         * attached to take the message (it is dropped, as broadcast). */
+        if (rc == -ENOENT)
+                return dp_aq_fail("NO_RECEIVER", "%.*s: storage none and nobody attached to "
+                                  "take the message", r->name, r->name_len);
         if (rc != 0)
                 return dp_aq_err(r, rc);
         return answer_seq ? json_pack("{s:b,s:I}", "ok", 1, "seq", (json_int_t)seq) : dp_aq_ok();
