@@ -9,6 +9,7 @@
  * is away. Requests are a one-shot inbox plus a publish.
  */
 #include "dataplane/dp_shard_pvt.h"
+#include "dataplane/dp_cmd.h"
 #include "dataplane/dp_subject.h"
 
 #include <errno.h>
@@ -488,18 +489,56 @@ int dp_publish_buf(struct dp_shard *s, const struct dp_msg_in *m, uint32_t buf,
         return (int)delivered;
 }
 
+void dp_shard_publish_buf_release(struct dp_shard *s)
+{
+        if (s->publish_buf != SHM_BUF_NONE)
+                shm_slab_put(&s->bufs, s->publish_buf);
+        s->publish_buf = SHM_BUF_NONE;
+}
+
+/* The buffer of a publish: the shard's reusable one when nobody else holds
+ * it (most publishes are copied out to their parties at once, so a pool
+ * allocation and free per message would be wasted), else a new one. */
+static int dp_publish_buf_get(struct dp_shard *s, const struct dp_msg_in *m, uint32_t *buf)
+{
+        uint64_t len = dp_frame_bytes(m);
+        if (len != 0 && s->publish_buf != SHM_BUF_NONE &&
+            shm_slab_reuse(&s->bufs, s->publish_buf, (uint32_t)len) == 0) {
+                dp_frame_write(shm_slab_data(&s->bufs, s->publish_buf, NULL), ATOMQ_OP_PUB, m);
+                *buf = s->publish_buf;
+                return 0;
+        }
+        return dp_buf_make(s, m, buf);
+}
+
+/* After the publish: a small buffer nobody else kept becomes (or stays)
+ * the reusable one; anything else gives our reference back. */
+static void dp_publish_buf_done(struct dp_shard *s, uint32_t buf)
+{
+        if (buf == s->publish_buf && shm_slab_reuse(&s->bufs, buf, 0) == 0)
+                return;
+        if (buf == s->publish_buf)
+                s->publish_buf = SHM_BUF_NONE; /* kept by a party: ours goes */
+        else if (s->publish_buf == SHM_BUF_NONE && buf >> SHM_BUF_CLASS_SHIFT == 0 &&
+                 shm_slab_reuse(&s->bufs, buf, 0) == 0) {
+                s->publish_buf = buf;
+                return;
+        }
+        shm_slab_put(&s->bufs, buf);
+}
+
 int dp_shard_publish(struct dp_shard *s, const struct dp_msg_in *m)
 {
         uint32_t buf;
         if (dp_subject_check(m->subject, m->subject_len, false) != 0)
                 return -EINVAL;
-        int rc = dp_buf_make(s, m, &buf);
+        int rc = dp_publish_buf_get(s, m, &buf);
         if (rc != 0)
                 return rc;
         s->stats->msgs_in++;
         s->stats->bytes_in += m->payload_len;
         rc = dp_publish_buf(s, m, buf, true);
-        shm_slab_put(&s->bufs, buf);
+        dp_publish_buf_done(s, buf);
         if (rc == 0)
                 s->stats->drops_no_party++;
         return rc;

@@ -131,6 +131,7 @@ int dp_shard_init(struct dp_shard *s, void *mem, size_t len, const struct dp_sha
         if (len < l.total)
                 return -ENOSPC;
         memset(s, 0, sizeof(*s));
+        s->publish_buf = SHM_BUF_NONE;
         uint8_t *b = mem;
         s->hdr = (struct dp_shard_hdr *)b;
         memset(s->hdr, 0, sizeof(*s->hdr));
@@ -184,6 +185,7 @@ int dp_shard_attach(struct dp_shard *s, void *mem, size_t len, dp_deliver_fn *de
         if (h->bind_free > cfg.max_bindings || h->cursor_free > cfg.max_cursors)
                 return -EPROTO;
         memset(s, 0, sizeof(*s));
+        s->publish_buf = SHM_BUF_NONE;
         s->hdr = h;
         s->stats = &h->stats;
         int rc = dp_shard_parts_attach(s, mem, &l);

@@ -169,6 +169,8 @@ struct dp_shard {
         dp_load_fn *load;
         void *load_arg;
         struct dp_match_cache *match_cache; /* process-local, optional (dp_shard_set_match_cache) */
+        uint32_t publish_buf;         /* process-local: a small buffer publishes reuse while
+                                       * nobody keeps it (SHM_BUF_NONE: none) */
         uint8_t *owners;              /* per entity slot: who created it (0: nobody) */
         dp_disown_fn *disown;
         void *disown_arg;
@@ -284,6 +286,10 @@ int dp_shard_subscribe(struct dp_shard *s, const char *pattern, uint32_t len, ui
                        uint32_t endpoint, uint32_t sid, uint64_t target_entity,
                        uint32_t *sub_id);
 int dp_shard_unsubscribe(struct dp_shard *s, uint32_t sub_id);
+
+/* Lets the buffer publishes reuse go (before the shard's memory is freed or
+ * handed to another process). */
+void dp_shard_publish_buf_release(struct dp_shard *s);
 
 /* Routes a message by subject to every matching subscription (one member
  * per queue group). Returns the number of deliveries, or -EINVAL for a bad

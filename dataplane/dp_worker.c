@@ -88,6 +88,8 @@ void dp_worker_fini(struct dp_worker *w)
         free(w->cmd_copy);
         free(w->cpl_scratch);
         dp_shard_set_match_cache(&w->shard, NULL);
+        if (w->shard.hdr != NULL)
+                dp_shard_publish_buf_release(&w->shard);
         free(w->match_cache);
         w->match_cache = NULL;
         free(w->agent);

@@ -272,6 +272,22 @@ void *shm_slab_data(const struct shm_slab *s, uint32_t id, uint32_t *len)
         return shm_pool_block_data(b);
 }
 
+int shm_slab_reuse(struct shm_slab *s, uint32_t id, uint32_t len)
+{
+        struct shm_pool *p = shm_slab_pool_of(s, id);
+        struct shm_pool_block *b = p ? shm_pool_block(p, id & SHM_BUF_INDEX_MASK) : NULL;
+        if (b == NULL)
+                return -EINVAL;
+        if (len > p->block_bytes)
+                return -EMSGSIZE;
+        /* Pairs with the acq_rel decrement in shm_pool_put: the other
+         * holders' reads of the payload are done before we see one ref. */
+        if (atomic_load_explicit(&b->refs, memory_order_acquire) != 1)
+                return -EBUSY;
+        b->len = len;
+        return 0;
+}
+
 int shm_slab_ref(struct shm_slab *s, uint32_t id, uint32_t n)
 {
         struct shm_pool *p = shm_slab_pool_of(s, id);

@@ -138,6 +138,12 @@ int shm_slab_alloc(struct shm_slab *s, uint32_t len, uint32_t *id);
  * when the id is not a valid buffer of this slab. */
 void *shm_slab_data(const struct shm_slab *s, uint32_t id, uint32_t *len);
 
+/* Reuses buffer id for len bytes when the caller holds its only
+ * reference (nobody else can be reading it) and len fits its block: 0 with
+ * len recorded; -EBUSY when another holder has it; -EMSGSIZE when len does
+ * not fit; -EINVAL for a bad id. */
+int shm_slab_reuse(struct shm_slab *s, uint32_t id, uint32_t len);
+
 /* As shm_pool_ref / shm_pool_put, by buffer id. */
 int shm_slab_ref(struct shm_slab *s, uint32_t id, uint32_t n);
 int shm_slab_put(struct shm_slab *s, uint32_t id);

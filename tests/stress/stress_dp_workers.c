@@ -528,6 +528,9 @@ static void check_shards(uint64_t refused)
                 msgs += s->msgs.hdr->in_use;
                 for (uint32_t k = 0; k < s->bufs.class_count; k++)
                         bufs += shm_pool_in_use(&s->bufs.pools[k]);
+                /* The buffer a shard keeps for its publishes to reuse is
+                 * held by nobody else: not a leak. */
+                bufs -= s->publish_buf != SHM_BUF_NONE;
         }
         cr_assert_eq(live, SUBMITTERS * KEEPERS, "live entities: %llu", (unsigned long long)live);
         cr_assert_eq(drops, refused, "refused sends are the shards' drops");
