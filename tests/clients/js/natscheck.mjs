@@ -3,7 +3,7 @@
 // package-lock.json).
 //
 //   npm ci                      # once, in tests/clients/js
-//   node natscheck.mjs nats://127.0.0.1:4222 [-only name,name] [-list] [-v]
+//   node natscheck.mjs nats://127.0.0.1:4222 [-aq] [-only name,name] [-list] [-v]
 //
 // Prints one line per check, "ok <name>" or "FAIL <name>: <why>", then a
 // "# ..." summary line, and exits 0 only when every check that ran passed
@@ -12,6 +12,9 @@
 //
 // Every check opens its own connections and uses its own subjects
 // ("natscheck.<nuid>.<check>..."), so any subset can run alone (-only).
+//
+// With -aq it runs, instead, the checks of atomq's own modes, served through
+// request-reply on "$AQ.>" (nats-server does not serve those).
 
 import net from "node:net";
 import { randomBytes } from "node:crypto";
@@ -67,7 +70,21 @@ class T {
     this.conns = [];
     this.raw = [];
     this.asyncErr = [];
+    this.atEndFns = [];
     this.closed = false;
+  }
+
+  // atEnd registers fn (async) to run when the check ends, passed or not,
+  // before its connections close (e.g. to destroy what the check created on
+  // the server).
+  atEnd(fn) {
+    this.atEndFns.push(fn);
+  }
+
+  async runAtEnd() {
+    const fns = this.atEndFns.reverse();
+    this.atEndFns = [];
+    for (const fn of fns) await fn().catch(() => {});
   }
 
   subj(...parts) {
@@ -753,6 +770,475 @@ const checks = [
   ["two_connections", 10000, checkTwoConnections],
 ];
 
+// ---------------------------------------------------------------- $AQ checks
+//
+// atomq serves its own modes (mailbox, latest, log, channel) to NATS clients
+// through request-reply on "$AQ.>": every request is answered by one JSON
+// object on its reply subject, {"ok":true,...} or {"ok":false,"error":"CODE",
+// "message":"..."}. Message payloads go in raw (the request's payload) and
+// come back base64 in "data". nats-server does not serve these, so they run
+// only with -aq (and then only they run).
+
+const AQ_TIMEOUT = 2000; // an ordinary $AQ request
+const AQ_WAIT_TIMEOUT = 5000; // a fetch that may wait (wait_ms)
+
+// aqName returns an entity name private to this check run.
+function aqName(t, kind) {
+  return `${t.prefix.replaceAll(".", "-")}-${kind}`;
+}
+
+// aqDestroyAtEnd makes the request verb (a DESTROY or CLOSE) when the check
+// ends, ignoring the answer, so that a failed check leaves nothing behind
+// (unacked messages hold server buffers).
+function aqDestroyAtEnd(t, nc, verb) {
+  t.atEnd(() => nc.request(`$AQ.${verb}`, new Uint8Array(0), { timeout: AQ_TIMEOUT }));
+}
+
+// aqBody turns a request body into bytes: undefined is empty, a string or
+// Uint8Array goes as is, anything else as JSON.
+function aqBody(body) {
+  if (body === undefined) return new Uint8Array(0);
+  if (typeof body === "string") return enc.encode(body);
+  if (body instanceof Uint8Array) return body;
+  return enc.encode(JSON.stringify(body));
+}
+
+// AqAnswer is one decoded $AQ answer.
+class AqAnswer {
+  constructor(subj, raw) {
+    this.subj = subj;
+    this.raw = raw;
+    try {
+      this.f = JSON.parse(raw);
+    } catch {
+      this.f = null;
+    }
+    if (this.f === null || typeof this.f !== "object" || Array.isArray(this.f)) this.fail("the answer is not one JSON object");
+  }
+
+  fail(msg) {
+    const raw = this.raw.length > 300 ? `${this.raw.slice(0, 300)}...` : this.raw;
+    fail(`${this.subj}: ${msg} (answer ${raw})`);
+  }
+
+  // expect checks "ok" and the other fields, exactly those in want, with
+  // their values: a string, boolean or number (an integer), or a function
+  // that returns an error string for a bad value.
+  expect(ok, want) {
+    if (this.f.ok !== ok) this.fail(`"ok" is ${JSON.stringify(this.f.ok)}, want ${ok}`);
+    for (const k of Object.keys(this.f)) {
+      if (k !== "ok" && !(k in want)) this.fail(`unexpected field ${JSON.stringify(k)}`);
+    }
+    for (const [k, w] of Object.entries(want)) {
+      if (!(k in this.f)) this.fail(`field ${JSON.stringify(k)} missing`);
+      const v = this.f[k];
+      let err = "";
+      if (typeof w === "function") err = w(v) || "";
+      else if (v !== w) err = `want ${JSON.stringify(w)}`;
+      if (err) this.fail(`field ${JSON.stringify(k)} is ${JSON.stringify(v)}: ${err}`);
+    }
+    return this;
+  }
+
+  // expectFail checks an error answer: {"ok":false,"error":code,"message":...}.
+  expectFail(code) {
+    return this.expect(false, aqFailWant(code));
+  }
+
+  // messages decodes the "messages" field: an array of objects with exactly
+  // the fields key ("seq" or "offset"), "data" (base64) and "deliveries".
+  messages(key) {
+    const arr = this.f.messages;
+    if (!Array.isArray(arr)) this.fail(`"messages" is not an array`);
+    return arr.map((o, i) => {
+      const keys = o && typeof o === "object" ? Object.keys(o).sort().join(",") : "";
+      if (keys !== [key, "data", "deliveries"].sort().join(",")) this.fail(`message ${i}: want an object with exactly "${key}", "data", "deliveries"`);
+      if (!Number.isInteger(o[key]) || o[key] < 0 || !Number.isInteger(o.deliveries) || typeof o.data !== "string") {
+        this.fail(`message ${i}: want "${key}" and "deliveries" integers, "data" a string`);
+      }
+      const data = aqBase64(o.data);
+      if (!data) this.fail(`message ${i}: data is not base64`);
+      return { id: o[key], data, deliveries: o.deliveries };
+    });
+  }
+
+  // sameMsgs compares messages with want: ids, payloads and delivery
+  // counts, in order.
+  sameMsgs(key, what, got, want) {
+    if (got.length !== want.length) this.fail(`${what}: got ${got.length} messages (${key} ${JSON.stringify(got.map((m) => m.id))}), want ${want.length}`);
+    want.forEach((w, i) => {
+      const g = got[i];
+      if (g.id !== w.id || g.deliveries !== w.deliveries) {
+        this.fail(`${what}: message ${i} has ${key} ${g.id}, deliveries ${g.deliveries}; want ${key} ${w.id}, deliveries ${w.deliveries}`);
+      }
+      if (!bytesEqual(g.data, w.data)) this.fail(`${what}: message ${i} (${key} ${g.id}): data ${short(g.data)}, want ${short(w.data)}`);
+    });
+  }
+}
+
+// aqBase64 decodes strict (padded, standard alphabet) base64, or returns null.
+function aqBase64(s) {
+  if (typeof s !== "string" || s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) return null;
+  return new Uint8Array(Buffer.from(s, "base64"));
+}
+
+const aqNonEmpty = (v) => (typeof v === "string" && v !== "" ? "" : "want a non-empty string");
+const aqMatch = (re) => (v) => (typeof v === "string" && re.test(v) ? "" : `want a string matching ${re}`);
+const aqAnyInt = (v) => (Number.isInteger(v) ? "" : "want an integer");
+// aqFailWant is what an error answer has besides "ok": the code and a message.
+const aqFailWant = (code) => ({ error: code, message: aqNonEmpty });
+
+// aqCall sends the request "$AQ.<verb>" with body (and headers, if given) on
+// nc and decodes the answer, which must be exactly one JSON object.
+async function aqCall(nc, verb, body, hdrs, timeout = AQ_TIMEOUT) {
+  const subj = `$AQ.${verb}`;
+  let m;
+  try {
+    m = await nc.request(subj, aqBody(body), hdrs ? { timeout, headers: hdrs } : { timeout });
+  } catch (e) {
+    fail(`${subj}: ${e.message} (code ${e.code})`);
+  }
+  return new AqAnswer(subj, dec.decode(m.data));
+}
+
+// aqOK makes a request that must succeed with exactly the fields in want.
+async function aqOK(nc, verb, body, want = {}) {
+  return (await aqCall(nc, verb, body)).expect(true, want);
+}
+
+// aqFail makes a request that must fail with the error code.
+async function aqFail(nc, verb, body, code) {
+  return (await aqCall(nc, verb, body)).expectFail(code);
+}
+
+// aqExpectCall makes a request (with headers hdrs) whose answer must have
+// "ok" and exactly the fields in want; what (the headers or body sent) leads
+// the error when the answer is not that.
+async function aqExpectCall(nc, verb, body, hdrs, what, ok, want) {
+  const a = await aqCall(nc, verb, body, hdrs);
+  try {
+    a.expect(ok, want);
+  } catch (e) {
+    fail(`${what}: ${e.message}`);
+  }
+}
+
+// aqConnectCreate connects (tagged tag) and creates on that connection the
+// check's own mailbox or log (mode "mailbox" or "log") named aqName(t, kind),
+// with opts besides the name: the answer must be exactly {"name":name,
+// "mode":mode}. The entity is destroyed when the check ends, whether the
+// create succeeded or not.
+async function aqConnectCreate(t, tag, mode, kind, opts = {}) {
+  const nc = await t.connect(tag);
+  const name = aqName(t, kind);
+  const verb = mode.toUpperCase();
+  aqDestroyAtEnd(t, nc, `${verb}.DESTROY.${name}`);
+  await aqOK(nc, `${verb}.CREATE`, { name, ...opts }, { name, mode });
+  return { nc, name };
+}
+
+// aqCreateUnnamed makes the request verb ("MAILBOX.CREATE", "CHANNEL.OPEN")
+// with body, which must answer exactly {"name":<a string matching re>,
+// "mode":mode}, and makes the request "<destroy>.<name>" when the check
+// ends. It returns the name and the answer.
+async function aqCreateUnnamed(t, nc, verb, body, mode, re, destroy) {
+  const a = await aqOK(nc, verb, body, { name: aqMatch(re), mode });
+  aqDestroyAtEnd(t, nc, `${destroy}.${a.f.name}`);
+  return { name: a.f.name, a };
+}
+
+// aqFetch makes a fetch or read request and returns its answer and messages
+// (key is "seq" or "offset").
+async function aqFetch(nc, verb, body, key, timeout = AQ_TIMEOUT) {
+  const a = (await aqCall(nc, verb, body, null, timeout)).expect(true, { messages: () => "" });
+  return { a, msgs: a.messages(key) };
+}
+
+// aqExpectMsgs fetches (or reads) and compares the messages with want.
+async function aqExpectMsgs(nc, verb, body, key, want) {
+  const { a, msgs } = await aqFetch(nc, verb, body, key);
+  const b = dec.decode(aqBody(body));
+  a.sameMsgs(key, b ? `body ${b}` : "empty body", msgs, want);
+}
+
+// aqHeaders builds NATS headers from [key, value] pairs, keys as given.
+function aqHeaders(pairs) {
+  const h = headers();
+  for (const [k, v] of pairs) h.append(k, v);
+  return h;
+}
+
+// aqBinary is a payload with the bytes a text protocol could trip over.
+const aqBinary = Uint8Array.from(Buffer.from('\x00bin\r\nPUB x 3\r\n\xff\x00\n\r{"ok":false}\xff', "latin1"));
+const txt = (s) => enc.encode(s);
+
+async function checkAqInfo(t) {
+  let workers = -1;
+  const seen = {};
+  for (let i = 0; i < 4; i++) {
+    const nc = await t.connect(`client${i}`);
+    // An empty object is an empty body.
+    const a = await aqOK(nc, "INFO", i % 2 ? "{}" : undefined, {
+      server: "atomq",
+      version: aqNonEmpty,
+      workers: (v) => (Number.isInteger(v) && v >= 1 && (workers < 0 || v === workers) ? "" : `want an integer >= 1, the same for every connection (${workers})`),
+      worker: aqAnyInt,
+    });
+    workers = a.f.workers;
+    if (a.f.worker < 0 || a.f.worker >= workers) a.fail(`worker ${a.f.worker} is not in 0..workers-1`);
+    seen[a.f.worker] = (seen[a.f.worker] || 0) + 1;
+    if (i === 0) t.log(a.raw);
+  }
+  t.log(`workers answering 4 connections: ${JSON.stringify(seen)}`);
+}
+
+async function checkAqMailbox(t) {
+  const { nc, name } = await aqConnectCreate(t, "client", "mailbox", "mbx", { ttl_ms: 60000, storage: "mem", max_msgs: 1000, max_bytes: 16 << 20 });
+  await aqFail(nc, "MAILBOX.CREATE", { name }, "EXISTS");
+  const payloads = [txt("hello mailbox"), aqBinary, new Uint8Array(0), randomPayload(100 << 10)];
+  for (let i = 0; i < payloads.length; i++) await aqOK(nc, `MAILBOX.SEND.${name}`, payloads[i], { seq: i });
+  const msg = (i) => ({ id: i, data: payloads[i], deliveries: 1 });
+  const fetch = `MAILBOX.FETCH.${name}`;
+  // The default batch is 1; a bigger batch takes what there is; what is
+  // handed out and not acked is not handed out again at once.
+  await aqExpectMsgs(nc, fetch, undefined, "seq", [msg(0)]);
+  await aqExpectMsgs(nc, fetch, { batch: 2 }, "seq", [msg(1), msg(2)]);
+  await aqExpectMsgs(nc, fetch, { batch: 64 }, "seq", [msg(3)]);
+  await aqExpectMsgs(nc, fetch, { batch: 64 }, "seq", []);
+  const ack = `MAILBOX.ACK.${name}`;
+  for (let i = 0; i < payloads.length; i++) await aqOK(nc, ack, { seq: i });
+  await aqFail(nc, ack, { seq: 1 }, "NOT_FOUND");
+  await aqFail(nc, ack, {}, "BAD_REQUEST");
+  await aqOK(nc, `MAILBOX.SEND.${name}`, "after the acks", { seq: 4 });
+  await aqExpectMsgs(nc, fetch, { batch: 64 }, "seq", [{ id: 4, data: txt("after the acks"), deliveries: 1 }]);
+  await aqOK(nc, ack, { seq: 4 });
+
+  // No name: the server makes one up ("mbx.<hex>"), which works like any.
+  const { name: made } = await aqCreateUnnamed(t, nc, "MAILBOX.CREATE", undefined, "mailbox", /^mbx\.[0-9a-f]+$/, "MAILBOX.DESTROY");
+  t.log(`made-up name ${made}`);
+  await aqOK(nc, `MAILBOX.SEND.${made}`, "to a made-up name", { seq: 0 });
+  await aqExpectMsgs(nc, `MAILBOX.FETCH.${made}`, undefined, "seq", [{ id: 0, data: txt("to a made-up name"), deliveries: 1 }]);
+  await aqOK(nc, `MAILBOX.DESTROY.${made}`);
+
+  await aqOK(nc, `MAILBOX.DESTROY.${name}`);
+  await aqFail(nc, `MAILBOX.SEND.${name}`, "after destroy", "NOT_FOUND");
+  await aqFail(nc, fetch, undefined, "NOT_FOUND");
+  await aqFail(nc, `MAILBOX.SEND.${aqName(t, "never-made")}`, "nobody", "NOT_FOUND");
+}
+
+async function checkAqMailboxWait(t) {
+  const fc = await t.connect("fetcher");
+  const { nc: sc, name } = await aqConnectCreate(t, "sender", "mailbox", "mbx");
+  const fetch = `MAILBOX.FETCH.${name}`;
+  let start = Date.now();
+  let r = null;
+  const waiting = aqFetch(fc, fetch, { batch: 1, wait_ms: 2000 }, "seq", AQ_WAIT_TIMEOUT).then(
+    (v) => (r = { ...v, at: Date.now() }),
+    (e) => (r = { err: e, at: Date.now() }),
+  );
+  await sleep(100);
+  if (r) fail(`fetch with wait_ms 2000 answered after ${r.at - start}ms, before anything was sent: ${r.err ? r.err.message : JSON.stringify(r.msgs)}`);
+  const sent = Date.now();
+  await aqOK(sc, `MAILBOX.SEND.${name}`, "wake up", { seq: 0 });
+  await waiting;
+  if (r.err) throw r.err;
+  if (r.at - start > 1000) fail(`fetch with wait_ms 2000 answered after ${r.at - start}ms (${r.at - sent}ms after the send), want within 1s`);
+  r.a.sameMsgs("seq", "wait_ms 2000", r.msgs, [{ id: 0, data: txt("wake up"), deliveries: 1 }]);
+  t.log(`waiting fetch answered ${r.at - sent}ms after the send`);
+  await aqOK(fc, `MAILBOX.ACK.${name}`, { seq: 0 });
+
+  // Nothing comes: the answer is empty, when the wait ends.
+  start = Date.now();
+  const { a, msgs } = await aqFetch(fc, fetch, { batch: 4, wait_ms: 200 }, "seq", AQ_WAIT_TIMEOUT);
+  const el = Date.now() - start;
+  if (msgs.length) a.fail(`fetch with wait_ms 200 of an empty mailbox got ${msgs.length} messages`);
+  if (el < 150 || el > 1000) fail(`fetch with wait_ms 200 of an empty mailbox answered after ${el}ms, want 150ms..1s`);
+  t.log(`empty fetch with wait_ms 200 answered after ${el}ms`);
+}
+
+async function checkAqHeaders(t) {
+  const { nc, name } = await aqConnectCreate(t, "client", "mailbox", "mbx");
+  const send = `MAILBOX.SEND.${name}`;
+  const good = [
+    [[["AQ-TTL-MS", "60000"]], "ttl 60s"],
+    [[["AQ-Storage", "mem"]], "storage mem"],
+    [[["AQ-TTL-MS", "60000"], ["AQ-Storage", "mem"], ["X-Other", "ignored"]], "both"],
+    [[["AQ-TTL-MS", "1"]], "expires in 1 ms"],
+  ];
+  for (let i = 0; i < good.length; i++) {
+    const [h, data] = good[i];
+    await aqExpectCall(nc, send, data, aqHeaders(h), `headers ${JSON.stringify(h)}`, true, { seq: i });
+  }
+  const bad = [
+    [["AQ-TTL-MS", "abc"]],
+    [["AQ-TTL-MS", "-5"]],
+    [["AQ-TTL-MS", "12ms"]],
+    [["AQ-TTL-MS", "99999999999"]],
+    [["AQ-TTL-MS", ""]],
+    [["AQ-Storage", "floppy"]],
+    [["AQ-Storage", ""]],
+    [["AQ-TTL-MS", "60000"], ["AQ-Storage", "floppy"]],
+  ];
+  for (const h of bad) await aqExpectCall(nc, send, "rejected", aqHeaders(h), `headers ${JSON.stringify(h)}`, false, aqFailWant("BAD_REQUEST"));
+  // The 1 ms message expires; the rejected ones took no seq.
+  await sleep(100);
+  await aqOK(nc, send, "last", { seq: good.length });
+  const want = [
+    { id: 0, data: txt("ttl 60s"), deliveries: 1 },
+    { id: 1, data: txt("storage mem"), deliveries: 1 },
+    { id: 2, data: txt("both"), deliveries: 1 },
+    { id: 4, data: txt("last"), deliveries: 1 },
+  ];
+  await aqExpectMsgs(nc, `MAILBOX.FETCH.${name}`, { batch: 64 }, "seq", want);
+}
+
+async function checkAqLatest(t) {
+  const wc = await t.connect("watcher");
+  const nc = await t.connect("client");
+  const base = aqName(t, "key");
+  const watch = `$AQ.LATEST.WATCH.${base}`;
+  const w = collect(wc, `${watch}.>`);
+  await wc.flush();
+  const puts = [
+    ["a", txt("first value")],
+    ["b.c", aqBinary],
+    ["a", txt("second value")],
+    ["e", new Uint8Array(0)],
+  ];
+  for (const [key, val] of puts) await aqOK(nc, `LATEST.PUT.${base}.${key}`, val);
+  for (const [key, val] of [
+    ["a", txt("second value")],
+    ["b.c", aqBinary],
+    ["e", new Uint8Array(0)],
+  ]) {
+    const a = await aqOK(nc, `LATEST.GET.${base}.${key}`, undefined, {
+      data: (v) => {
+        const b = aqBase64(v);
+        return b && bytesEqual(b, val) ? "" : `want base64 of ${short(val)}`;
+      },
+    });
+    t.log(a.raw);
+  }
+  await aqFail(nc, `LATEST.GET.${base}.never-put`, undefined, "NOT_FOUND");
+  // Every put reaches the watcher, in order for each key (different keys
+  // may live on different workers, so not necessarily in order overall).
+  await nth(w, puts.length - 1, 3000, "watch");
+  await sleep(100);
+  if (w.msgs.length !== puts.length) fail(`watch: got ${w.msgs.length} messages, want ${puts.length}`);
+  const got = {};
+  const want = {};
+  for (const m of w.msgs) {
+    if (m.reply) fail(`watch: message on ${m.subject} has reply subject ${m.reply}`);
+    (got[m.subject] ||= []).push(m.data);
+  }
+  for (const [key, val] of puts) (want[`${watch}.${key}`] ||= []).push(val);
+  for (const [s, vals] of Object.entries(want)) {
+    const g = got[s] || [];
+    if (g.length !== vals.length || !vals.every((v, i) => bytesEqual(g[i], v))) {
+      fail(`watch: ${s} got [${g.map(short)}], want [${vals.map(short)}]`);
+    }
+  }
+}
+
+async function checkAqLog(t) {
+  const { nc, name } = await aqConnectCreate(t, "client", "log", "log");
+  const datas = [txt("entry 0"), aqBinary, randomPayload(100 << 10)];
+  const all = [];
+  for (let i = 0; i < datas.length; i++) {
+    await aqOK(nc, `LOG.APPEND.${name}`, datas[i], { offset: i });
+    all.push({ id: i, data: datas[i], deliveries: 1 });
+  }
+  const read = `LOG.READ.${name}`;
+  // Reading does not remove: the same twice.
+  for (let i = 0; i < 2; i++) await aqExpectMsgs(nc, read, { offset: 0, max: 64 }, "offset", all);
+  await aqExpectMsgs(nc, read, { offset: 1, max: 1 }, "offset", all.slice(1, 2));
+  await aqExpectMsgs(nc, read, { offset: 3, max: 64 }, "offset", []);
+  // A group reads from its committed cursor (new: the oldest offset);
+  // reading does not move it, a commit does.
+  for (let i = 0; i < 2; i++) await aqExpectMsgs(nc, read, { group: "g", max: 2 }, "offset", all.slice(0, 2));
+  const commit = `LOG.COMMIT.${name}`;
+  await aqOK(nc, commit, { group: "g", offset: 2 });
+  await aqExpectMsgs(nc, read, { group: "g", max: 64 }, "offset", all.slice(2));
+  await aqOK(nc, commit, { group: "g", offset: 3 });
+  await aqExpectMsgs(nc, read, { group: "g", max: 64 }, "offset", []);
+  await aqExpectMsgs(nc, read, { group: "h", max: 64 }, "offset", all);
+  await aqOK(nc, `LOG.DESTROY.${name}`);
+  await aqFail(nc, `LOG.APPEND.${name}`, "after destroy", "NOT_FOUND");
+}
+
+async function checkAqChannel(t) {
+  const c0 = await t.connect("end0");
+  const c1 = await t.connect("end1");
+  const { name: id } = await aqCreateUnnamed(t, c0, "CHANNEL.OPEN", { ttl_ms: 60000 }, "channel", /^ch\.[0-9a-f]+$/, "CHANNEL.CLOSE");
+  t.log(`channel ${id}`);
+  // seq counts from 0 over the channel, both ends together.
+  const sends = [
+    [c0, "0", txt("0->1 first")],
+    [c0, "0", aqBinary],
+    [c1, "1", txt("1->0")],
+  ];
+  for (let i = 0; i < sends.length; i++) await aqOK(sends[i][0], `CHANNEL.SEND.${id}.${sends[i][1]}`, sends[i][2], { seq: i });
+  const fetch0 = `CHANNEL.FETCH.${id}.0`;
+  const fetch1 = `CHANNEL.FETCH.${id}.1`;
+  // Each end gets what the other end sent, once.
+  await aqExpectMsgs(c1, fetch1, { batch: 64 }, "seq", [
+    { id: 0, data: sends[0][2], deliveries: 1 },
+    { id: 1, data: sends[1][2], deliveries: 1 },
+  ]);
+  await aqExpectMsgs(c0, fetch0, { batch: 64 }, "seq", [{ id: 2, data: sends[2][2], deliveries: 1 }]);
+  await aqExpectMsgs(c0, fetch0, { batch: 64 }, "seq", []);
+  await aqExpectMsgs(c1, fetch1, { batch: 64 }, "seq", []);
+  // An end does not get its own sends.
+  await aqOK(c0, `CHANNEL.SEND.${id}.0`, "for end 1 only", { seq: 3 });
+  await aqExpectMsgs(c0, fetch0, { batch: 64 }, "seq", []);
+  await aqExpectMsgs(c1, fetch1, { batch: 64, wait_ms: 1000 }, "seq", [{ id: 3, data: txt("for end 1 only"), deliveries: 1 }]);
+  await aqFail(c0, `CHANNEL.SEND.${id}.2`, "bad end", "BAD_REQUEST");
+  await aqFail(c0, `CHANNEL.FETCH.${id}.2`, undefined, "BAD_REQUEST");
+  await aqFail(c0, `CHANNEL.FETCH.${id}`, undefined, "BAD_REQUEST");
+  await aqOK(c1, `CHANNEL.CLOSE.${id}`);
+  await aqFail(c0, `CHANNEL.SEND.${id}.0`, "after close", "NOT_FOUND");
+  // Opened with an empty body.
+  const b = await aqCreateUnnamed(t, c1, "CHANNEL.OPEN", undefined, "channel", /^ch\.[0-9a-f]+$/, "CHANNEL.CLOSE");
+  if (b.name === id) b.a.fail("the same name as the first channel");
+  await aqOK(c1, `CHANNEL.CLOSE.${b.name}`);
+}
+
+async function checkAqErrors(t) {
+  const { nc, name } = await aqConnectCreate(t, "client", "mailbox", "mbx");
+  for (const verb of ["NOPE", `NOPE.${name}`, `MAILBOX.FROB.${name}`, "MAILBOX.SEND", "MAILBOX.CREATE.x", "INFO.x", "mailbox.create"]) {
+    await aqFail(nc, verb, "{}", "UNKNOWN_SUBJECT");
+  }
+  const fetch = `MAILBOX.FETCH.${name}`;
+  for (const [verb, body] of [
+    ["MAILBOX.CREATE", "{not json"],
+    ["MAILBOX.CREATE", "[1,2]"],
+    ["MAILBOX.CREATE", '"a string"'],
+    [fetch, '{"batch":'],
+    [fetch, '{"batch":0}'],
+    [fetch, '{"batch":65}'],
+    [fetch, '{"batch":"1"}'],
+    [fetch, '{"wait_ms":60001}'],
+    [fetch, '{"wait_ms":-1}'],
+    ["LOG.CREATE", "null"],
+  ]) {
+    await aqExpectCall(nc, verb, body, undefined, `body ${body}`, false, aqFailWant("BAD_REQUEST"));
+  }
+  // None of that did anything to the mailbox.
+  await aqOK(nc, `MAILBOX.SEND.${name}`, "still fine", { seq: 0 });
+  await aqExpectMsgs(nc, fetch, { batch: 64 }, "seq", [{ id: 0, data: txt("still fine"), deliveries: 1 }]);
+}
+
+const aqChecks = [
+  ["aq_info", 10000, checkAqInfo],
+  ["aq_mailbox", 10000, checkAqMailbox],
+  ["aq_mailbox_wait", 10000, checkAqMailboxWait],
+  ["aq_headers", 10000, checkAqHeaders],
+  ["aq_latest", 10000, checkAqLatest],
+  ["aq_log", 10000, checkAqLog],
+  ["aq_channel", 10000, checkAqChannel],
+  ["aq_errors", 10000, checkAqErrors],
+];
+
 // ---------------------------------------------------------------- main
 
 async function run([name, timeout, fn], url, verbose) {
@@ -781,13 +1267,14 @@ async function run([name, timeout, fn], url, verbose) {
     const dropped = t.conns.find((nc) => nc.isClosed());
     if (dropped) err = `connection ${dropped.tag} dropped`;
   }
+  await t.runAtEnd();
   await t.closeAll();
   return { err, unreachable };
 }
 
 function usage(msg) {
   if (msg) console.error(`natscheck.mjs: ${msg}`);
-  console.error("usage: node natscheck.mjs URL [-only name,name] [-list] [-v]");
+  console.error("usage: node natscheck.mjs URL [-aq] [-only name,name] [-list] [-v]");
   process.exit(2);
 }
 
@@ -796,28 +1283,33 @@ let url = "";
 let only = "";
 let list = false;
 let verbose = false;
+let aq = false;
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === "-only" || a === "--only") only = args[++i] ?? usage("-only needs a value");
   else if (a.startsWith("-only=") || a.startsWith("--only=")) only = a.slice(a.indexOf("=") + 1);
   else if (a === "-list" || a === "--list") list = true;
   else if (a === "-v" || a === "--verbose") verbose = true;
+  else if (a === "-aq" || a === "--aq") aq = true;
   else if (a === "-url" || a === "--url") url = args[++i] ?? usage("-url needs a value");
   else if (a.startsWith("-")) usage(`unknown flag ${a}`);
   else if (!url) url = a;
   else usage(`unexpected argument ${a}`);
 }
+const group = aq ? aqChecks : checks;
+const other = aq ? checks : aqChecks;
 if (list) {
-  for (const c of checks) console.log(c[0]);
+  for (const c of group) console.log(c[0]);
   process.exit(0);
 }
 if (!url) usage("missing server URL");
 
-let selected = checks;
+let selected = group;
 if (only) {
   selected = [];
   for (const name of only.split(",").map((s) => s.trim()).filter(Boolean)) {
-    const c = checks.find((c) => c[0] === name);
+    const c = group.find((c) => c[0] === name);
+    if (!c && other.find((c) => c[0] === name)) usage(`check ${JSON.stringify(name)} runs only ${aq ? "without" : "with"} -aq`);
     if (!c) usage(`unknown check ${JSON.stringify(name)} (see -list)`);
     selected.push(c);
   }

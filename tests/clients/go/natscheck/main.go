@@ -1,7 +1,7 @@
 // natscheck - a conformance check of a NATS server's core protocol, driven
 // through the official Go client (nats.go).
 //
-//	natscheck -url nats://127.0.0.1:4222 [-only name,name] [-list] [-v]
+//	natscheck -url nats://127.0.0.1:4222 [-aq] [-only name,name] [-list] [-v]
 //
 // Prints one line per check, "ok <name>" or "FAIL <name>: <why>", then a
 // "# ..." summary line, and exits 0 only when every check that ran passed
@@ -9,6 +9,9 @@
 //
 // Every check opens its own connections and uses its own subjects
 // ("natscheck.<nuid>.<check>..."), so any subset can run alone (-only).
+//
+// With -aq it runs, instead, the checks of atomq's own modes, served through
+// request-reply on "$AQ.>" (nats-server does not serve those).
 //
 // Build (GOPATH mode; Debian's nuid has no go.mod, so module mode fails):
 //
@@ -19,15 +22,18 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +89,7 @@ type T struct {
 	conns    []*nats.Conn
 	raw      []net.Conn
 	asyncErr []string
+	atEndFns []func()
 	closed   bool
 }
 
@@ -150,6 +157,24 @@ func (t *T) dialRaw() (net.Conn, error) {
 	return c, nil
 }
 
+// atEnd registers f to run when the check ends, passed or not, before its
+// connections close (e.g. to destroy what the check created on the server).
+func (t *T) atEnd(f func()) {
+	t.mu.Lock()
+	t.atEndFns = append(t.atEndFns, f)
+	t.mu.Unlock()
+}
+
+func (t *T) runAtEnd() {
+	t.mu.Lock()
+	fns := t.atEndFns
+	t.atEndFns = nil
+	t.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
 func (t *T) closeAll() {
 	t.mu.Lock()
 	t.closed = true
@@ -198,16 +223,21 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	}
 }
 
+// connect2 opens two connections, tagged a and b, in that order.
+func (t *T) connect2(a, b string) (ac, bc *nats.Conn, err error) {
+	if ac, err = t.connect(a); err != nil {
+		return nil, nil, err
+	}
+	if bc, err = t.connect(b); err != nil {
+		return nil, nil, err
+	}
+	return ac, bc, nil
+}
+
 // subPub opens the two connections most checks use: a subscriber ("sub")
 // and a publisher ("pub").
 func (t *T) subPub() (sc, pc *nats.Conn, err error) {
-	if sc, err = t.connect("sub"); err != nil {
-		return nil, nil, err
-	}
-	if pc, err = t.connect("pub"); err != nil {
-		return nil, nil, err
-	}
-	return sc, pc, nil
+	return t.connect2("sub", "pub")
 }
 
 // pair opens a subscriber and a publisher connection (subPub), subscribes
@@ -1196,11 +1226,7 @@ func checkPingPong(t *T) error {
 
 func checkTwoConnections(t *T) error {
 	const n = 1000
-	ac, err := t.connect("a")
-	if err != nil {
-		return err
-	}
-	bc, err := t.connect("b")
+	ac, bc, err := t.connect2("a", "b")
 	if err != nil {
 		return err
 	}
@@ -1252,6 +1278,810 @@ func checkTwoConnections(t *T) error {
 	return nil
 }
 
+// ---------------------------------------------------------------- $AQ checks
+//
+// atomq serves its own modes (mailbox, latest, log, channel) to NATS clients
+// through request-reply on "$AQ.>": every request is answered by one JSON
+// object on its reply subject, {"ok":true,...} or {"ok":false,"error":"CODE",
+// "message":"..."}. Message payloads go in raw (the request's payload) and
+// come back base64 in "data". nats-server does not serve these, so they run
+// only with -aq (and then only they run).
+
+var aqChecks = []check{
+	{"aq_info", 10 * time.Second, checkAqInfo},
+	{"aq_mailbox", 10 * time.Second, checkAqMailbox},
+	{"aq_mailbox_wait", 10 * time.Second, checkAqMailboxWait},
+	{"aq_headers", 10 * time.Second, checkAqHeaders},
+	{"aq_latest", 10 * time.Second, checkAqLatest},
+	{"aq_log", 10 * time.Second, checkAqLog},
+	{"aq_channel", 10 * time.Second, checkAqChannel},
+	{"aq_errors", 10 * time.Second, checkAqErrors},
+}
+
+const (
+	aqTimeout     = 2 * time.Second // an ordinary $AQ request
+	aqWaitTimeout = 5 * time.Second // a fetch that may wait (wait_ms)
+)
+
+// jobj is a JSON object to send as a request body.
+type jobj map[string]interface{}
+
+// aqName returns an entity name private to this check run.
+func (t *T) aqName(kind string) string {
+	return strings.ReplaceAll(t.prefix, ".", "-") + "-" + kind
+}
+
+// aqDestroyAtEnd makes the request verb (a DESTROY or CLOSE) when the check
+// ends, ignoring the answer, so that a failed check leaves nothing behind
+// (unacked messages hold server buffers).
+func (t *T) aqDestroyAtEnd(nc *nats.Conn, verb string) {
+	t.atEnd(func() { aqCall(nc, verb, nil, nil, aqTimeout) })
+}
+
+// aqAnswer is one decoded $AQ answer (numbers as json.Number).
+type aqAnswer struct {
+	subj string
+	raw  []byte
+	f    map[string]interface{}
+}
+
+func (a *aqAnswer) errf(format string, args ...interface{}) error {
+	raw := a.raw
+	if len(raw) > 300 {
+		raw = append(append([]byte{}, raw[:300]...), "..."...)
+	}
+	return fmt.Errorf("%s: %s (answer %s)", a.subj, fmt.Sprintf(format, args...), raw)
+}
+
+// aqBody turns a request body into bytes: nil is empty, a string or []byte
+// goes as is, anything else as JSON.
+func aqBody(body interface{}) []byte {
+	switch b := body.(type) {
+	case nil:
+		return nil
+	case string:
+		return []byte(b)
+	case []byte:
+		return b
+	}
+	out, err := json.Marshal(body)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// aqCall sends the request "$AQ.<verb>" with body (and headers when hdr is
+// not nil) on nc and decodes the answer, which must be exactly one JSON
+// object.
+func aqCall(nc *nats.Conn, verb string, body interface{}, hdr nats.Header, timeout time.Duration) (*aqAnswer, error) {
+	subj := "$AQ." + verb
+	r, err := nc.RequestMsg(&nats.Msg{Subject: subj, Data: aqBody(body), Header: hdr}, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", subj, err)
+	}
+	a := &aqAnswer{subj: subj, raw: r.Data}
+	d := json.NewDecoder(bytes.NewReader(r.Data))
+	d.UseNumber()
+	if err := d.Decode(&a.f); err != nil || a.f == nil {
+		return nil, a.errf("the answer is not a JSON object")
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, a.errf("data after the JSON object")
+	}
+	return a, nil
+}
+
+// aqInt returns v as an integer if it is a JSON integer.
+func aqInt(v interface{}) (int64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	return i, err == nil
+}
+
+// aqNonEmpty accepts a non-empty string.
+func aqNonEmpty(v interface{}) error {
+	if s, ok := v.(string); !ok || s == "" {
+		return errors.New("want a non-empty string")
+	}
+	return nil
+}
+
+// aqMatch accepts a string matching re.
+func aqMatch(re string) func(interface{}) error {
+	rx := regexp.MustCompile(re)
+	return func(v interface{}) error {
+		if s, ok := v.(string); !ok || !rx.MatchString(s) {
+			return fmt.Errorf("want a string matching %s", re)
+		}
+		return nil
+	}
+}
+
+// aqWant lists the fields an answer must have besides "ok", with their
+// values: a string, a bool, an int (a JSON integer), or a func that checks
+// the value. A field it does not list fails the answer.
+type aqWant map[string]interface{}
+
+func (a *aqAnswer) expect(ok bool, want aqWant) error {
+	if v, has := a.f["ok"]; !has || v != ok {
+		return a.errf(`"ok" is %v, want %v`, a.f["ok"], ok)
+	}
+	for k := range a.f {
+		if _, listed := want[k]; !listed && k != "ok" {
+			return a.errf("unexpected field %q", k)
+		}
+	}
+	for k, w := range want {
+		v, has := a.f[k]
+		if !has {
+			return a.errf("field %q missing", k)
+		}
+		var err error
+		switch w := w.(type) {
+		case string, bool:
+			if v != w {
+				err = fmt.Errorf("want %#v", w)
+			}
+		case int:
+			if n, isInt := aqInt(v); !isInt || n != int64(w) {
+				err = fmt.Errorf("want %d", w)
+			}
+		case func(interface{}) error:
+			err = w(v)
+		default:
+			panic(fmt.Sprintf("aqWant %q: %T", k, w))
+		}
+		if err != nil {
+			return a.errf("field %q is %v: %v", k, v, err)
+		}
+	}
+	return nil
+}
+
+// aqFailWant is what an error answer has besides "ok": the code and a
+// message.
+func aqFailWant(code string) aqWant {
+	return aqWant{"error": code, "message": aqNonEmpty}
+}
+
+// expectFail checks an error answer: {"ok":false,"error":code,"message":...}.
+func (a *aqAnswer) expectFail(code string) error {
+	return a.expect(false, aqFailWant(code))
+}
+
+// aqOK makes a request that must succeed with exactly the fields in want.
+func aqOK(nc *nats.Conn, verb string, body interface{}, want aqWant) (*aqAnswer, error) {
+	a, err := aqCall(nc, verb, body, nil, aqTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return a, a.expect(true, want)
+}
+
+// aqFail makes a request that must fail with the error code.
+func aqFail(nc *nats.Conn, verb string, body interface{}, code string) error {
+	a, err := aqCall(nc, verb, body, nil, aqTimeout)
+	if err != nil {
+		return err
+	}
+	return a.expectFail(code)
+}
+
+// aqExpectCall makes a request (with headers hdr) whose answer must have
+// "ok" and exactly the fields in want; what (the headers or body sent)
+// leads the error when the answer is not that.
+func aqExpectCall(nc *nats.Conn, verb string, body interface{}, hdr nats.Header, what string, ok bool, want aqWant) error {
+	a, err := aqCall(nc, verb, body, hdr, aqTimeout)
+	if err != nil {
+		return err
+	}
+	if err := a.expect(ok, want); err != nil {
+		return fmt.Errorf("%s: %v", what, err)
+	}
+	return nil
+}
+
+// aqConnectCreate connects (tagged tag) and creates on that connection the
+// check's own mailbox or log (mode "mailbox" or "log") named
+// t.aqName(kind), with opts besides the name: the answer must be exactly
+// {"name":name,"mode":mode}. The entity is destroyed when the check ends,
+// whether the create succeeded or not.
+func (t *T) aqConnectCreate(tag, mode, kind string, opts jobj) (*nats.Conn, string, error) {
+	nc, err := t.connect(tag)
+	if err != nil {
+		return nil, "", err
+	}
+	name := t.aqName(kind)
+	verb := strings.ToUpper(mode)
+	t.aqDestroyAtEnd(nc, verb+".DESTROY."+name)
+	body := jobj{"name": name}
+	for k, v := range opts {
+		body[k] = v
+	}
+	if _, err := aqOK(nc, verb+".CREATE", body, aqWant{"name": name, "mode": mode}); err != nil {
+		return nil, "", err
+	}
+	return nc, name, nil
+}
+
+// aqCreateUnnamed makes the request verb ("MAILBOX.CREATE", "CHANNEL.OPEN")
+// with body, which must answer exactly {"name":<a string matching re>,
+// "mode":mode}, and makes the request "<destroy>.<name>" when the check
+// ends. It returns the name and the answer.
+func (t *T) aqCreateUnnamed(nc *nats.Conn, verb string, body interface{}, mode, re, destroy string) (string, *aqAnswer, error) {
+	a, err := aqOK(nc, verb, body, aqWant{"name": aqMatch(re), "mode": mode})
+	if err != nil {
+		return "", nil, err
+	}
+	name := a.f["name"].(string)
+	t.aqDestroyAtEnd(nc, destroy+"."+name)
+	return name, a, nil
+}
+
+// aqMsg is one message of a fetch or read answer: its seq (or offset), its
+// payload and its delivery count.
+type aqMsg struct {
+	id         int64
+	data       []byte
+	deliveries int64
+}
+
+// messages decodes the "messages" field: an array of objects with exactly
+// the fields key ("seq" or "offset"), "data" (base64) and "deliveries".
+func (a *aqAnswer) messages(key string) ([]aqMsg, error) {
+	arr, ok := a.f["messages"].([]interface{})
+	if !ok {
+		return nil, a.errf(`"messages" is not an array`)
+	}
+	out := make([]aqMsg, 0, len(arr))
+	for i, e := range arr {
+		o, ok := e.(map[string]interface{})
+		if !ok || len(o) != 3 {
+			return nil, a.errf("message %d: want an object with exactly %q, \"data\", \"deliveries\"", i, key)
+		}
+		id, ok1 := aqInt(o[key])
+		n, ok2 := aqInt(o["deliveries"])
+		s, ok3 := o["data"].(string)
+		if !ok1 || !ok2 || !ok3 || id < 0 {
+			return nil, a.errf("message %d: want %q and \"deliveries\" integers, \"data\" a string", i, key)
+		}
+		data, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, a.errf("message %d: data is not base64: %v", i, err)
+		}
+		out = append(out, aqMsg{id, data, n})
+	}
+	return out, nil
+}
+
+// aqFetch makes a fetch or read request and returns its messages (key is
+// "seq" or "offset").
+func aqFetch(nc *nats.Conn, verb string, body interface{}, key string, timeout time.Duration) ([]aqMsg, *aqAnswer, error) {
+	a, err := aqCall(nc, verb, body, nil, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.expect(true, aqWant{"messages": func(interface{}) error { return nil }}); err != nil {
+		return nil, a, err
+	}
+	msgs, err := a.messages(key)
+	return msgs, a, err
+}
+
+// aqExpectMsgs fetches (or reads) and compares the messages with want:
+// ids, payloads and delivery counts, in order.
+func aqExpectMsgs(nc *nats.Conn, verb string, body interface{}, key string, want []aqMsg) error {
+	got, a, err := aqFetch(nc, verb, body, key, aqTimeout)
+	if err != nil {
+		return err
+	}
+	return a.sameMsgs(key, body, got, want)
+}
+
+func (a *aqAnswer) sameMsgs(key string, body interface{}, got, want []aqMsg) error {
+	what := "empty body"
+	if b := aqBody(body); len(b) != 0 {
+		what = fmt.Sprintf("body %s", b)
+	}
+	if len(got) != len(want) {
+		ids := make([]int64, len(got))
+		for i, m := range got {
+			ids[i] = m.id
+		}
+		return a.errf("%s: got %d messages (%s %v), want %d", what, len(got), key, ids, len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.id != w.id || g.deliveries != w.deliveries {
+			return a.errf("%s: message %d has %s %d, deliveries %d; want %s %d, deliveries %d", what, i, key, g.id, g.deliveries, key, w.id, w.deliveries)
+		}
+		if !bytes.Equal(g.data, w.data) {
+			return a.errf("%s: message %d (%s %d): data %s, want %s", what, i, key, g.id, short(g.data), short(w.data))
+		}
+	}
+	return nil
+}
+
+// aqBinary is a payload with the bytes a text protocol could trip over.
+var aqBinary = []byte("\x00bin\r\nPUB x 3\r\n\xff\x00\n\r{\"ok\":false}\xff")
+
+func checkAqInfo(t *T) error {
+	var workers int64 = -1
+	seen := map[int64]int{}
+	for i := 0; i < 4; i++ {
+		nc, err := t.connect(fmt.Sprintf("client%d", i))
+		if err != nil {
+			return err
+		}
+		var body interface{}
+		if i%2 == 1 {
+			body = "{}" // an empty object is an empty body
+		}
+		a, err := aqOK(nc, "INFO", body, aqWant{"server": "atomq", "version": aqNonEmpty, "workers": func(v interface{}) error {
+			if n, ok := aqInt(v); !ok || n < 1 || (workers >= 0 && n != workers) {
+				return fmt.Errorf("want an integer >= 1, the same for every connection (%d)", workers)
+			}
+			return nil
+		}, "worker": func(v interface{}) error {
+			if _, ok := aqInt(v); !ok {
+				return errors.New("want an integer")
+			}
+			return nil
+		}})
+		if err != nil {
+			return err
+		}
+		workers, _ = aqInt(a.f["workers"])
+		w, _ := aqInt(a.f["worker"])
+		if w < 0 || w >= workers {
+			return a.errf("worker %d is not in 0..workers-1", w)
+		}
+		seen[w]++
+		if i == 0 {
+			t.logf("%s", a.raw)
+		}
+	}
+	t.logf("workers answering 4 connections: %v", seen)
+	return nil
+}
+
+func checkAqMailbox(t *T) error {
+	nc, name, err := t.aqConnectCreate("client", "mailbox", "mbx", jobj{"ttl_ms": 60000, "storage": "mem", "max_msgs": 1000, "max_bytes": 16 << 20})
+	if err != nil {
+		return err
+	}
+	if err := aqFail(nc, "MAILBOX.CREATE", jobj{"name": name}, "EXISTS"); err != nil {
+		return err
+	}
+	payloads := [][]byte{[]byte("hello mailbox"), aqBinary, {}, randomPayload(100<<10, 100)}
+	for i, p := range payloads {
+		if _, err := aqOK(nc, "MAILBOX.SEND."+name, p, aqWant{"seq": i}); err != nil {
+			return err
+		}
+	}
+	msg := func(i int) aqMsg { return aqMsg{int64(i), payloads[i], 1} }
+	fetch := "MAILBOX.FETCH." + name
+	// The default batch is 1; a bigger batch takes what there is; what
+	// is handed out and not acked is not handed out again at once.
+	if err := aqExpectMsgs(nc, fetch, nil, "seq", []aqMsg{msg(0)}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, fetch, jobj{"batch": 2}, "seq", []aqMsg{msg(1), msg(2)}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, fetch, jobj{"batch": 64}, "seq", []aqMsg{msg(3)}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, fetch, jobj{"batch": 64}, "seq", nil); err != nil {
+		return err
+	}
+	ack := "MAILBOX.ACK." + name
+	for i := range payloads {
+		if _, err := aqOK(nc, ack, jobj{"seq": i}, aqWant{}); err != nil {
+			return err
+		}
+	}
+	if err := aqFail(nc, ack, jobj{"seq": 1}, "NOT_FOUND"); err != nil {
+		return err
+	}
+	if err := aqFail(nc, ack, jobj{}, "BAD_REQUEST"); err != nil {
+		return err
+	}
+	if _, err := aqOK(nc, "MAILBOX.SEND."+name, "after the acks", aqWant{"seq": 4}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, fetch, jobj{"batch": 64}, "seq", []aqMsg{{4, []byte("after the acks"), 1}}); err != nil {
+		return err
+	}
+	if _, err := aqOK(nc, ack, jobj{"seq": 4}, aqWant{}); err != nil {
+		return err
+	}
+
+	// No name: the server makes one up ("mbx.<hex>"), which works like any.
+	made, _, err := t.aqCreateUnnamed(nc, "MAILBOX.CREATE", nil, "mailbox", `^mbx\.[0-9a-f]+$`, "MAILBOX.DESTROY")
+	if err != nil {
+		return err
+	}
+	t.logf("made-up name %s", made)
+	if _, err := aqOK(nc, "MAILBOX.SEND."+made, "to a made-up name", aqWant{"seq": 0}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, "MAILBOX.FETCH."+made, nil, "seq", []aqMsg{{0, []byte("to a made-up name"), 1}}); err != nil {
+		return err
+	}
+	if _, err := aqOK(nc, "MAILBOX.DESTROY."+made, nil, aqWant{}); err != nil {
+		return err
+	}
+
+	if _, err := aqOK(nc, "MAILBOX.DESTROY."+name, nil, aqWant{}); err != nil {
+		return err
+	}
+	if err := aqFail(nc, "MAILBOX.SEND."+name, "after destroy", "NOT_FOUND"); err != nil {
+		return err
+	}
+	if err := aqFail(nc, fetch, nil, "NOT_FOUND"); err != nil {
+		return err
+	}
+	return aqFail(nc, "MAILBOX.SEND."+t.aqName("never-made"), "nobody", "NOT_FOUND")
+}
+
+func checkAqMailboxWait(t *T) error {
+	fc, err := t.connect("fetcher")
+	if err != nil {
+		return err
+	}
+	sc, name, err := t.aqConnectCreate("sender", "mailbox", "mbx", nil)
+	if err != nil {
+		return err
+	}
+	fetch := "MAILBOX.FETCH." + name
+	type result struct {
+		msgs []aqMsg
+		a    *aqAnswer
+		err  error
+		at   time.Time
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		msgs, a, err := aqFetch(fc, fetch, jobj{"batch": 1, "wait_ms": 2000}, "seq", aqWaitTimeout)
+		done <- result{msgs, a, err, time.Now()}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case r := <-done:
+		return fmt.Errorf("fetch with wait_ms 2000 answered after %v, before anything was sent: %v %v", time.Since(start).Round(time.Millisecond), r.msgs, r.err)
+	default:
+	}
+	sent := time.Now()
+	if _, err := aqOK(sc, "MAILBOX.SEND."+name, "wake up", aqWant{"seq": 0}); err != nil {
+		return err
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(aqWaitTimeout + time.Second):
+		return errors.New("fetch with wait_ms 2000: no answer")
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if el := r.at.Sub(start); el > time.Second {
+		return fmt.Errorf("fetch with wait_ms 2000 answered after %v (%v after the send), want within 1s", el.Round(time.Millisecond), r.at.Sub(sent).Round(time.Millisecond))
+	}
+	if err := r.a.sameMsgs("seq", "wait_ms 2000", r.msgs, []aqMsg{{0, []byte("wake up"), 1}}); err != nil {
+		return err
+	}
+	t.logf("waiting fetch answered %v after the send", r.at.Sub(sent).Round(time.Microsecond))
+	if _, err := aqOK(fc, "MAILBOX.ACK."+name, jobj{"seq": 0}, aqWant{}); err != nil {
+		return err
+	}
+
+	// Nothing comes: the answer is empty, when the wait ends.
+	start = time.Now()
+	msgs, a, err := aqFetch(fc, fetch, jobj{"batch": 4, "wait_ms": 200}, "seq", aqWaitTimeout)
+	el := time.Since(start)
+	if err != nil {
+		return err
+	}
+	if len(msgs) != 0 {
+		return a.errf("fetch with wait_ms 200 of an empty mailbox got %d messages", len(msgs))
+	}
+	if el < 150*time.Millisecond || el > time.Second {
+		return fmt.Errorf("fetch with wait_ms 200 of an empty mailbox answered after %v, want 150ms..1s", el.Round(time.Millisecond))
+	}
+	t.logf("empty fetch with wait_ms 200 answered after %v", el.Round(time.Microsecond))
+	return nil
+}
+
+func checkAqHeaders(t *T) error {
+	nc, name, err := t.aqConnectCreate("client", "mailbox", "mbx", nil)
+	if err != nil {
+		return err
+	}
+	send := "MAILBOX.SEND." + name
+	good := []struct {
+		hdr  nats.Header
+		data string
+	}{
+		{nats.Header{"AQ-TTL-MS": {"60000"}}, "ttl 60s"},
+		{nats.Header{"AQ-Storage": {"mem"}}, "storage mem"},
+		{nats.Header{"AQ-TTL-MS": {"60000"}, "AQ-Storage": {"mem"}, "X-Other": {"ignored"}}, "both"},
+		{nats.Header{"AQ-TTL-MS": {"1"}}, "expires in 1 ms"},
+	}
+	for i, s := range good {
+		if err := aqExpectCall(nc, send, s.data, s.hdr, fmt.Sprintf("headers %v", s.hdr), true, aqWant{"seq": i}); err != nil {
+			return err
+		}
+	}
+	bad := []nats.Header{
+		{"AQ-TTL-MS": {"abc"}},
+		{"AQ-TTL-MS": {"-5"}},
+		{"AQ-TTL-MS": {"12ms"}},
+		{"AQ-TTL-MS": {"99999999999"}},
+		{"AQ-TTL-MS": {""}},
+		{"AQ-Storage": {"floppy"}},
+		{"AQ-Storage": {""}},
+		{"AQ-TTL-MS": {"60000"}, "AQ-Storage": {"floppy"}},
+	}
+	for _, h := range bad {
+		if err := aqExpectCall(nc, send, "rejected", h, fmt.Sprintf("headers %v", h), false, aqFailWant("BAD_REQUEST")); err != nil {
+			return err
+		}
+	}
+	// The 1 ms message expires; the rejected ones took no seq.
+	time.Sleep(100 * time.Millisecond)
+	if _, err := aqOK(nc, send, "last", aqWant{"seq": len(good)}); err != nil {
+		return err
+	}
+	want := []aqMsg{{0, []byte("ttl 60s"), 1}, {1, []byte("storage mem"), 1}, {2, []byte("both"), 1}, {4, []byte("last"), 1}}
+	return aqExpectMsgs(nc, "MAILBOX.FETCH."+name, jobj{"batch": 64}, "seq", want)
+}
+
+func checkAqLatest(t *T) error {
+	wc, nc, err := t.connect2("watcher", "client")
+	if err != nil {
+		return err
+	}
+	base := t.aqName("key")
+	watch := "$AQ.LATEST.WATCH." + base
+	sub, err := wc.SubscribeSync(watch + ".>")
+	if err != nil {
+		return err
+	}
+	if err := flushAll(wc); err != nil {
+		return err
+	}
+	puts := []struct {
+		key string
+		val []byte
+	}{{"a", []byte("first value")}, {"b.c", aqBinary}, {"a", []byte("second value")}, {"e", []byte{}}}
+	for _, p := range puts {
+		if _, err := aqOK(nc, "LATEST.PUT."+base+"."+p.key, p.val, aqWant{}); err != nil {
+			return err
+		}
+	}
+	for _, kv := range []struct {
+		key string
+		val []byte
+	}{{"a", []byte("second value")}, {"b.c", aqBinary}, {"e", []byte{}}} {
+		a, err := aqOK(nc, "LATEST.GET."+base+"."+kv.key, nil, aqWant{"data": func(v interface{}) error {
+			s, ok := v.(string)
+			if !ok {
+				return errors.New("want a string")
+			}
+			if b, err := base64.StdEncoding.DecodeString(s); err != nil || !bytes.Equal(b, kv.val) {
+				return fmt.Errorf("want base64 of %s", short(kv.val))
+			}
+			return nil
+		}})
+		if err != nil {
+			return err
+		}
+		t.logf("%s", a.raw)
+	}
+	if err := aqFail(nc, "LATEST.GET."+base+".never-put", nil, "NOT_FOUND"); err != nil {
+		return err
+	}
+	// Every put reaches the watcher, in order for each key (different keys
+	// may live on different workers, so not necessarily in order overall).
+	got := map[string][][]byte{}
+	if err := expectMsgs(sub, len(puts), 3*time.Second, "watch: ", func(i int, m *nats.Msg) error {
+		if m.Reply != "" {
+			return fmt.Errorf("watch: message on %s has reply subject %q", m.Subject, m.Reply)
+		}
+		got[m.Subject] = append(got[m.Subject], m.Data)
+		return nil
+	}); err != nil {
+		return err
+	}
+	want := map[string][][]byte{}
+	for _, p := range puts {
+		want[watch+"."+p.key] = append(want[watch+"."+p.key], p.val)
+	}
+	for s, w := range want {
+		g := got[s]
+		ok := len(g) == len(w)
+		for i := 0; ok && i < len(w); i++ {
+			ok = bytes.Equal(g[i], w[i])
+		}
+		if !ok {
+			return fmt.Errorf("watch: %s got %q, want %q (all: %q)", s, g, w, got)
+		}
+	}
+	if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+		return fmt.Errorf("watch: extra message on %s: %s", m.Subject, short(m.Data))
+	}
+	return nil
+}
+
+func checkAqLog(t *T) error {
+	nc, name, err := t.aqConnectCreate("client", "log", "log", nil)
+	if err != nil {
+		return err
+	}
+	datas := [][]byte{[]byte("entry 0"), aqBinary, randomPayload(100<<10, 200)}
+	var all []aqMsg
+	for i, d := range datas {
+		if _, err := aqOK(nc, "LOG.APPEND."+name, d, aqWant{"offset": i}); err != nil {
+			return err
+		}
+		all = append(all, aqMsg{int64(i), d, 1})
+	}
+	read := "LOG.READ." + name
+	// Reading does not remove: the same twice.
+	for i := 0; i < 2; i++ {
+		if err := aqExpectMsgs(nc, read, jobj{"offset": 0, "max": 64}, "offset", all); err != nil {
+			return err
+		}
+	}
+	if err := aqExpectMsgs(nc, read, jobj{"offset": 1, "max": 1}, "offset", all[1:2]); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, read, jobj{"offset": 3, "max": 64}, "offset", nil); err != nil {
+		return err
+	}
+	// A group reads from its committed cursor (new: the oldest offset);
+	// reading does not move it, a commit does.
+	for i := 0; i < 2; i++ {
+		if err := aqExpectMsgs(nc, read, jobj{"group": "g", "max": 2}, "offset", all[:2]); err != nil {
+			return err
+		}
+	}
+	commit := "LOG.COMMIT." + name
+	if _, err := aqOK(nc, commit, jobj{"group": "g", "offset": 2}, aqWant{}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, read, jobj{"group": "g", "max": 64}, "offset", all[2:]); err != nil {
+		return err
+	}
+	if _, err := aqOK(nc, commit, jobj{"group": "g", "offset": 3}, aqWant{}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, read, jobj{"group": "g", "max": 64}, "offset", nil); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(nc, read, jobj{"group": "h", "max": 64}, "offset", all); err != nil {
+		return err
+	}
+	if _, err := aqOK(nc, "LOG.DESTROY."+name, nil, aqWant{}); err != nil {
+		return err
+	}
+	return aqFail(nc, "LOG.APPEND."+name, "after destroy", "NOT_FOUND")
+}
+
+func checkAqChannel(t *T) error {
+	c0, c1, err := t.connect2("end0", "end1")
+	if err != nil {
+		return err
+	}
+	id, _, err := t.aqCreateUnnamed(c0, "CHANNEL.OPEN", jobj{"ttl_ms": 60000}, "channel", `^ch\.[0-9a-f]+$`, "CHANNEL.CLOSE")
+	if err != nil {
+		return err
+	}
+	t.logf("channel %s", id)
+	// seq counts from 0 over the channel, both ends together.
+	sends := []struct {
+		nc   *nats.Conn
+		end  string
+		data []byte
+	}{{c0, "0", []byte("0->1 first")}, {c0, "0", aqBinary}, {c1, "1", []byte("1->0")}}
+	for i, s := range sends {
+		if _, err := aqOK(s.nc, "CHANNEL.SEND."+id+"."+s.end, s.data, aqWant{"seq": i}); err != nil {
+			return err
+		}
+	}
+	fetch0, fetch1 := "CHANNEL.FETCH."+id+".0", "CHANNEL.FETCH."+id+".1"
+	// Each end gets what the other end sent, once.
+	if err := aqExpectMsgs(c1, fetch1, jobj{"batch": 64}, "seq", []aqMsg{{0, sends[0].data, 1}, {1, sends[1].data, 1}}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(c0, fetch0, jobj{"batch": 64}, "seq", []aqMsg{{2, sends[2].data, 1}}); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		nc   *nats.Conn
+		verb string
+	}{{c0, fetch0}, {c1, fetch1}} {
+		if err := aqExpectMsgs(f.nc, f.verb, jobj{"batch": 64}, "seq", nil); err != nil {
+			return err
+		}
+	}
+	// An end does not get its own sends.
+	if _, err := aqOK(c0, "CHANNEL.SEND."+id+".0", "for end 1 only", aqWant{"seq": 3}); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(c0, fetch0, jobj{"batch": 64}, "seq", nil); err != nil {
+		return err
+	}
+	if err := aqExpectMsgs(c1, fetch1, jobj{"batch": 64, "wait_ms": 1000}, "seq", []aqMsg{{3, []byte("for end 1 only"), 1}}); err != nil {
+		return err
+	}
+	if err := aqFail(c0, "CHANNEL.SEND."+id+".2", "bad end", "BAD_REQUEST"); err != nil {
+		return err
+	}
+	if err := aqFail(c0, "CHANNEL.FETCH."+id+".2", nil, "BAD_REQUEST"); err != nil {
+		return err
+	}
+	if err := aqFail(c0, "CHANNEL.FETCH."+id, nil, "BAD_REQUEST"); err != nil {
+		return err
+	}
+	if _, err := aqOK(c1, "CHANNEL.CLOSE."+id, nil, aqWant{}); err != nil {
+		return err
+	}
+	if err := aqFail(c0, "CHANNEL.SEND."+id+".0", "after close", "NOT_FOUND"); err != nil {
+		return err
+	}
+	// Opened with an empty body.
+	id2, a, err := t.aqCreateUnnamed(c1, "CHANNEL.OPEN", nil, "channel", `^ch\.[0-9a-f]+$`, "CHANNEL.CLOSE")
+	if err != nil {
+		return err
+	}
+	if id2 == id {
+		return a.errf("the same name as the first channel")
+	}
+	_, err = aqOK(c1, "CHANNEL.CLOSE."+id2, nil, aqWant{})
+	return err
+}
+
+func checkAqErrors(t *T) error {
+	nc, name, err := t.aqConnectCreate("client", "mailbox", "mbx", nil)
+	if err != nil {
+		return err
+	}
+	for _, verb := range []string{"NOPE", "NOPE." + name, "MAILBOX.FROB." + name, "MAILBOX.SEND", "MAILBOX.CREATE.x", "INFO.x", "mailbox.create"} {
+		if err := aqFail(nc, verb, "{}", "UNKNOWN_SUBJECT"); err != nil {
+			return err
+		}
+	}
+	fetch := "MAILBOX.FETCH." + name
+	for _, r := range []struct{ verb, body string }{
+		{"MAILBOX.CREATE", "{not json"},
+		{"MAILBOX.CREATE", "[1,2]"},
+		{"MAILBOX.CREATE", `"a string"`},
+		{fetch, `{"batch":`},
+		{fetch, `{"batch":0}`},
+		{fetch, `{"batch":65}`},
+		{fetch, `{"batch":"1"}`},
+		{fetch, `{"wait_ms":60001}`},
+		{fetch, `{"wait_ms":-1}`},
+		{"LOG.CREATE", "null"},
+	} {
+		if err := aqExpectCall(nc, r.verb, r.body, nil, "body "+r.body, false, aqFailWant("BAD_REQUEST")); err != nil {
+			return err
+		}
+	}
+	// None of that did anything to the mailbox.
+	if _, err := aqOK(nc, "MAILBOX.SEND."+name, "still fine", aqWant{"seq": 0}); err != nil {
+		return err
+	}
+	return aqExpectMsgs(nc, fetch, jobj{"batch": 64}, "seq", []aqMsg{{0, []byte("still fine"), 1}})
+}
+
 // ---------------------------------------------------------------- main
 
 func run(c check, url string, verbose bool) error {
@@ -1284,6 +2114,7 @@ func run(c check, url string, verbose bool) error {
 		}
 		t.mu.Unlock()
 	}
+	t.runAtEnd()
 	t.closeAll()
 	return err
 }
@@ -1293,30 +2124,41 @@ func main() {
 	only := flag.String("only", "", "comma-separated check names to run (default: all)")
 	list := flag.Bool("list", false, "print the check names and exit")
 	verbose := flag.Bool("v", false, "print details as '# ...' lines")
+	aq := flag.Bool("aq", false, "run atomq's $AQ checks (only them) instead of the core checks")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "natscheck: unexpected argument %q\n", flag.Arg(0))
 		os.Exit(2)
 	}
+	group, other, otherFlag := checks, aqChecks, "with -aq"
+	if *aq {
+		group, other, otherFlag = aqChecks, checks, "without -aq"
+	}
 	if *list {
-		for _, c := range checks {
+		for _, c := range group {
 			fmt.Println(c.name)
 		}
 		return
 	}
-	selected := checks
+	selected := group
 	if *only != "" {
 		selected = nil
 		for _, name := range strings.Split(*only, ",") {
 			name = strings.TrimSpace(name)
 			found := false
-			for _, c := range checks {
+			for _, c := range group {
 				if c.name == name {
 					selected = append(selected, c)
 					found = true
 				}
 			}
 			if !found && name != "" {
+				for _, c := range other {
+					if c.name == name {
+						fmt.Fprintf(os.Stderr, "natscheck: check %q runs only %s\n", name, otherFlag)
+						os.Exit(2)
+					}
+				}
 				fmt.Fprintf(os.Stderr, "natscheck: unknown check %q (see -list)\n", name)
 				os.Exit(2)
 			}
