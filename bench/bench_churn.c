@@ -472,6 +472,13 @@ int bench_churn_run(const struct bench_opts *o, struct bench_progress *pg,
                     struct bench_report *rep)
 {
         static const unsigned entities_default[] = { BENCH_CHURN_ENTITIES_DEFAULT };
+        bool nats = o->churn_path != NULL && strcmp(o->churn_path, "nats") == 0;
+        if (o->url != NULL && !nats) {
+                fprintf(stderr, "atomq-bench: churn: --url goes with --path nats\n");
+                return -EINVAL;
+        }
+        if (nats)
+                return bench_churn_nats(o, pg, rep);
         if (o->churn_path != NULL && strcmp(o->churn_path, "control") == 0)
                 return bench_churn_control(o, pg, rep);
         if (o->churn_path != NULL && strcmp(o->churn_path, "agent") == 0)

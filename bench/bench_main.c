@@ -8,6 +8,7 @@
  *      atomq-bench ipc --runs 3 --json
  *      atomq-bench ipc --control /tmp/aq/control.sock --runs 3 --json
  *      atomq-bench churn --path agent --control /tmp/aq/control.sock --json
+ *      atomq-bench churn --path nats --url nats://127.0.0.1:4222 --json
  *      atomq-bench route --subs 10000,1000000 --svg /tmp/route.svg
  *      atomq-bench nats pubsub --url nats://127.0.0.1:4222 --json
  *
@@ -50,8 +51,13 @@ static const struct bench_scenario bench_scenarios[] = {
           "--path control: `create mailboxes` and `destroy prefix` through the control\n"
           "socket of the atomqd at --control; --path agent: one libatomq connection to\n"
           "it creates the N mailboxes with atomq_create_many and destroys them with\n"
-          "atomq_destroy_many (pipelined; atomqd needs --max-entities of at least N).",
-          BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES | BENCH_OPTF_PATH | BENCH_OPTF_CONTROL,
+          "atomq_destroy_many (pipelined; atomqd needs --max-entities of at least N).\n"
+          "--path nats: one NATS connection to the atomqd at --url creates N (default\n"
+          "200000) mailboxes with $AQ.MAILBOX.CREATE and destroys them with\n"
+          "$AQ.MAILBOX.DESTROY.<name>, pipelined (1024 requests in flight, each answer\n"
+          "checked); timed from the first request to the last answer.",
+          BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES | BENCH_OPTF_PATH | BENCH_OPTF_CONTROL |
+                  BENCH_OPTF_URL,
           bench_churn_run },
         { "ipc", "direct channels between two colocated agents, against the bare ring",
           "32-byte messages over a channel of 64 KiB rings between two threads pinned to\n"
@@ -140,16 +146,18 @@ static void bench_usage(FILE *f)
                 "                      (at most %d)\n"
                 "  --bursts LIST       ring: messages per burst, comma-separated (at most %d)\n"
                 "  --entities LIST     churn: entity counts, comma-separated (at most %d)\n"
-                "  --path table|control|agent\n"
+                "  --path table|control|agent|nats\n"
                 "                      churn: the table in this process (default), bulk\n"
-                "                      create/destroy through atomqd's control socket, or\n"
-                "                      pipelined through a libatomq agent connection\n"
+                "                      create/destroy through atomqd's control socket,\n"
+                "                      pipelined through a libatomq agent connection, or\n"
+                "                      pipelined $AQ requests on a NATS connection (--url)\n"
                 "  --control PATH      the running atomqd's control socket: churn --path\n"
                 "                      control|agent; ipc adds ipc-pubsub and ipc-pingpong\n"
                 "  --subs LIST         route: subscription counts; nats fanout and queue:\n"
                 "                      subscriber connections; comma-separated (at most %d)\n"
                 "  --url URL[,URL]     nats: the servers, nats://HOST:PORT (default\n"
-                "                      nats://127.0.0.1:4222); several are alternated\n"
+                "                      nats://127.0.0.1:4222); several are alternated;\n"
+                "                      churn --path nats: one server\n"
                 "  --json              one JSON object per result line on stdout, no table\n"
                 "  --svg FILE          also draw the results as an SVG picture\n"
                 "  --quiet             no progress line and no notes on stderr\n"
@@ -162,6 +170,7 @@ static void bench_usage(FILE *f)
                 "  atomq-bench ring --svg /tmp/ring.svg --quiet\n"
                 "  atomq-bench churn --entities 1000000,10000000 --json\n"
                 "  atomq-bench churn --path agent --control /tmp/aq/control.sock --json\n"
+                "  atomq-bench churn --path nats --url nats://127.0.0.1:4222 --json\n"
                 "  atomq-bench ipc --control /tmp/aq/control.sock --cpus 1,1 --json\n"
                 "  atomq-bench route --subs 1000000 --duration 2 --svg /tmp/route.svg\n"
                 "  atomq-bench nats pubsub --url nats://127.0.0.1:4222 --runs 3 --json\n"
@@ -316,8 +325,8 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
         case BENCH_OPT_PATH:
                 o->given |= BENCH_OPTF_PATH;
                 if (strcmp(arg, "table") != 0 && strcmp(arg, "control") != 0 &&
-                    strcmp(arg, "agent") != 0)
-                        return bench_usage_error("--path", "table, control or agent", arg);
+                    strcmp(arg, "agent") != 0 && strcmp(arg, "nats") != 0)
+                        return bench_usage_error("--path", "table, control, agent or nats", arg);
                 o->churn_path = arg;
                 return 0;
         case BENCH_OPT_CONTROL:

@@ -270,7 +270,10 @@ static int bench_nats_size(const char *p, size_t len, uint64_t *out)
 }
 
 /* "MSG subject sid [reply] size" or "HMSG subject sid [reply] hdr total":
- * counted, handed to on_msg, and its payload skipped. */
+ * counted, handed to on_msg, and its payload skipped. A keep_payload
+ * connection hands it over only once the payload is in rbuf after the line
+ * (c->rpos is past the line): 1 until then, and the line is parsed again
+ * after the next read. */
 static int bench_nats_on_msg_line(struct bench_nats_conn *c, const char *line, size_t len,
                                   bool hmsg)
 {
@@ -290,6 +293,13 @@ static int bench_nats_on_msg_line(struct bench_nats_conn *c, const char *line, s
             (hmsg && (bench_nats_size(a.tok[a.n - 2], a.len[a.n - 2], &hdr) != 0 ||
                       hdr > m.payload_bytes)))
                 return bench_nats_fail(c, "bad size in", line, len);
+        if (c->keep_payload) {
+                if (m.payload_bytes > BENCH_NATS_KEEP_MAX)
+                        return bench_nats_fail(c, "payload too large to keep in", line, len);
+                if (c->rlen - c->rpos < m.payload_bytes + 2)
+                        return 1;
+                m.payload = c->rbuf + c->rpos;
+        }
         c->msgs++;
         c->hmsgs += hmsg;
         if (c->on_msg != NULL)
@@ -306,7 +316,8 @@ static bool bench_nats_is(const char *line, size_t len, const char *op)
                (len == n || line[n] == ' ' || line[n] == '\t');
 }
 
-/* One control line (without its CRLF). */
+/* One control line (without its CRLF). 0, 1 (a kept payload is not all
+ * in yet) or -EPROTO. */
 static int bench_nats_line(struct bench_nats_conn *c, const char *line, size_t len)
 {
         if (bench_nats_is(line, len, "INFO")) {
@@ -369,10 +380,16 @@ static int bench_nats_parse(struct bench_nats_conn *c)
                         return bench_nats_fail(c, "control line too long:", p, 32);
                 if (nl == NULL)
                         return 0;
-                c->rpos += len + 1;
+                size_t line_bytes = len + 1;
+                c->rpos += line_bytes;
                 if (len > 0 && p[len - 1] == '\r')
                         len--;
                 int rc = bench_nats_line(c, p, len);
+                if (rc > 0) {
+                        /* A kept payload still coming: the line again later. */
+                        c->rpos -= line_bytes;
+                        return 0;
+                }
                 if (rc != 0)
                         return rc;
         }

@@ -8,7 +8,8 @@
  * with PING/PONG, buffers what it writes so that many PUBs go out in one
  * send(), and parses MSG/HMSG control lines, skipping their payloads (only
  * the line matters to a load generator; the trailing CRLF is checked so a
- * framing error shows). A connection belongs to one thread at a time: no
+ * framing error shows) unless the connection keeps them to read answers
+ * (churn --path nats). A connection belongs to one thread at a time: no
  * locks. Sockets are blocking with a receive and send timeout of
  * BENCH_NATS_IO_TIMEOUT_MS, so a thread blocked on a silent server wakes up
  * to look at its flags and at the give-up time instead of hanging.
@@ -38,6 +39,9 @@
 #define BENCH_NATS_CONNECT_TIMEOUT_MS 2000
 /* The handshake (INFO, CONNECT, PING -> PONG) must be done by then. */
 #define BENCH_NATS_HANDSHAKE_NS 5000000000ull
+/* The largest payload a keep_payload connection takes: a control line
+ * and it, with its CRLF, must fit the receive buffer at once. */
+#define BENCH_NATS_KEEP_MAX (BENCH_NATS_RBUF_BYTES - BENCH_NATS_LINE_MAX - 2u)
 #define BENCH_NATS_ERR_BYTES 160u
 #define BENCH_NATS_INFO_STR_BYTES 64u
 
@@ -61,13 +65,15 @@ struct bench_nats_server {
         uint64_t max_payload;
 };
 
-/* A MSG or HMSG as its control line gave it; the payload is skipped. */
+/* A MSG or HMSG as its control line gave it. The payload is skipped
+ * unless the connection keeps payloads (keep_payload). */
 struct bench_nats_msg {
         const char *subject;
         size_t subject_len;
         const char *reply;                      /* NULL when there is none */
         size_t reply_len;
         uint64_t payload_bytes;                 /* headers included (HMSG) */
+        const char *payload;                    /* NULL unless keep_payload */
         bool hmsg;
 };
 
@@ -80,6 +86,9 @@ struct bench_nats_conn {
         uint64_t give_up_ns;    /* shm_clock_ns(): blocking loops fail past it */
         bench_nats_msg_fn *on_msg;  /* NULL: messages are only counted */
         void *on_msg_arg;
+        /* on_msg is called once the whole payload is in, and sees it (at
+         * most BENCH_NATS_KEEP_MAX bytes: answers, not bulk data). */
+        bool keep_payload;
         /* Receiving: rbuf[rpos, rlen) is unparsed. */
         char *rbuf;
         size_t rpos, rlen;

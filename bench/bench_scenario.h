@@ -59,7 +59,7 @@ struct bench_opts {
         unsigned bursts[BENCH_LIST_MAX];
         unsigned entities_n;  /* 0: the scenario's default entity counts */
         unsigned entities[BENCH_LIST_MAX];
-        const char *churn_path;   /* churn --path: "table" (NULL), "control" or "agent" */
+        const char *churn_path;   /* churn --path: "table" (NULL), "control", "agent" or "nats" */
         const char *control_path; /* --control: atomqd's control socket */
         unsigned subs_n;      /* 0: the scenario's default subscription counts */
         unsigned subs[BENCH_LIST_MAX];
@@ -95,6 +95,7 @@ bench_scenario_run_fn bench_nats_run;
 bench_scenario_run_fn bench_ring_run;
 bench_scenario_run_fn bench_churn_control;
 bench_scenario_run_fn bench_churn_agent;
+bench_scenario_run_fn bench_churn_nats;
 bench_scenario_run_fn bench_route_run;
 
 #endif /* ATOMQ_BENCH_SCENARIO_H */
