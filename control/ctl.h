@@ -21,6 +21,9 @@ struct ctl_config {
         uint64_t max_pending;            /* --max-pending: unsent output per connection */
         uint32_t max_subs_per_conn;      /* --max-subs-per-conn */
         uint32_t ping_interval_ms;       /* --ping-interval-ms */
+        char nats_token[128];            /* --nats-token: clients must send it */
+        char nats_user[64];              /* --nats-user and --nats-pass */
+        char nats_pass[128];
         char metrics_addr[64];           /* --metrics ADDR:PORT, "" or "off": none */
         char data_dir[256];              /* --data-dir */
         char dataplane_path[256];        /* --dataplane: the atomq-dataplane binary */

@@ -49,6 +49,15 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "max-subs-per-conn", .arg = "N", .def = "1048576", .kind = CTL_KEY_U32,
           CTL_FIELD(max_subs_per_conn), .min = 1, .max = UINT32_MAX,
           .help = "subscriptions one NATS connection may hold" },
+        { .name = "nats-token", .arg = "TOKEN", .kind = CTL_KEY_STRING, CTL_FIELD(nats_token),
+          .help = "NATS clients must send this auth_token\n"
+                  "(prefer the config file: a command line\n"
+                  "is visible to every user of the host)" },
+        { .name = "nats-user", .arg = "USER", .kind = CTL_KEY_STRING, CTL_FIELD(nats_user),
+          .help = "NATS clients must send this user and\n"
+                  "--nats-pass (not with --nats-token)" },
+        { .name = "nats-pass", .arg = "PASS", .kind = CTL_KEY_STRING, CTL_FIELD(nats_pass),
+          .help = "the password that goes with --nats-user" },
         { .name = "ping-interval-ms", .arg = "MS", .def = "120000", .kind = CTL_KEY_U32,
           CTL_FIELD(ping_interval_ms), .min = 100, .max = 86400000,
           .help = "the server PINGs each NATS client this often;\n"

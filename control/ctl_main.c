@@ -108,6 +108,28 @@ static int ctl_nats_config(void)
         nats_cfg.max_pending = cfg.max_pending;
         nats_cfg.max_subs = cfg.max_subs_per_conn;
         nats_cfg.ping_interval_ms = cfg.ping_interval_ms;
+        if (cfg.nats_token[0] != '\0' && cfg.nats_user[0] != '\0') {
+                shm_log(SHM_LOG_ERR, "--nats-token and --nats-user: one or the other");
+                return -EINVAL;
+        }
+        if ((cfg.nats_user[0] == '\0') != (cfg.nats_pass[0] == '\0')) {
+                shm_log(SHM_LOG_ERR, "--nats-user and --nats-pass go together");
+                return -EINVAL;
+        }
+        snprintf(nats_cfg.auth_token, sizeof(nats_cfg.auth_token), "%s", cfg.nats_token);
+        snprintf(nats_cfg.auth_user, sizeof(nats_cfg.auth_user), "%s", cfg.nats_user);
+        snprintf(nats_cfg.auth_pass, sizeof(nats_cfg.auth_pass), "%s", cfg.nats_pass);
+        /* The dataplane takes them from its environment, not its command
+         * line (/proc/PID/cmdline is world-readable, environ is not). */
+        if ((cfg.nats_token[0] && setenv(DP_NATS_ENV_TOKEN, cfg.nats_token, 1) != 0) ||
+            (cfg.nats_user[0] && (setenv(DP_NATS_ENV_USER, cfg.nats_user, 1) != 0 ||
+                                  setenv(DP_NATS_ENV_PASS, cfg.nats_pass, 1) != 0)))
+                return -errno;
+        if (!dp_nats_auth_required(&nats_cfg) && strncmp(nats_cfg.host, "127.", 4) != 0 &&
+            strcmp(nats_cfg.host, "::1") != 0)
+                shm_log(SHM_LOG_WARN, "NATS listener on %s without authentication: any host "
+                        "that reaches it may publish and subscribe (--nats-token or "
+                        "--nats-user/--nats-pass)", nats_cfg.host);
         return 0;
 }
 

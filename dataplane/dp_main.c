@@ -60,7 +60,9 @@ static void dp_main_usage(FILE *out)
                 "                           HOST:PORT (SO_REUSEPORT), at most conns connections\n"
                 "                           a worker, payload bytes a message, pending bytes of\n"
                 "                           unsent output and subs subscriptions a connection,\n"
-                "                           a server PING every ping_ms\n"
+                "                           a server PING every ping_ms; credentials come\n"
+                "                           from the environment: " DP_NATS_ENV_TOKEN ", or\n"
+                "                           " DP_NATS_ENV_USER " and " DP_NATS_ENV_PASS "\n"
                 "  --busy-poll adaptive|always\n"
                 "                           override atomqd's idle strategy: back off when\n"
                 "                           idle (adaptive) or spin pinned to a CPU (always)\n"
@@ -123,6 +125,12 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                         if (dp_nats_spec_parse(&o->nats, optarg) != 0)
                                 return dp_main_error("--nats", optarg,
                                                      "HOST:PORT[,key=N...] (see --help)");
+                        if (dp_nats_config_auth_env(&o->nats) != 0) {
+                                fprintf(stderr, "atomq-dataplane: bad NATS credentials in "
+                                        "the environment (" DP_NATS_ENV_TOKEN ", "
+                                        DP_NATS_ENV_USER ", " DP_NATS_ENV_PASS ")\n");
+                                return -1;
+                        }
                         break;
                 case 'b':
                         kind = dp_idle_kind_parse(optarg);

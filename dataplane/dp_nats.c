@@ -212,6 +212,34 @@ static bool dp_json_flag(const json_t *o, const char *key, bool def)
         return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
+/* Compares a secret in time that depends on the expected one's length
+ * only, not on where the given one first differs. */
+static bool dp_nats_secret_eq(const char *given, const char *want)
+{
+        size_t glen = given != NULL ? strlen(given) : 0, wlen = strlen(want);
+        unsigned diff = glen != wlen;
+        for (size_t i = 0; i < wlen; i++)
+                diff |= (unsigned char)want[i] ^ (unsigned char)(i < glen ? given[i] : 0);
+        return diff == 0;
+}
+
+static const char *dp_json_str(const json_t *o, const char *key)
+{
+        const json_t *v = json_object_get(o, key);
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The credentials of a CONNECT against the configured ones. */
+static bool dp_nats_auth_ok(const struct dp_nats_config *cfg, const json_t *o)
+{
+        if (cfg->auth_token[0] != '\0')
+                return dp_nats_secret_eq(dp_json_str(o, "auth_token"), cfg->auth_token);
+        /* Both compared, whatever the first says: no early exit to time. */
+        bool user = dp_nats_secret_eq(dp_json_str(o, "user"), cfg->auth_user);
+        bool pass = dp_nats_secret_eq(dp_json_str(o, "pass"), cfg->auth_pass);
+        return user & pass;
+}
+
 static void dp_nats_connect(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
 {
         json_t *o = json_loadb(op->json, op->json_len, 0, NULL);
@@ -220,6 +248,13 @@ static void dp_nats_connect(struct dp_nats *n, struct dp_nats_conn *c, const str
                 dp_nats_err(n, c, "Parser Error", true);
                 return;
         }
+        if (!c->authed && !dp_nats_auth_ok(&n->cfg, o)) {
+                json_decref(o);
+                n->stats.auth_failures++;
+                dp_nats_err(n, c, "Authorization Violation", true);
+                return;
+        }
+        c->authed = true;
         c->connected = true;
         c->verbose = dp_json_flag(o, "verbose", true);
         c->pedantic = dp_json_flag(o, "pedantic", true);
@@ -340,6 +375,12 @@ static void dp_nats_ping_barrier(struct dp_nats *n)
 
 static void dp_nats_op(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
 {
+        /* With credentials configured, nothing but CONNECT comes first. */
+        if (!c->authed && op->kind != DP_NATS_CONNECT) {
+                n->stats.auth_failures++;
+                dp_nats_err(n, c, "Authorization Violation", true);
+                return;
+        }
         switch (op->kind) {
         case DP_NATS_CONNECT:
                 dp_nats_connect(n, c, op);
@@ -405,6 +446,7 @@ static void dp_nats_on_open(void *arg, uint32_t id)
         }
         struct dp_nats_conn *c = &n->conns[slot];
         *c = (struct dp_nats_conn){ .id = id, .echo = true, .verbose = true, .pedantic = true,
+                                    .authed = !dp_nats_auth_required(&n->cfg),
                                     .last_ping_ns = shm_clock_ns() };
         dp_nats_parser_init(&c->parser, n->cfg.max_payload);
         n->stats.conns_opened++;
@@ -535,9 +577,10 @@ static void dp_nats_info_build(struct dp_nats *n, uint16_t port)
         int len = snprintf(n->info, sizeof(n->info),
                            "INFO {\"server_id\":\"%s\",\"server_name\":\"atomq\","
                            "\"version\":\"%s\",\"proto\":1,\"go\":\"atomq (C)\","
-                           "\"host\":\"%s\",\"port\":%u,\"headers\":true,"
+                           "\"host\":\"%s\",\"port\":%u,\"headers\":true,%s"
                            "\"max_payload\":%u}\r\n",
                            id, ATOMQ_VERSION, n->cfg.host, port,
+                           dp_nats_auth_required(&n->cfg) ? "\"auth_required\":true," : "",
                            n->cfg.max_payload);
         DP_VERIFY(len > 0 && (size_t)len < sizeof(n->info));
         n->info_len = (uint32_t)len;

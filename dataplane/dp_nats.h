@@ -44,7 +44,17 @@ struct dp_nats_config {
         uint64_t max_pending;     /* unsent output per connection, bytes */
         uint32_t ping_interval_ms;
         uint32_t max_pings_out;
+        /* Authentication: a token, or a user and password (empty: none).
+         * They never travel on a command line: atomqd hands them to the
+         * dataplane in its environment (dp_nats_config_auth_env). */
+        char auth_token[128];
+        char auth_user[64];
+        char auth_pass[128];
 };
+
+#define DP_NATS_ENV_TOKEN "ATOMQ_NATS_TOKEN"
+#define DP_NATS_ENV_USER "ATOMQ_NATS_USER"
+#define DP_NATS_ENV_PASS "ATOMQ_NATS_PASS"
 
 /* A session layer's counters: one writer (the worker). */
 struct dp_nats_stats {
@@ -55,6 +65,7 @@ struct dp_nats_stats {
         uint64_t protocol_errors;   /* -ERR sent and closed: bad input */
         uint64_t slow_consumers;
         uint64_t stale_conns;
+        uint64_t auth_failures;     /* 'Authorization Violation' sent */
         uint64_t no_responders;     /* 503 status messages sent */
         uint64_t publish_dropped;   /* could not be fanned out (a full mesh ring) */
         uint64_t aq_requests;       /* $AQ requests taken from this worker's clients */
@@ -80,6 +91,14 @@ int dp_nats_spec_format(const struct dp_nats_config *cfg, char *buf, size_t len)
 /* Reads such a word into cfg (keys may be left out: the defaults stay).
  * -EINVAL: a bad address, key or number. */
 int dp_nats_spec_parse(struct dp_nats_config *cfg, const char *spec);
+
+/* Takes the credentials from the environment (DP_NATS_ENV_*) into cfg and
+ * removes them from it. -EINVAL: one is too long, or a user without a
+ * password (or the other way round). */
+int dp_nats_config_auth_env(struct dp_nats_config *cfg);
+
+/* Does the listener ask clients for credentials? */
+bool dp_nats_auth_required(const struct dp_nats_config *cfg);
 
 /* Sets up the worker's session layer and its listener (on the calling
  * thread, which must be the worker's: the ring is single-issuer).

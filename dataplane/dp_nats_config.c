@@ -127,3 +127,33 @@ int dp_nats_spec_parse(struct dp_nats_config *cfg, const char *spec)
         cfg->enabled = rc == 0;
         return rc;
 }
+
+bool dp_nats_auth_required(const struct dp_nats_config *cfg)
+{
+        return cfg->auth_token[0] != '\0' || cfg->auth_user[0] != '\0';
+}
+
+/* Copies the variable name into buf (len bytes) and removes it. */
+static int dp_nats_env_take(const char *name, char *buf, size_t len)
+{
+        const char *v = getenv(name);
+        if (v == NULL)
+                return 0;
+        size_t n = strlen(v);
+        if (n >= len)
+                return -EINVAL;
+        memcpy(buf, v, n + 1);
+        unsetenv(name);
+        return 0;
+}
+
+int dp_nats_config_auth_env(struct dp_nats_config *cfg)
+{
+        if (dp_nats_env_take(DP_NATS_ENV_TOKEN, cfg->auth_token, sizeof(cfg->auth_token)) != 0 ||
+            dp_nats_env_take(DP_NATS_ENV_USER, cfg->auth_user, sizeof(cfg->auth_user)) != 0 ||
+            dp_nats_env_take(DP_NATS_ENV_PASS, cfg->auth_pass, sizeof(cfg->auth_pass)) != 0)
+                return -EINVAL;
+        if ((cfg->auth_user[0] == '\0') != (cfg->auth_pass[0] == '\0'))
+                return -EINVAL;
+        return 0;
+}

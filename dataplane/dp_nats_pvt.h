@@ -28,6 +28,7 @@ struct dp_nats_conn {
         bool headers;
         bool no_responders;
         bool closing;          /* no more input or output is handled */
+        bool authed;           /* credentials accepted, or none asked for */
         bool on_doomed_list;
         uint32_t pings_out;
         uint32_t next_doomed;  /* list of connections with doomed subs: slot + 1 */

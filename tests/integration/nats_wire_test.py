@@ -106,6 +106,71 @@ def conv(data, connect=None, quiet=0.3):
     return run
 
 
+def bare(data, quiet=0.5):
+    """A conversation without CONNECT: data as the first bytes."""
+    def run(port):
+        c = Conn(port)
+        c.send(data)
+        return c.drain(quiet=quiet)
+    return run
+
+
+def connect_with(creds, then=b"PING\r\n"):
+    return bare(b"CONNECT " + json.dumps({"verbose": False, **creds}).encode() + b"\r\n" + then)
+
+
+AUTH_TOKEN = [
+    ("token-ping-first", bare(b"PING\r\n")),
+    ("token-sub-first", bare(b"SUB a 1\r\n")),
+    ("token-missing", connect_with({})),
+    ("token-wrong", connect_with({"auth_token": "s3crex"})),
+    ("token-longer", connect_with({"auth_token": "s3cret!"})),
+    ("token-right", connect_with({"auth_token": "s3cret"},
+                                 b"SUB t 1\r\nPUB t 2\r\nok\r\nPING\r\n")),
+    ("token-as-user", connect_with({"user": "s3cret", "pass": "s3cret"})),
+]
+
+AUTH_USER = [
+    ("user-ping-first", bare(b"PING\r\n")),
+    ("user-wrong-pass", connect_with({"user": "bob", "pass": "no"})),
+    ("user-wrong-user", connect_with({"user": "bobby", "pass": "pw"})),
+    ("user-as-token", connect_with({"auth_token": "pw"})),
+    ("user-right", connect_with({"user": "bob", "pass": "pw"})),
+]
+
+
+def check_auth(atomqd):
+    """Credentials as nats-server asks for them, transcript for transcript,
+    and the INFO flag that tells clients to send them."""
+    for flags, ref_flags, convs in ((["--nats-token", "s3cret"], ["--auth", "s3cret"], AUTH_TOKEN),
+                                    (["--nats-user", "bob", "--nats-pass", "pw"],
+                                     ["--user", "bob", "--pass", "pw"], AUTH_USER)):
+        server = natsenv.Atomqd(atomqd, flags)
+        ref = None
+        try:
+            if not server.ok:
+                fail(f"atomqd {flags} does not listen", server)
+            info = Conn(server.port).info
+            if info.get("auth_required") is not True:
+                raise AssertionError(f"INFO lacks auth_required: {info}")
+            ref, ref_port = natsenv.nats_server(ref_flags)
+            for name, run in convs:
+                got = run(server.port)
+                ok = got.startswith(b"PONG") or got.startswith(b"MSG")
+                if name.endswith("-right") != ok:
+                    raise AssertionError(f"{name}: atomqd said {got!r}")
+                if not ok and got != b"-ERR 'Authorization Violation'\r\n<EOF>":
+                    raise AssertionError(f"{name}: atomqd said {got!r}")
+                if ref is not None and run(ref_port) != got:
+                    raise AssertionError(f"{name}: atomqd said {got!r}, nats-server said "
+                                         f"{run(ref_port)!r}")
+                print(f"ok {name}")
+        finally:
+            server.stop()
+            if ref is not None:
+                natsenv.stop(ref)
+
+
 def conv_split_every_byte(port):
     c = Conn(port, {"verbose": False})
     msg = b"SUB split.x 7\r\nPUB split.x 5\r\nhello\r\nPUB split.x 0\r\n\r\nPING\r\n"
@@ -310,6 +375,7 @@ def main():
         check_slow_consumer(port)
         if not server.alive():
             fail("atomqd died", server)
+        check_auth(sys.argv[1])
         print("all passed")
         return 0
     except (AssertionError, EOFError, OSError) as e:

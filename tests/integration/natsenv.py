@@ -68,14 +68,14 @@ class Atomqd:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def nats_server():
+def nats_server(extra=()):
     """The reference nats-server on a free port, or None when not installed."""
     path = shutil.which("nats-server") or (
         "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None)
     if path is None:
         return None, None
     port = free_port()
-    proc = subprocess.Popen([path, "-a", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([path, "-a", "127.0.0.1", "-p", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not wait_port(port, proc):
         stop(proc)
