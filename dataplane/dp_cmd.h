@@ -59,6 +59,10 @@
 #define DP_REC_MESH_EXEC 0x31584d4du   /* "MEX1": execute here, then complete */
 #define DP_REC_MESH_FANOUT 0x31464d4du /* "MFO1": publish here only, no completion */
 #define DP_REC_MESH_AQ 0x3151414du     /* "MAQ1": an $AQ request for its owner (dp_nats_aq.c) */
+#define DP_REC_MESH_FANOUT_REF 0x3152464du /* "MFR1": a publish too large for a record, by
+                                            * reference to the sender's buffer */
+#define DP_REC_MESH_COUNT 0x3143464du      /* "MFC1": deliveries of a publish, to its origin */
+#define DP_REC_MESH_AQ_REF 0x3251414du     /* "MAQ2": an $AQ request by reference */
 
 /* A command record, header included. 16 KiB carries any control command
  * and messages up to ~15.7 KiB; bigger messages take the network path. The
@@ -178,6 +182,10 @@ enum dp_cmd_flags {
          * costs no completion record. A client learns that everything
          * before was handled from a DP_OP_SYNC's answer. */
         DP_CMD_F_QUIET = 1u << 0,
+        /* A fanout publish: seq carries the publish's id (dp_msg_in.pub_id). */
+        DP_CMD_F_PUB_ID = 1u << 1,
+        /* A fanout publish whose origin wants the count delivered here. */
+        DP_CMD_F_COUNT = 1u << 2,
 };
 
 /* The fixed head of every command record. handle is the target of

@@ -6,6 +6,8 @@
 #include "dataplane/dp_engine_pvt.h"
 #include "dataplane/dp_worker_pvt.h"
 
+#include "dataplane/dp_groups.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -159,9 +161,10 @@ static int dp_engine_views_alloc(struct dp_engine *e)
         e->client_wake = calloc(c, sizeof(*e->client_wake));
         e->worker_wake = calloc(n, sizeof(*e->worker_wake));
         e->poll_next = calloc(c, sizeof(*e->poll_next));
+        e->groups = calloc(1, sizeof(*e->groups));
         if (e->w == NULL || e->cmd_prod == NULL || e->cpl_cons == NULL || e->cpl_prod == NULL ||
             e->mesh_prod == NULL || e->mesh_cons == NULL || e->client_wake == NULL ||
-            e->worker_wake == NULL || e->poll_next == NULL)
+            e->worker_wake == NULL || e->poll_next == NULL || e->groups == NULL)
                 return -ENOMEM;
         return 0;
 }
@@ -442,6 +445,7 @@ void dp_engine_fini(struct dp_engine *e)
         free(e->client_wake);
         free(e->worker_wake);
         free(e->poll_next);
+        free(e->groups);
         dp_agent_files_close(e);
         dp_engine_unclaim(e);
         shm_arena_close(&e->arena);

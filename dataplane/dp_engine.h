@@ -57,6 +57,8 @@
 #include "dataplane/dp_cmd.h"
 #include "dataplane/dp_idle.h"
 #include "dataplane/dp_nats.h"
+
+struct dp_groups;
 #include "dataplane/dp_shard.h"
 #include "dataplane/dp_worker.h"
 #include "shm/shm_arena.h"
@@ -162,6 +164,7 @@ struct dp_engine {
         struct dp_agent_file *agent_files; /* process-local: fds and mappings */
         bool owner;                     /* this view holds hdr->owner_pid (dp_engine_claim) */
         struct dp_nats_config nats;     /* process-local: each worker's listener */
+        struct dp_groups *groups;       /* process-local: queue groups across shards (dp_groups.h) */
 };
 
 /* Online CPUs minus one (one core is left to the control plane and the

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "dataplane/dp_groups.h"
 #include "dataplane/dp_shard_pvt.h"
 #include "dataplane/dp_subject.h"
 #include "dataplane/dp_worker_pvt.h"
@@ -187,6 +188,8 @@ void dp_nats_deliver(struct dp_nats *n, const struct dp_dispatch *d)
 static void dp_nats_unsub_one(struct dp_nats *n, struct dp_nats_conn *c, uint32_t i)
 {
         (void)dp_shard_unsubscribe(&n->w->shard, c->subs[i].trie_id);
+        if (c->subs[i].group != 0 && n->w->groups != NULL)
+                dp_groups_member(n->w->groups, c->subs[i].group, n->w->index, -1);
         dp_nats_sub_drop(c, i);
 }
 
@@ -270,6 +273,54 @@ static void dp_nats_connect(struct dp_nats *n, struct dp_nats_conn *c, const str
         dp_nats_ok(n, c);
 }
 
+/* The status message nats-server sends a requester nobody answers: to
+ * its reply subject, whose subscription is on this shard (the requester is
+ * our client). */
+static void dp_nats_no_responders(struct dp_nats *n, const char *reply, uint32_t reply_len)
+{
+        struct dp_msg_in st = { .subject = reply, .subject_len = reply_len,
+                                .headers = dp_nats_503, .headers_len = sizeof(dp_nats_503) - 1,
+                                .storage = -1 };
+        n->stats.no_responders++;
+        (void)dp_shard_publish(&n->w->shard, &st);
+}
+
+static struct dp_nats_nr dp_nats_nr_make(struct dp_nats *n, const char *reply, uint32_t len)
+{
+        struct dp_nats_nr r = { .pub_id = n->w->last_pub_id,
+                                .deadline_ns = shm_clock_ns() + DP_NATS_NR_WAIT_NS,
+                                .remaining = n->w->workers - 1, .reply_len = len };
+        memcpy(r.reply, reply, len);
+        return r;
+}
+
+void dp_nats_count_reply(struct dp_nats *n, uint64_t pub_id, uint32_t delivered)
+{
+        for (uint32_t i = 0; i < n->nr_count; i++) {
+                struct dp_nats_nr *r = &n->nr[i];
+                if (r->pub_id != pub_id)
+                        continue;
+                if (delivered == 0 && --r->remaining > 0)
+                        return;
+                if (delivered == 0)
+                        dp_nats_no_responders(n, r->reply, r->reply_len);
+                *r = n->nr[--n->nr_count];
+                return;
+        }
+}
+
+/* Requests whose counts did not all come back in time get no 503. */
+static void dp_nats_nr_expire(struct dp_nats *n, uint64_t now_ns)
+{
+        for (uint32_t i = 0; i < n->nr_count;) {
+                if (now_ns < n->nr[i].deadline_ns) {
+                        i++;
+                        continue;
+                }
+                n->nr[i] = n->nr[--n->nr_count];
+        }
+}
+
 static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
 {
         if (dp_subject_check(op->subject, op->subject_len, false) != 0 ||
@@ -296,21 +347,21 @@ static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct 
                 dp_nats_aq_request(n->w, &m);
                 return;
         }
-        int rc = dp_worker_publish_msg(n->w, &m, c->id);
+        bool request = m.reply_subject_len != 0 && c->no_responders;
+        bool gather = request && n->w->workers > 1;
+        int rc = dp_worker_publish_msg(n->w, &m, c->id, gather ? DP_PUB_F_COUNT : 0);
         if (rc == -ENOBUFS)
                 n->stats.publish_dropped++;
         else if (rc == -EMSGSIZE)
                 dp_nats_err(n, c, "Maximum Payload Violation", true);
-        /* Nobody took it: with one shard "nobody" is certain. */
-        if (rc == 0 && m.reply_subject_len != 0 && c->no_responders && n->w->workers == 1) {
-                struct dp_msg_in st = { .subject = m.reply_subject,
-                                        .subject_len = m.reply_subject_len,
-                                        .headers = dp_nats_503,
-                                        .headers_len = sizeof(dp_nats_503) - 1,
-                                        .storage = -1 };
-                n->stats.no_responders++;
-                (void)dp_shard_publish(&n->w->shard, &st);
-        }
+        if (rc != 0 || !request)
+                return;
+        /* Nobody here took it: with one shard that is everybody; with more,
+         * the others' counts decide (dp_nats_count_reply). */
+        if (!gather)
+                dp_nats_no_responders(n, m.reply_subject, m.reply_subject_len);
+        else if (n->nr_count < DP_NATS_NR_MAX)
+                n->nr[n->nr_count++] = dp_nats_nr_make(n, m.reply_subject, m.reply_subject_len);
 }
 
 static void dp_nats_sub(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
@@ -345,6 +396,9 @@ static void dp_nats_sub(struct dp_nats *n, struct dp_nats_conn *c, const struct 
                 return;
         }
         c->subs[i].trie_id = trie_id;
+        c->subs[i].group = group;
+        if (group != 0 && n->w->groups != NULL)
+                dp_groups_member(n->w->groups, group, n->w->index, 1);
         dp_nats_ok(n, c);
 }
 
@@ -539,6 +593,8 @@ int dp_nats_poll(struct dp_nats *n)
         uint64_t now_ns = shm_clock_ns();
         dp_nats_ping_sweep(n, now_ns);
         int parked = n->parked_count != 0 ? dp_nats_parked_poll(n, now_ns) : 0;
+        if (n->nr_count != 0)
+                dp_nats_nr_expire(n, now_ns);
         return (rc > 0 ? rc : 0) + parked;
 }
 
@@ -586,6 +642,15 @@ static void dp_nats_info_build(struct dp_nats *n, uint16_t port)
         n->info_len = (uint32_t)len;
 }
 
+static void dp_nats_free(struct dp_nats *n)
+{
+        free(n->conns);
+        free(n->nic);
+        free(n->parked);
+        free(n->nr);
+        free(n);
+}
+
 int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats_config *cfg)
 {
         static const struct nic_uring_ops ops = {
@@ -604,11 +669,9 @@ int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats
         n->conns = calloc(cfg->max_conns, sizeof(*n->conns));
         n->nic = calloc(1, nic_uring_size());
         n->parked = calloc(DP_AQ_PARKED_MAX, sizeof(*n->parked));
-        if (n->conns == NULL || n->nic == NULL || n->parked == NULL) {
-                free(n->conns);
-                free(n->nic);
-                free(n->parked);
-                free(n);
+        n->nr = calloc(DP_NATS_NR_MAX, sizeof(*n->nr));
+        if (n->conns == NULL || n->nic == NULL || n->parked == NULL || n->nr == NULL) {
+                dp_nats_free(n);
                 return -ENOMEM;
         }
         struct nic_uring_config nc;
@@ -619,10 +682,7 @@ int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats
         nc.out_max_bytes = cfg->max_pending;
         int rc = nic_uring_init(n->nic, &nc, &ops, n);
         if (rc != 0) {
-                free(n->conns);
-                free(n->nic);
-                free(n->parked);
-                free(n);
+                dp_nats_free(n);
                 return rc;
         }
         dp_nats_info_build(n, nic_uring_port(n->nic));
@@ -642,8 +702,5 @@ void dp_nats_fini(struct dp_nats *n)
                         dp_nats_parser_fini(&n->conns[i].parser);
                 }
         }
-        free(n->conns);
-        free(n->nic);
-        free(n->parked);
-        free(n);
+        dp_nats_free(n);
 }

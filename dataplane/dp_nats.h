@@ -134,4 +134,8 @@ int dp_nats_aq_park(struct dp_nats *n, const char *name, uint32_t name_len, uint
 
 void dp_nats_count_aq_lost(struct dp_nats *n);
 
+/* Another shard delivered `delivered` of our publish pub_id (a request
+ * waiting to learn whether it has responders anywhere). */
+void dp_nats_count_reply(struct dp_nats *n, uint64_t pub_id, uint32_t delivered);
+
 #endif /* ATOMQ_DP_NATS_H */

@@ -32,9 +32,7 @@
 
 #define DP_AQ_PREFIX "$AQ."
 #define DP_AQ_PREFIX_LEN 4u
-/* Answers cross the mesh as a publish record when there are other
- * workers: keep them within one, with room for the reply subject. */
-#define DP_AQ_ANSWER_MESH_MAX (DP_CMD_FRAME_MAX - 512u)
+/* An answer is one message: the shards' largest buffers hold 1 MiB + 64 KiB. */
 #define DP_AQ_ANSWER_MAX (1u << 20)
 
 /* One request, as the owner executes it. */
@@ -110,10 +108,9 @@ static void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t 
 {
         if (a == NULL)
                 a = dp_aq_msg("FULL", "out of memory");
-        size_t max = w->workers > 1 ? DP_AQ_ANSWER_MESH_MAX : DP_AQ_ANSWER_MAX;
         char *text = json_dumps(a, JSON_COMPACT);
         json_decref(a);
-        if (text != NULL && strlen(text) > max) {
+        if (text != NULL && strlen(text) > DP_AQ_ANSWER_MAX) {
                 free(text);
                 text = json_dumps(dp_aq_msg("TOO_LARGE", "the answer"), JSON_COMPACT);
         }
@@ -126,7 +123,7 @@ static void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t 
                                  .payload = text,
                                  .payload_len = (uint32_t)strlen(text),
                                  .storage = -1 };
-        if (dp_worker_publish_msg(w, &out, 0) == -ENOBUFS && w->nats != NULL)
+        if (dp_worker_publish_msg(w, &out, 0, 0) == -ENOBUFS && w->nats != NULL)
                 dp_nats_count_aq_lost(w->nats);
         free(text);
 }
@@ -404,7 +401,7 @@ static json_t *dp_aq_latest_put(struct dp_aq_req *r)
                 watch.subject_len = (uint32_t)len;
                 watch.reply_subject = NULL;
                 watch.reply_subject_len = 0;
-                (void)dp_worker_publish_msg(r->w, &watch, 0);
+                (void)dp_worker_publish_msg(r->w, &watch, 0, 0);
         }
         return a;
 }
@@ -677,17 +674,11 @@ void dp_nats_aq_request(struct dp_worker *w, const struct dp_msg_in *m)
                 dp_nats_aq_exec(w, m);
                 return;
         }
-        struct dp_cmd h = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET };
-        uint32_t len = dp_cmd_bytes(0, m);
-        void *p = len != 0 ? shm_vring_reserve(&w->mesh_out[owner], len) : NULL;
-        if (p == NULL) {
-                dp_aq_answer(w, m, dp_aq_msg(len == 0 ? "TOO_LARGE" : "BUSY", "the request cannot reach its owner now"));
-                return;
-        }
-        dp_cmd_encode(p, len, &h, NULL, m);
-        shm_vring_commit(&w->mesh_out[owner], DP_REC_MESH_AQ);
-        dp_bit_set(w->mesh_dirty, owner);
-        dp_counter_inc(&w->stats->mesh_out);
+        int rc = dp_worker_forward_msg(w, owner, m, DP_REC_MESH_AQ, DP_REC_MESH_AQ_REF);
+        if (rc == -ENOBUFS)
+                dp_aq_answer(w, m, dp_aq_msg("BUSY", "the owner of this name is busy: retry"));
+        else if (rc != 0)
+                dp_aq_answer(w, m, dp_aq_msg("TOO_LARGE", "the request is too large"));
 }
 
 bool dp_nats_aq_answer_parked(struct dp_worker *w, const struct dp_aq_parked *pk, bool expired)

@@ -10,6 +10,7 @@
 /* One subscription of a connection; its index is the shard's sid. */
 struct dp_nats_sub {
         uint32_t trie_id;    /* the shard's subscription */
+        uint32_t group;      /* queue group id; 0: none */
         uint32_t next_free;  /* free list: index + 1, 0 ends it */
         uint64_t max;        /* UNSUB max: removed after this many; 0: none */
         uint64_t delivered;
@@ -43,6 +44,21 @@ struct dp_nats_conn {
         uint32_t index_used;   /* slots ever filled since the last build */
 };
 
+/* A request from one of our clients that no subscriber on our shard took:
+ * waiting for the other shards' counts (DP_PUB_F_COUNT) to know whether
+ * nobody anywhere did, and it gets a 503. */
+struct dp_nats_nr {
+        uint64_t pub_id;
+        uint64_t deadline_ns;
+        uint32_t remaining;      /* shards yet to answer */
+        uint32_t reply_len;
+        char reply[ATOMQ_FRAME_SUBJECT_MAX];
+};
+/* Requests waiting at once; more get no 503 (they time out, as with a
+ * server that does not support no_responders). */
+#define DP_NATS_NR_MAX 1024u
+#define DP_NATS_NR_WAIT_NS (1000ull * 1000 * 1000)
+
 struct dp_nats {
         struct dp_worker *w;
         struct nic_uring *nic;
@@ -53,6 +69,8 @@ struct dp_nats {
         struct dp_nats_stats stats;
         struct dp_aq_parked *parked;  /* [DP_AQ_PARKED_MAX] */
         uint32_t parked_count;
+        struct dp_nats_nr *nr;        /* [DP_NATS_NR_MAX] */
+        uint32_t nr_count;
         uint32_t info_len;
         char info[512];               /* the INFO line, CRLF included */
 };

@@ -356,12 +356,31 @@ static void dp_pub_match(void *arg, uint32_t sub_id, uint32_t group, uint64_t va
 
 /* One member of each queue group, round-robin over the members in match
  * order. */
+void dp_shard_set_group_gate(struct dp_shard *s, dp_group_gate_fn *fn, void *arg)
+{
+        s->group_gate = fn;
+        s->group_gate_arg = arg;
+}
+
+/* Marks group g's remaining members served without serving any. */
+static void dp_pub_group_skip(struct dp_pub *p, unsigned from, uint32_t g)
+{
+        for (unsigned j = from; j < p->members; j++)
+                if (p->group[j] == g)
+                        p->group[j] = 0;
+}
+
 static void dp_pub_groups(struct dp_pub *p)
 {
         for (unsigned i = 0; i < p->members; i++) {
                 uint32_t g = p->group[i];
                 if (g == 0)
                         continue;  /* already served */
+                if (p->s->group_gate != NULL &&
+                    !p->s->group_gate(p->s->group_gate_arg, g, p->m->pub_id)) {
+                        dp_pub_group_skip(p, i, g); /* another shard serves it */
+                        continue;
+                }
                 unsigned count = 0;
                 for (unsigned j = i; j < p->members; j++)
                         count += p->group[j] == g;

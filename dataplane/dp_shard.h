@@ -95,6 +95,11 @@ typedef void dp_deliver_fn(void *arg, const struct dp_dispatch *d);
  * by any path (destroy, TTL, one-shot, auto-destroy). */
 typedef void dp_disown_fn(void *arg, uint8_t owner);
 
+/* Optional: may this shard serve queue group `group` for the publish with
+ * pub_id? (dp_groups.h: a group with members on several shards is served
+ * by one of them.) */
+typedef bool dp_group_gate_fn(void *arg, uint32_t group, uint64_t pub_id);
+
 /* Optional: the load of a party, for least-loaded group routing. */
 typedef uint32_t dp_load_fn(void *arg, uint32_t endpoint);
 
@@ -110,6 +115,7 @@ struct dp_msg_in {
         int8_t storage;          /* per-message override; -1: the entity's */
         uint8_t end;             /* channel: 1 + the sending end; 0: none */
         uint64_t reply;          /* handle replies go to; 0: none */
+        uint64_t pub_id;         /* the same on every shard a publish reaches; 0: none */
         const char *reply_subject; /* NATS reply-to subject; NULL: none */
         uint32_t reply_subject_len; /* subject_len + this <= ATOMQ_FRAME_SUBJECT_MAX */
 };
@@ -168,6 +174,8 @@ struct dp_shard {
         void *deliver_arg;
         dp_load_fn *load;
         void *load_arg;
+        dp_group_gate_fn *group_gate; /* process-local, optional */
+        void *group_gate_arg;
         struct dp_match_cache *match_cache; /* process-local, optional (dp_shard_set_match_cache) */
         uint32_t publish_buf;         /* process-local: a small buffer publishes reuse while
                                        * nobody keeps it (SHM_BUF_NONE: none) */
@@ -198,6 +206,7 @@ int dp_shard_attach(struct dp_shard *s, void *mem, size_t len, dp_deliver_fn *de
                     void *arg);
 
 void dp_shard_set_load_fn(struct dp_shard *s, dp_load_fn *fn, void *arg);
+void dp_shard_set_group_gate(struct dp_shard *s, dp_group_gate_fn *fn, void *arg);
 
 /* A cache of subject match results (what nats-server's sublist cache is):
  * a publish to a subject seen before, with no subscription changed since,

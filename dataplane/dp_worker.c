@@ -10,6 +10,7 @@
  */
 #include "dataplane/dp_worker_pvt.h"
 
+#include "dataplane/dp_groups.h"
 #include "dataplane/dp_nats.h"
 
 #include <errno.h>
@@ -32,6 +33,12 @@ static void dp_worker_on_deliver(void *arg, const struct dp_dispatch *d)
         }
         if (w->deliver != NULL)
                 w->deliver(w->deliver_arg, w, d);
+}
+
+static bool dp_worker_group_gate(void *arg, uint32_t group, uint64_t pub_id)
+{
+        struct dp_worker *w = arg;
+        return w->groups == NULL || dp_groups_serve(w->groups, group, w->index, pub_id);
 }
 
 static uint32_t dp_bitmap_words(uint32_t bits)
@@ -59,6 +66,8 @@ int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, voi
         if (rc != 0)
                 return rc;
         dp_shard_set_disown_fn(&w->shard, dp_worker_agent_disown, w);
+        w->groups = e->groups;
+        dp_shard_set_group_gate(&w->shard, dp_worker_group_gate, w);
         rc = dp_idle_init(&w->idle, &cfg->idle, w->wake, dp_worker_ready, w, &w->stats->idle);
         if (rc != 0)
                 return rc;

@@ -125,6 +125,9 @@ struct dp_worker {
         void *deliver_arg;
         struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
         uint32_t publish_origin;      /* endpoint whose publish is being matched now */
+        uint64_t pub_seq;             /* numbers this worker's network publishes (pub_id) */
+        uint64_t last_pub_id;         /* the id dp_worker_publish_msg gave its last publish */
+        struct dp_groups *groups;     /* the engine's (dp_groups.h) */
         bool mesh_waiting;            /* inside dp_worker_publish_msg's wait for room */
         struct dp_idle idle;
         _Atomic bool running;

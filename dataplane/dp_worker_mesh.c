@@ -34,6 +34,7 @@
 #include "shm/shm_clock.h"
 
 #include "dataplane/dp_nats_aq.h"
+#include "dataplane/dp_shard_pvt.h"
 #include "dataplane/dp_subject.h"
 
 static enum dp_take dp_mesh_unavailable(struct dp_worker *w, const struct shm_vring *r)
@@ -66,16 +67,61 @@ enum dp_take dp_worker_forward(struct dp_worker *w, uint32_t owner, const void *
         return DP_TAKE_DONE;
 }
 
+/* A publish too large for a mesh record crosses by reference: the sender's
+ * shard buffer, with one reference taken for each receiver, which reads the
+ * frame from the sender's slab (buffers are immutable once published and
+ * their pools serve any thread) and puts its reference back. */
+struct dp_mesh_ref {
+        uint32_t sender;  /* the worker whose shard holds buf */
+        uint32_t buf;
+        uint64_t pub_id;
+        uint32_t flags;   /* DP_CMD_F_COUNT */
+        uint32_t reserved;
+};
+_Static_assert(sizeof(struct dp_mesh_ref) == 24, "mesh reference record");
+
+/* What a shard delivered of a publish whose origin asked (DP_PUB_F_COUNT). */
+struct dp_mesh_count {
+        uint64_t pub_id;
+        uint32_t delivered;
+        uint32_t reserved;
+};
+
+/* Tells the publish's origin how many this shard delivered. A full ring
+ * loses the answer: the origin then sends no 503 (the request times out
+ * as it would have), which is the safe side. */
+static void dp_mesh_count_reply(struct dp_worker *w, uint64_t pub_id, int delivered)
+{
+        uint32_t origin = (uint32_t)(pub_id >> 48) - 1;
+        if (origin >= w->workers || origin == w->index)
+                return;
+        struct dp_mesh_count c = { .pub_id = pub_id, .delivered = delivered > 0 ? (uint32_t)delivered : 0 };
+        void *p = shm_vring_reserve(&w->mesh_out[origin], sizeof(c));
+        if (p == NULL) {
+                dp_counter_inc(&w->stats->mesh_full);
+                return;
+        }
+        memcpy(p, &c, sizeof(c));
+        shm_vring_commit(&w->mesh_out[origin], DP_REC_MESH_COUNT);
+        dp_bit_set(w->mesh_dirty, origin);
+        dp_counter_inc(&w->stats->mesh_out);
+}
+
 /* Publishes the fanout records reserved in every outbound ring. */
-static void dp_mesh_fanout_commit(struct dp_worker *w)
+static void dp_mesh_fanout_commit_as(struct dp_worker *w, uint32_t type)
 {
         for (uint32_t j = 0; j < w->workers; j++) {
                 if (j == w->index)
                         continue;
-                shm_vring_commit(&w->mesh_out[j], DP_REC_MESH_FANOUT);
+                shm_vring_commit(&w->mesh_out[j], type);
                 dp_bit_set(w->mesh_dirty, j);
                 dp_counter_inc(&w->stats->mesh_out);
         }
+}
+
+static void dp_mesh_fanout_commit(struct dp_worker *w)
+{
+        dp_mesh_fanout_commit_as(w, DP_REC_MESH_FANOUT);
 }
 
 enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
@@ -137,12 +183,103 @@ static int dp_mesh_room_wait(struct dp_worker *w, uint32_t len)
         return 0;
 }
 
-int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m, uint32_t origin)
+int dp_worker_forward_msg(struct dp_worker *w, uint32_t owner, const struct dp_msg_in *m,
+                          uint32_t type, uint32_t ref_type)
 {
+        struct shm_vring *r = &w->mesh_out[owner];
+        uint32_t len = dp_cmd_bytes(0, m);
+        if (len != 0) {
+                struct dp_cmd h = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET };
+                void *p = shm_vring_reserve(r, len);
+                if (p == NULL)
+                        return -ENOBUFS;
+                dp_cmd_encode(p, len, &h, NULL, m);
+        } else {
+                uint32_t buf;
+                struct dp_mesh_ref *ref = shm_vring_reserve(r, sizeof(*ref));
+                if (ref == NULL)
+                        return -ENOBUFS;
+                int rc = dp_buf_make(&w->shard, m, &buf);
+                if (rc != 0)
+                        return rc;
+                *ref = (struct dp_mesh_ref){ .sender = w->index, .buf = buf };
+                type = ref_type;
+        }
+        shm_vring_commit(r, type);
+        dp_bit_set(w->mesh_dirty, owner);
+        dp_counter_inc(&w->stats->mesh_out);
+        return 0;
+}
+
+/* The message a reference record names, in the sender's shard: the frame
+ * read into *m (valid until its reference is put). NULL when bad. */
+static struct shm_slab *dp_mesh_ref_open(struct dp_worker *w, const struct shm_vring_rec *rec,
+                                         struct dp_mesh_ref *ref, struct dp_msg_in *m)
+{
+        if (rec->len != sizeof(*ref))
+                return NULL;
+        memcpy(ref, rec->data, sizeof(*ref));
+        if (ref->sender >= w->workers || ref->sender == w->index)
+                return NULL;
+        struct shm_slab *bufs = &w->engine->w[ref->sender].shard.bufs;
+        uint32_t len;
+        const uint8_t *p = shm_slab_data(bufs, ref->buf, &len);
+        struct atomq_frame f;
+        if (p == NULL || atomq_frame_check(p, len, &f) != ATOMQ_FRAME_OK) {
+                if (p != NULL)
+                        shm_slab_put(bufs, ref->buf);
+                return NULL;
+        }
+        dp_frame_read(&f, p, m);
+        return bufs;
+}
+
+/* The by-reference fanout of dp_worker_publish_msg (see dp_mesh_ref). */
+static int dp_publish_msg_by_ref(struct dp_worker *w, const struct dp_msg_in *m,
+                                 uint32_t origin, uint32_t flags)
+{
+        uint32_t buf;
+        int rc = dp_mesh_room_wait(w, sizeof(struct dp_mesh_ref));
+        if (rc == 0)
+                rc = dp_buf_make(&w->shard, m, &buf);
+        if (rc != 0)
+                return rc;
+        DP_VERIFY(shm_slab_ref(&w->shard.bufs, buf, w->workers - 1) == 0);
+        const struct dp_mesh_ref ref = { .sender = w->index, .buf = buf, .pub_id = m->pub_id,
+                                         .flags = flags & DP_PUB_F_COUNT ? DP_CMD_F_COUNT : 0 };
+        for (uint32_t j = 0; j < w->workers; j++) {
+                if (j == w->index)
+                        continue;
+                void *p = shm_vring_reserve(&w->mesh_out[j], sizeof(ref));
+                DP_VERIFY(p != NULL);
+                memcpy(p, &ref, sizeof(ref));
+        }
+        w->publish_origin = origin;
+        rc = dp_shard_publish(&w->shard, m);
+        w->publish_origin = 0;
+        shm_slab_put(&w->shard.bufs, buf);
+        dp_mesh_fanout_commit_as(w, DP_REC_MESH_FANOUT_REF);
+        return rc;
+}
+
+int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *in, uint32_t origin,
+                          uint32_t flags)
+{
+        /* One id on every shard, so queue groups spread over shards pick the
+         * same serving shard (dp_groups.h). */
+        struct dp_msg_in stamped = *in;
+        stamped.pub_id = (uint64_t)(w->index + 1) << 48 | (++w->pub_seq & ((1ull << 48) - 1));
+        const struct dp_msg_in *m = &stamped;
+        w->last_pub_id = stamped.pub_id;
+        if (w->workers > 1 && dp_cmd_bytes(0, m) == 0 && dp_frame_bytes(m) != 0)
+                return dp_publish_msg_by_ref(w, m, origin, flags);
         if (w->workers > 1) {
                 /* Quiet, and from the control column: no completion is ever
                  * written for a fanout (dp_mesh_fanout answers nothing). */
-                struct dp_cmd h = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET };
+                struct dp_cmd h = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET | DP_CMD_F_PUB_ID,
+                                    .seq = m->pub_id };
+                if (flags & DP_PUB_F_COUNT)
+                        h.flags |= DP_CMD_F_COUNT;
                 uint32_t len = dp_cmd_bytes(0, m);
                 if (len == 0)
                         return -EMSGSIZE;
@@ -174,9 +311,46 @@ static enum dp_take dp_mesh_fanout(struct dp_worker *w, const struct shm_vring_r
                 dp_counter_inc(&w->stats->bad_records);
                 return DP_TAKE_DONE;
         }
+        if (v.hdr->flags & DP_CMD_F_PUB_ID)
+                v.msg.pub_id = v.hdr->seq;
         /* Failures (no buffer, nobody subscribed) are the shard's counters. */
-        (void)dp_shard_publish(&w->shard, &v.msg);
+        int delivered = dp_shard_publish(&w->shard, &v.msg);
+        if ((v.hdr->flags & (DP_CMD_F_COUNT | DP_CMD_F_PUB_ID)) == (DP_CMD_F_COUNT | DP_CMD_F_PUB_ID))
+                dp_mesh_count_reply(w, v.msg.pub_id, delivered);
         dp_counter_inc(&w->stats->fanouts);
+        return DP_TAKE_DONE;
+}
+
+static enum dp_take dp_mesh_fanout_ref(struct dp_worker *w, const struct shm_vring_rec *rec)
+{
+        struct dp_mesh_ref ref;
+        struct dp_msg_in m;
+        struct shm_slab *bufs = dp_mesh_ref_open(w, rec, &ref, &m);
+        if (bufs == NULL) {
+                dp_counter_inc(&w->stats->bad_records);
+                return DP_TAKE_DONE;
+        }
+        m.pub_id = ref.pub_id;
+        int delivered = dp_shard_publish(&w->shard, &m);
+        if (ref.flags & DP_CMD_F_COUNT)
+                dp_mesh_count_reply(w, ref.pub_id, delivered);
+        dp_counter_inc(&w->stats->fanouts);
+        shm_slab_put(bufs, ref.buf);
+        return DP_TAKE_DONE;
+}
+
+/* An $AQ request too large for a record (dp_nats_aq.c). */
+static enum dp_take dp_mesh_aq_ref(struct dp_worker *w, const struct shm_vring_rec *rec)
+{
+        struct dp_mesh_ref ref;
+        struct dp_msg_in m;
+        struct shm_slab *bufs = dp_mesh_ref_open(w, rec, &ref, &m);
+        if (bufs == NULL) {
+                dp_counter_inc(&w->stats->bad_records);
+                return DP_TAKE_DONE;
+        }
+        dp_nats_aq_exec(w, &m);
+        shm_slab_put(bufs, ref.buf);
         return DP_TAKE_DONE;
 }
 
@@ -217,6 +391,21 @@ static enum dp_take dp_mesh_one(struct dp_worker *w, const struct shm_vring_rec 
 {
         if (rec->type == DP_REC_MESH_AQ)
                 return dp_mesh_aq(w, rec);
+        if (rec->type == DP_REC_MESH_FANOUT_REF)
+                return dp_mesh_fanout_ref(w, rec);
+        if (rec->type == DP_REC_MESH_AQ_REF)
+                return dp_mesh_aq_ref(w, rec);
+        if (rec->type == DP_REC_MESH_COUNT) {
+                struct dp_mesh_count c;
+                if (rec->len != sizeof(c)) {
+                        dp_counter_inc(&w->stats->bad_records);
+                        return DP_TAKE_DONE;
+                }
+                memcpy(&c, rec->data, sizeof(c));
+                if (w->nats != NULL)
+                        dp_nats_count_reply(w->nats, c.pub_id, c.delivered);
+                return DP_TAKE_DONE;
+        }
         if (rec->type == DP_REC_MESH_FANOUT)
                 return dp_mesh_fanout(w, rec);
         if (rec->type == DP_REC_MESH_EXEC)

@@ -100,7 +100,19 @@ enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
  * DP_MESH_WAIT_NS (nothing was done), -EMSGSIZE when the message does not fit
  * a command record and there are other shards to reach, or an error of
  * dp_shard_publish. */
-int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m, uint32_t origin);
+int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m, uint32_t origin,
+                          uint32_t flags);
+/* Sends message m to worker owner alone as a record of type `type` (a
+ * publish command), or, when it is too large for one, by reference to a
+ * buffer of this shard as a record of type ref_type (struct dp_mesh_ref).
+ * 0, -ENOBUFS (the ring is full), -EMSGSIZE, or a buffer error. */
+int dp_worker_forward_msg(struct dp_worker *w, uint32_t owner, const struct dp_msg_in *m,
+                          uint32_t type, uint32_t ref_type);
+
+/* flags of dp_worker_publish_msg: every other worker answers how many it
+ * delivered (DP_REC_MESH_COUNT, dp_nats_count_reply): a request's "no
+ * responders" over all shards. The publish's id is left in w->last_pub_id. */
+#define DP_PUB_F_COUNT 1u
 
 /* Takes up to DP_MESH_BURST records from each inbound mesh ring. Returns
  * the records taken, or -EPROTO when a ring is corrupt and none was. */

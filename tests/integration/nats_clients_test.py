@@ -2,7 +2,7 @@
 """nats_clients_test.py - stock NATS clients against the real atomqd.
 
 Starts atomqd (and its dataplane) with --nats on a free loopback port in a
-temporary directory, then runs the conformance checks of tests/clients/
+temporary directory (with $ATOMQ_TEST_WORKERS workers, 1 by default), then runs the conformance checks of tests/clients/
 (nats.go or nats.js, tests/clients/README.md lists them) against it. Exit
 status is the checks' (77 when the client's toolchain is missing).
 
@@ -21,7 +21,9 @@ def main():
         print(__doc__)
         return 2
     atomqd, run_sh, build, lang = sys.argv[1:5]
-    server = Atomqd(atomqd)
+    # ATOMQ_TEST_WORKERS: the same checks with connections spread over
+    # several workers (subscribers and publishers on different shards).
+    server = Atomqd(atomqd, workers=int(os.environ.get("ATOMQ_TEST_WORKERS", "1")))
     try:
         if not server.ok:
             print("FAIL: atomqd does not listen on its --nats port")

@@ -32,11 +32,11 @@ def wait_port(port, proc, seconds=10):
 class Atomqd:
     """atomqd (and its dataplane) with --nats on a free loopback port."""
 
-    def __init__(self, atomqd, extra=()):
+    def __init__(self, atomqd, extra=(), workers=1):
         self.tmp = tempfile.mkdtemp(prefix="atomq-nats-")
         self.log_path = os.path.join(self.tmp, "atomqd.log")
         self.port = free_port()
-        args = [atomqd, "--workers", "1", "--max-entities", "20000", "--hugepages", "off",
+        args = [atomqd, "--workers", str(workers), "--max-entities", "20000", "--hugepages", "off",
                 "--metrics", "off", "--control", os.path.join(self.tmp, "ctl.sock"),
                 "--data-dir", os.path.join(self.tmp, "data"),
                 "--nats", f"127.0.0.1:{self.port}", "--max-agents", "0", *extra]
