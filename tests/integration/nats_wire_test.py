@@ -171,6 +171,41 @@ def check_auth(atomqd):
                 natsenv.stop(ref)
 
 
+def check_stale(atomqd):
+    """Server PINGs: a client that answers stays; one that does not gets
+    two PINGs, then 'Stale Connection', then the close."""
+    server = natsenv.Atomqd(atomqd, ["--ping-interval-ms", "100"])
+    try:
+        if not server.ok:
+            fail("atomqd --ping-interval-ms 100 does not listen", server)
+        quiet = Conn(server.port, {"verbose": False})
+        alive = Conn(server.port, {"verbose": False})
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            try:
+                if alive.line(timeout=0.05) == b"PING":
+                    alive.send(b"PONG\r\n")
+            except socket.timeout:
+                pass
+        got = quiet.drain(quiet=0.5)
+        if got != b"PING\r\nPING\r\n-ERR 'Stale Connection'\r\n<EOF>":
+            raise AssertionError(f"a client that never answers PING: {got!r}")
+        # Still served after 1.5 s (15 intervals): its own message comes back.
+        alive.send(b"SUB st 1\r\nPUB st 2\r\nok\r\n")
+        lines = []
+        while len(lines) < 2:
+            line = alive.line(timeout=2)
+            if line == b"PING":
+                alive.send(b"PONG\r\n")
+            else:
+                lines.append(line)
+        if lines != [b"MSG st 1 2", b"ok"]:
+            raise AssertionError(f"a client that answers PING: {lines!r}")
+        print("ok stale-connection")
+    finally:
+        server.stop()
+
+
 def conv_split_every_byte(port):
     c = Conn(port, {"verbose": False})
     msg = b"SUB split.x 7\r\nPUB split.x 5\r\nhello\r\nPUB split.x 0\r\n\r\nPING\r\n"
@@ -376,6 +411,7 @@ def main():
         if not server.alive():
             fail("atomqd died", server)
         check_auth(sys.argv[1])
+        check_stale(sys.argv[1])
         print("all passed")
         return 0
     except (AssertionError, EOFError, OSError) as e:
