@@ -422,7 +422,7 @@ static void dp_nats_unsub(struct dp_nats *n, struct dp_nats_conn *c, const struc
  * drain them (bounded: the rings hold a bounded number of records). */
 static void dp_nats_ping_barrier(struct dp_nats *n)
 {
-        for (int i = 0; i < 1024 && n->w->workers > 1; i++)
+        for (int i = 0; i < 1024 && n->w->workers > 1 && !n->w->mesh_draining; i++)
                 if (dp_worker_mesh_drain(n->w) <= 0)
                         break;
 }

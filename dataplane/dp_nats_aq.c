@@ -98,14 +98,89 @@ static json_t *dp_aq_err(const struct dp_aq_req *r, int err)
         return dp_aq_fail(dp_aq_code(err), what, r->name, r->name_len);
 }
 
+/* The common answers are written as text, without building a JSON tree
+ * (jansson's tree, dump and free were most of a create's cost): a handler
+ * fills the worker's text buffer and returns DP_AQ_TEXT. */
+static _Thread_local char dp_aq_text[ATOMQ_FRAME_SUBJECT_MAX * 2 + 96];
+static _Thread_local size_t dp_aq_text_len;
+static char dp_aq_text_marker;
+#define DP_AQ_TEXT ((json_t *)(void *)&dp_aq_text_marker)
+
+/* Appends s as a JSON string body (escaping quotes, backslashes and control
+ * bytes); false when the buffer is full. */
+static bool dp_aq_text_str(const char *s, size_t len)
+{
+        static const char hex[] = "0123456789abcdef";
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)s[i];
+                if (dp_aq_text_len + 6 >= sizeof(dp_aq_text))
+                        return false;
+                char *o = dp_aq_text + dp_aq_text_len;
+                if (ch == '"' || ch == '\\') {
+                        o[0] = '\\', o[1] = (char)ch, dp_aq_text_len += 2;
+                } else if (ch < 0x20) {
+                        memcpy(o, "\\u00", 4);
+                        o[4] = hex[ch >> 4], o[5] = hex[ch & 15], dp_aq_text_len += 6;
+                } else {
+                        o[0] = (char)ch, dp_aq_text_len++;
+                }
+        }
+        return true;
+}
+
 static json_t *dp_aq_ok(void)
 {
-        return json_pack("{s:b}", "ok", 1);
+        dp_aq_text_len = (size_t)snprintf(dp_aq_text, sizeof(dp_aq_text), "{\"ok\":true}");
+        return DP_AQ_TEXT;
+}
+
+/* {"ok":true,"<key>":N} */
+static json_t *dp_aq_ok_num(const char *key, uint64_t v)
+{
+        dp_aq_text_len = (size_t)snprintf(dp_aq_text, sizeof(dp_aq_text),
+                                          "{\"ok\":true,\"%s\":%llu}", key, (unsigned long long)v);
+        return DP_AQ_TEXT;
+}
+
+/* {"ok":true,"name":"<name>","mode":"<mode>"}, or NULL when it does not fit. */
+static json_t *dp_aq_ok_named(const char *name, size_t len, const char *mode)
+{
+        dp_aq_text_len = (size_t)snprintf(dp_aq_text, sizeof(dp_aq_text), "{\"ok\":true,\"name\":\"");
+        if (!dp_aq_text_str(name, len))
+                return NULL;
+        size_t rest = sizeof(dp_aq_text) - dp_aq_text_len;
+        int n = snprintf(dp_aq_text + dp_aq_text_len, rest, "\",\"mode\":\"%s\"}", mode);
+        if (n < 0 || (size_t)n >= rest)
+                return NULL;
+        dp_aq_text_len += (size_t)n;
+        return DP_AQ_TEXT;
 }
 
 /* Publishes the answer to the request's reply subject. */
+static void dp_aq_publish(struct dp_worker *w, const struct dp_msg_in *m, const char *text,
+                          size_t len)
+{
+        struct dp_msg_in out = { .subject = m->reply_subject,
+                                 .subject_len = m->reply_subject_len,
+                                 .payload = text,
+                                 .payload_len = (uint32_t)len,
+                                 .storage = -1 };
+        if (m->reply_subject_len != 0 && dp_worker_publish_msg(w, &out, 0, 0) == -ENOBUFS &&
+            w->nats != NULL)
+                dp_nats_count_aq_lost(w->nats);
+}
+
 static void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t *a)
 {
+        if (a == DP_AQ_TEXT) {
+                /* A copy: publishing may drain the mesh and so run other
+                 * requests, which write the shared text buffer. */
+                char text[sizeof(dp_aq_text)];
+                size_t len = dp_aq_text_len;
+                memcpy(text, dp_aq_text, len);
+                dp_aq_publish(w, m, text, len);
+                return;
+        }
         if (a == NULL)
                 a = dp_aq_msg("FULL", "out of memory");
         char *text = json_dumps(a, JSON_COMPACT);
@@ -114,17 +189,8 @@ static void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t 
                 free(text);
                 text = json_dumps(dp_aq_msg("TOO_LARGE", "the answer"), JSON_COMPACT);
         }
-        if (text == NULL || m->reply_subject_len == 0) {
-                free(text);
-                return;
-        }
-        struct dp_msg_in out = { .subject = m->reply_subject,
-                                 .subject_len = m->reply_subject_len,
-                                 .payload = text,
-                                 .payload_len = (uint32_t)strlen(text),
-                                 .storage = -1 };
-        if (dp_worker_publish_msg(w, &out, 0, 0) == -ENOBUFS && w->nats != NULL)
-                dp_nats_count_aq_lost(w->nats);
+        if (text != NULL)
+                dp_aq_publish(w, m, text, strlen(text));
         free(text);
 }
 
@@ -227,8 +293,10 @@ static json_t *dp_aq_create(struct dp_aq_req *r, uint8_t mode)
         int rc = dp_shard_create(&r->w->shard, &o, r->name, r->name_len, &h);
         if (rc != 0)
                 return dp_aq_err(r, rc);
-        return json_pack("{s:b,s:s%,s:s}", "ok", 1, "name", r->name, (size_t)r->name_len,
-                         "mode", dp_modes[mode].name);
+        json_t *a = dp_aq_ok_named(r->name, r->name_len, dp_modes[mode].name);
+        return a != NULL ? a
+                         : json_pack("{s:b,s:s%,s:s}", "ok", 1, "name", r->name,
+                                     (size_t)r->name_len, "mode", dp_modes[mode].name);
 }
 
 static json_t *dp_aq_mailbox_create(struct dp_aq_req *r)
@@ -260,7 +328,9 @@ static json_t *dp_aq_destroy(struct dp_aq_req *r)
  * travel in the NATS header block and are read by dp_aq_msg_opts). */
 static int dp_aq_msg_opts(const struct dp_msg_in *m, struct dp_msg_in *out);
 
-static json_t *dp_aq_send_to(struct dp_aq_req *r, uint8_t end, bool answer_seq)
+/* key: the answer's field for the sequence ("seq", a log's "offset"), or
+ * NULL for a bare ok. */
+static json_t *dp_aq_send_to(struct dp_aq_req *r, uint8_t end, const char *key)
 {
         uint64_t h, seq = 0;
         struct dp_msg_in msg;
@@ -282,24 +352,18 @@ static json_t *dp_aq_send_to(struct dp_aq_req *r, uint8_t end, bool answer_seq)
                                   "take the message", r->name, r->name_len);
         if (rc != 0)
                 return dp_aq_err(r, rc);
-        return answer_seq ? json_pack("{s:b,s:I}", "ok", 1, "seq", (json_int_t)seq) : dp_aq_ok();
+        return key != NULL ? dp_aq_ok_num(key, seq) : dp_aq_ok();
 }
 
 static json_t *dp_aq_mailbox_send(struct dp_aq_req *r)
 {
-        return dp_aq_send_to(r, 0, true);
+        return dp_aq_send_to(r, 0, "seq");
 }
 
 static json_t *dp_aq_log_append(struct dp_aq_req *r)
 {
-        json_t *a = dp_aq_send_to(r, 0, true);
         /* A log's sequence is its offset. */
-        json_t *seq = json_object_get(a, "seq");
-        if (seq != NULL) {
-                json_object_set(a, "offset", seq);
-                json_object_del(a, "seq");
-        }
-        return a;
+        return dp_aq_send_to(r, 0, "offset");
 }
 
 /* One message handed out, as JSON; its buffer reference is put. */
@@ -389,9 +453,9 @@ static json_t *dp_aq_latest_put(struct dp_aq_req *r)
                 if (rc != 0 && rc != -EEXIST)
                         return dp_aq_err(r, rc);
         }
-        json_t *a = dp_aq_send_to(r, 0, false);
-        if (!json_is_true(json_object_get(a, "ok")))
-                return a;
+        json_t *a = dp_aq_send_to(r, 0, NULL);
+        if (a != DP_AQ_TEXT)
+                return a; /* an error */
         char subject[ATOMQ_FRAME_SUBJECT_MAX + 1];
         int len = snprintf(subject, sizeof(subject), "$AQ.LATEST.WATCH.%.*s", (int)r->name_len,
                            r->name);
@@ -403,7 +467,9 @@ static json_t *dp_aq_latest_put(struct dp_aq_req *r)
                 watch.reply_subject_len = 0;
                 (void)dp_worker_publish_msg(r->w, &watch, 0, 0);
         }
-        return a;
+        /* Written again: the publish may have answered other requests in
+         * between (a drained mesh ring), with the same text buffer. */
+        return dp_aq_ok();
 }
 
 static json_t *dp_aq_latest_get(struct dp_aq_req *r)
@@ -470,7 +536,7 @@ static json_t *dp_aq_channel_send(struct dp_aq_req *r)
         uint8_t end;
         if (dp_aq_channel_end(r, &end) != 0)
                 return dp_aq_msg("BAD_REQUEST", "subject: $AQ.CHANNEL.SEND.<id>.<0|1>");
-        return dp_aq_send_to(r, end, true);
+        return dp_aq_send_to(r, end, "seq");
 }
 
 static json_t *dp_aq_channel_fetch(struct dp_aq_req *r)
@@ -602,6 +668,45 @@ static void dp_aq_name_make(struct dp_worker *w, const char *prefix, char *out, 
         }
 }
 
+/* Is the body exactly {"name":"<1..255 bytes, no escapes or controls>"}
+ * (spaces allowed around the tokens)? Then *name points into it. */
+static bool dp_aq_name_only(const void *body, uint32_t len, const char **name,
+                            uint32_t *name_len)
+{
+        static const char key[] = "\"name\"";
+        const char *p = body, *end = p + len;
+#define DP_AQ_WS() while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++
+        DP_AQ_WS();
+        if (p == end || *p++ != '{')
+                return false;
+        DP_AQ_WS();
+        if ((size_t)(end - p) < sizeof(key) - 1 || memcmp(p, key, sizeof(key) - 1) != 0)
+                return false;
+        p += sizeof(key) - 1;
+        DP_AQ_WS();
+        if (p == end || *p++ != ':')
+                return false;
+        DP_AQ_WS();
+        if (p == end || *p++ != '"')
+                return false;
+        const char *s = p;
+        while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+                p++;
+        if (p == end || *p != '"' || p == s || p - s > DP_CMD_NAME_MAX)
+                return false;
+        const char *e = p++;
+        DP_AQ_WS();
+        if (p == end || *p++ != '}')
+                return false;
+        DP_AQ_WS();
+#undef DP_AQ_WS
+        if (p != end)
+                return false;
+        *name = s;
+        *name_len = (uint32_t)(e - s);
+        return true;
+}
+
 void dp_nats_aq_exec(struct dp_worker *w, const struct dp_msg_in *m)
 {
         struct dp_aq_req r = { .w = w, .m = m };
@@ -612,7 +717,11 @@ void dp_nats_aq_exec(struct dp_worker *w, const struct dp_msg_in *m)
                                               m->subject, m->subject_len));
                 return;
         }
-        if (v->json_body && m->payload_len != 0) {
+        /* The commonest body, a create's {"name":"..."} alone, is read here;
+         * anything else goes through the JSON parser. */
+        bool name_only = r.name == NULL && v->fn != dp_aq_info &&
+                         dp_aq_name_only(m->payload, m->payload_len, &r.name, &r.name_len);
+        if (v->json_body && m->payload_len != 0 && !name_only) {
                 r.body = json_loadb(m->payload, m->payload_len, 0, NULL);
                 if (!json_is_object(r.body)) {
                         json_decref(r.body);
@@ -653,6 +762,8 @@ static uint32_t dp_aq_owner(struct dp_worker *w, const struct dp_msg_in *m)
                 return w->index;
         if (name == NULL) {
                 /* A create names its entity in the body, if at all. */
+                if (dp_aq_name_only(m->payload, m->payload_len, &name, &name_len))
+                        return dp_engine_shard_of_name(w->engine, name, name_len);
                 json_t *body = json_loadb(m->payload, m->payload_len, 0, NULL);
                 const char *named = NULL;
                 uint32_t owner = w->index;

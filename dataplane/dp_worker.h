@@ -129,6 +129,7 @@ struct dp_worker {
         uint64_t last_pub_id;         /* the id dp_worker_publish_msg gave its last publish */
         struct dp_groups *groups;     /* the engine's (dp_groups.h) */
         bool mesh_waiting;            /* inside dp_worker_publish_msg's wait for room */
+        bool mesh_draining;           /* inside dp_worker_mesh_drain */
         struct dp_idle idle;
         _Atomic bool running;
         _Atomic int init_rc;          /* the thread's set-up: 0 pending, 1 done, < 0 failed */

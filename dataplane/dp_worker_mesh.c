@@ -173,9 +173,15 @@ static int dp_mesh_room_wait(struct dp_worker *w, uint32_t len)
                         return -ENOBUFS;
                 dp_counter_inc(&w->stats->mesh_full);
                 shm_wake_notify(w->peer_wake[j]);
-                w->mesh_waiting = true;
-                int drained = dp_worker_mesh_drain(w);
-                w->mesh_waiting = false;
+                /* Inside a drain (a mesh record being handled publishes) the
+                 * inbound rings are not drained again: their current record
+                 * is not released yet and would be handled twice. */
+                int drained = 0;
+                if (!w->mesh_draining) {
+                        w->mesh_waiting = true;
+                        drained = dp_worker_mesh_drain(w);
+                        w->mesh_waiting = false;
+                }
                 if (drained <= 0)
                         shm_cpu_relax();
                 j = 0; /* the drain may have used room anywhere */
@@ -417,6 +423,7 @@ static enum dp_take dp_mesh_one(struct dp_worker *w, const struct shm_vring_rec 
 int dp_worker_mesh_drain(struct dp_worker *w)
 {
         int work = 0, err = 0;
+        w->mesh_draining = true;
         for (uint32_t j = 0; j < w->workers; j++) {
                 if (j == w->index)
                         continue;
@@ -440,5 +447,6 @@ int dp_worker_mesh_drain(struct dp_worker *w)
                         work++;
                 }
         }
+        w->mesh_draining = false;
         return work > 0 ? work : err;
 }

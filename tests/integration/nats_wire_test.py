@@ -258,6 +258,48 @@ DETERMINISTIC = [
     ("invalid-subject", conv(b"SUB foo..bar 1\r\nPING\r\n")),
 ]
 
+# atomq's own answers on $AQ (no reference: nats-server has no $AQ). Bodies
+# in the shapes the fast path reads and the ones it leaves to the parser.
+def aq(subject, body):
+    return b"PUB %s _R.1 %d\r\n%s\r\n" % (subject, len(body), body)
+
+
+def ans(text):
+    """An answer as it arrives on the reply subject _R.1 (sid 1)."""
+    return b"MSG _R.1 1 %d\r\n%s\r\n" % (len(text), text)
+
+
+AQ_CONVS = [
+    ("aq-create-shapes", conv(b"SUB _R.* 1\r\n"
+                              + aq(b"$AQ.MAILBOX.CREATE", b'{"name":"w.a"}')
+                              + aq(b"$AQ.MAILBOX.CREATE", b' { "name" : "w.b" } ')
+                              + aq(b"$AQ.MAILBOX.CREATE", b'{"name":"w.\\"c"}')
+                              + aq(b"$AQ.MAILBOX.CREATE", b'{"name":"w.d","ttl_ms":5000}')
+                              + aq(b"$AQ.MAILBOX.CREATE", b'{"name":"w.a"}')
+                              + aq(b"$AQ.MAILBOX.CREATE", b'{"name":""}')
+                              + aq(b"$AQ.MAILBOX.CREATE", b'{"name":"w.e"')
+                              + b"PING\r\n"),
+     ans(b'{"ok":true,"name":"w.a","mode":"mailbox"}')
+     + ans(b'{"ok":true,"name":"w.b","mode":"mailbox"}')
+     + ans(b'{"ok":true,"name":"w.\\"c","mode":"mailbox"}')
+     + ans(b'{"ok":true,"name":"w.d","mode":"mailbox"}')
+     + ans(b'{"ok":false,"error":"EXISTS","message":"w.a: File exists"}')
+     + ans(b'{"ok":false,"error":"BAD_REQUEST","message":"name: 1 to 255 bytes"}')
+     + ans(b'{"ok":false,"error":"BAD_REQUEST","message":"the body is not a JSON object"}')
+     + b"PONG\r\n"),
+    ("aq-send-fetch", conv(b"SUB _R.* 1\r\n"
+                           + aq(b"$AQ.MAILBOX.CREATE", b'{"name":"sf"}')
+                           + aq(b"$AQ.MAILBOX.SEND.sf", b"\x00hi\r\n")
+                           + aq(b"$AQ.MAILBOX.FETCH.sf", b"")
+                           + aq(b"$AQ.MAILBOX.ACK.sf", b'{"seq":0}')
+                           + b"PING\r\n"),
+     ans(b'{"ok":true,"name":"sf","mode":"mailbox"}')
+     + ans(b'{"ok":true,"seq":0}')
+     + ans(b'{"ok":true,"messages":[{"seq":0,"data":"AGhpDQo=","deliveries":1}]}')
+     + ans(b'{"ok":true}')
+     + b"PONG\r\n"),
+]
+
 # What atomqd must answer, whatever the reference says (also checked when
 # nats-server is missing).
 EXPECT = {
@@ -272,6 +314,14 @@ EXPECT = {
     "max-payload": b"-ERR 'Maximum Payload Violation'\r\n<EOF>",
     "invalid-subject": b"-ERR 'Invalid Subject'\r\nPONG\r\n",
 }
+
+
+def run_aq(port):
+    for name, run, want in AQ_CONVS:
+        got = run(port)
+        if got != want:
+            raise AssertionError(f"{name}: atomqd said {got!r}, want {want!r}")
+        print(f"ok {name}")
 
 
 def run_deterministic(port, ref_port):
@@ -404,6 +454,7 @@ def main():
         port = server.port
         check_info(port)
         run_deterministic(port, ref_port)
+        run_aq(port)
         check_queue_group(port)
         check_garbage(port)
         check_many_conns(port, server)
