@@ -327,7 +327,11 @@ static enum dp_take dp_mesh_fanout(struct dp_worker *w, const struct shm_vring_r
         return DP_TAKE_DONE;
 }
 
-static enum dp_take dp_mesh_fanout_ref(struct dp_worker *w, const struct shm_vring_rec *rec)
+/* A reference record: the message it names handled as a publish (fanout)
+ * or as an $AQ request for this owner (dp_nats_aq.c), then its reference
+ * given back. */
+static enum dp_take dp_mesh_ref_handle(struct dp_worker *w, const struct shm_vring_rec *rec,
+                                       bool aq)
 {
         struct dp_mesh_ref ref;
         struct dp_msg_in m;
@@ -336,26 +340,15 @@ static enum dp_take dp_mesh_fanout_ref(struct dp_worker *w, const struct shm_vri
                 dp_counter_inc(&w->stats->bad_records);
                 return DP_TAKE_DONE;
         }
-        m.pub_id = ref.pub_id;
-        int delivered = dp_shard_publish(&w->shard, &m);
-        if (ref.flags & DP_CMD_F_COUNT)
-                dp_mesh_count_reply(w, ref.pub_id, delivered);
-        dp_counter_inc(&w->stats->fanouts);
-        shm_slab_put(bufs, ref.buf);
-        return DP_TAKE_DONE;
-}
-
-/* An $AQ request too large for a record (dp_nats_aq.c). */
-static enum dp_take dp_mesh_aq_ref(struct dp_worker *w, const struct shm_vring_rec *rec)
-{
-        struct dp_mesh_ref ref;
-        struct dp_msg_in m;
-        struct shm_slab *bufs = dp_mesh_ref_open(w, rec, &ref, &m);
-        if (bufs == NULL) {
-                dp_counter_inc(&w->stats->bad_records);
-                return DP_TAKE_DONE;
+        if (aq) {
+                dp_nats_aq_exec(w, &m);
+        } else {
+                m.pub_id = ref.pub_id;
+                int delivered = dp_shard_publish(&w->shard, &m);
+                if (ref.flags & DP_CMD_F_COUNT)
+                        dp_mesh_count_reply(w, ref.pub_id, delivered);
+                dp_counter_inc(&w->stats->fanouts);
         }
-        dp_nats_aq_exec(w, &m);
         shm_slab_put(bufs, ref.buf);
         return DP_TAKE_DONE;
 }
@@ -397,10 +390,8 @@ static enum dp_take dp_mesh_one(struct dp_worker *w, const struct shm_vring_rec 
 {
         if (rec->type == DP_REC_MESH_AQ)
                 return dp_mesh_aq(w, rec);
-        if (rec->type == DP_REC_MESH_FANOUT_REF)
-                return dp_mesh_fanout_ref(w, rec);
-        if (rec->type == DP_REC_MESH_AQ_REF)
-                return dp_mesh_aq_ref(w, rec);
+        if (rec->type == DP_REC_MESH_FANOUT_REF || rec->type == DP_REC_MESH_AQ_REF)
+                return dp_mesh_ref_handle(w, rec, rec->type == DP_REC_MESH_AQ_REF);
         if (rec->type == DP_REC_MESH_COUNT) {
                 struct dp_mesh_count c;
                 if (rec->len != sizeof(c)) {
