@@ -624,6 +624,11 @@ static enum ctl_run ctl_do_show_workers(struct ctl_session *s, const struct ctl_
                 ctl_out_u64(o, "ring_errors", dp_counter_get(&w->ring_errors));
                 ctl_out_u64(o, "timers", dp_counter_get(&w->timers));
                 ctl_out_u64(o, "sleeps", dp_counter_get(&w->idle.sleeps));
+                ctl_out_u64(o, "nats_conns", dp_counter_get(&w->nats.conns_opened) -
+                                                     dp_counter_get(&w->nats.conns_closed));
+                ctl_out_u64(o, "nats_msgs_in", dp_counter_get(&w->nats.msgs_in));
+                ctl_out_u64(o, "nats_msgs_out", dp_counter_get(&w->nats.msgs_out));
+                ctl_out_u64(o, "nats_slow_consumers", dp_counter_get(&w->nats.slow_consumers));
                 ctl_out_rec_end(o);
         }
         ctl_out_arr_end(o);

@@ -224,6 +224,19 @@ static const struct ctl_ctr worker_ctrs[] = {
         { "worker_idle_sleeps", "idle_sleeps", "Idle passes that slept on the wake word.", WCTR(idle.sleeps) },
         { "worker_idle_wakeups", "idle_wakeups", "Sleeps ended by a notify.", WCTR(idle.wakeups) },
         { "worker_pin_errors", "pin_errors", "Failures to pin the worker to a CPU.", WCTR(idle.pin_errors) },
+        { "nats_connections_opened", "nats_conns_opened", "NATS connections accepted.", WCTR(nats.conns_opened) },
+        { "nats_connections_closed", "nats_conns_closed", "NATS connections ended.", WCTR(nats.conns_closed) },
+        { "nats_messages_in", "nats_msgs_in", "PUB and HPUB taken from NATS clients.", WCTR(nats.msgs_in) },
+        { "nats_messages_out", "nats_msgs_out", "MSG and HMSG written to NATS clients.", WCTR(nats.msgs_out) },
+        { "nats_protocol_errors", "nats_protocol_errors", "NATS clients closed for bad input.", WCTR(nats.protocol_errors) },
+        { "nats_slow_consumers", "nats_slow_consumers", "NATS clients cut off: output above --max-pending.", WCTR(nats.slow_consumers) },
+        { "nats_stale_connections", "nats_stale_conns", "NATS clients that left server PINGs unanswered.", WCTR(nats.stale_conns) },
+        { "nats_auth_failures", "nats_auth_failures", "NATS clients refused: missing or wrong credentials.", WCTR(nats.auth_failures) },
+        { "nats_no_responders", "nats_no_responders", "503 no-responders status messages sent.", WCTR(nats.no_responders) },
+        { "nats_publish_dropped", "nats_publish_dropped", "NATS publishes dropped: a mesh ring stayed full.", WCTR(nats.publish_dropped) },
+        { "nats_aq_requests", "nats_aq_requests", "$AQ requests from NATS clients.", WCTR(nats.aq_requests) },
+        { "nats_aq_lost", "nats_aq_lost", "$AQ answers that could not be sent.", WCTR(nats.aq_lost) },
+        { "nats_aq_parked", "nats_aq_parked", "$AQ fetches that waited for a message.", WCTR(nats.aq_parked) },
 };
 
 #define SCTR(f) .off = offsetof(struct dp_shard_stats, f)

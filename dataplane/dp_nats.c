@@ -53,11 +53,6 @@ bool dp_nats_endpoint_is(uint32_t endpoint)
         return (endpoint & DP_NATS_ENDPOINT_AGENT_BIT) == 0 && endpoint != 0;
 }
 
-const struct dp_nats_stats *dp_nats_stats(const struct dp_nats *n)
-{
-        return &n->stats;
-}
-
 static struct dp_nats_conn *dp_nats_conn_of(struct dp_nats *n, uint32_t id)
 {
         uint32_t slot = id & (NIC_CONNS_MAX - 1);
@@ -71,7 +66,7 @@ static void dp_nats_send(struct dp_nats *n, struct dp_nats_conn *c, const char *
         if (c->closing)
                 return;
         if (nic_uring_send(n->nic, c->id, s, len) == -ENOBUFS) {
-                n->stats.slow_consumers++;
+                dp_counter_inc(&n->stats->slow_consumers);
                 c->closing = true;
                 nic_uring_close(n->nic, c->id, false);
         }
@@ -84,7 +79,7 @@ static void dp_nats_err(struct dp_nats *n, struct dp_nats_conn *c, const char *t
         int len = snprintf(line, sizeof(line), "-ERR '%s'\r\n", text);
         dp_nats_send(n, c, line, (size_t)len);
         if (close && !c->closing) {
-                n->stats.protocol_errors++;
+                dp_counter_inc(&n->stats->protocol_errors);
                 c->closing = true;
                 nic_uring_close(n->nic, c->id, true);
         }
@@ -128,7 +123,7 @@ static void dp_nats_write_msg(struct dp_nats *n, struct dp_nats_conn *c,
         char *start = nic_uring_send_reserve(n->nic, c->id, need, &err);
         if (start == NULL) {
                 if (err == -ENOBUFS) {
-                        n->stats.slow_consumers++;
+                        dp_counter_inc(&n->stats->slow_consumers);
                         c->closing = true;
                         nic_uring_close(n->nic, c->id, false);
                 }
@@ -153,7 +148,7 @@ static void dp_nats_write_msg(struct dp_nats *n, struct dp_nats_conn *c,
         p = dp_nats_put(p, v->payload, v->payload_len);
         p = dp_nats_put(p, "\r\n", 2);
         nic_uring_send_commit(n->nic, c->id, (size_t)(p - start));
-        n->stats.msgs_out++;
+        dp_counter_inc(&n->stats->msgs_out);
 }
 
 static void dp_nats_doom(struct dp_nats *n, struct dp_nats_conn *c, struct dp_nats_sub *s)
@@ -253,7 +248,7 @@ static void dp_nats_connect(struct dp_nats *n, struct dp_nats_conn *c, const str
         }
         if (!c->authed && !dp_nats_auth_ok(&n->cfg, o)) {
                 json_decref(o);
-                n->stats.auth_failures++;
+                dp_counter_inc(&n->stats->auth_failures);
                 dp_nats_err(n, c, "Authorization Violation", true);
                 return;
         }
@@ -281,7 +276,7 @@ static void dp_nats_no_responders(struct dp_nats *n, const char *reply, uint32_t
         struct dp_msg_in st = { .subject = reply, .subject_len = reply_len,
                                 .headers = dp_nats_503, .headers_len = sizeof(dp_nats_503) - 1,
                                 .storage = -1 };
-        n->stats.no_responders++;
+        dp_counter_inc(&n->stats->no_responders);
         (void)dp_shard_publish(&n->w->shard, &st);
 }
 
@@ -341,9 +336,9 @@ static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct 
         };
         /* +OK before the deliveries it causes, as nats-server orders them. */
         dp_nats_ok(n, c);
-        n->stats.msgs_in++;
+        dp_counter_inc(&n->stats->msgs_in);
         if (dp_nats_aq_is(m.subject, m.subject_len)) {
-                n->stats.aq_requests++;
+                dp_counter_inc(&n->stats->aq_requests);
                 dp_nats_aq_request(n->w, &m);
                 return;
         }
@@ -351,7 +346,7 @@ static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct 
         bool gather = request && n->w->workers > 1;
         int rc = dp_worker_publish_msg(n->w, &m, c->id, gather ? DP_PUB_F_COUNT : 0);
         if (rc == -ENOBUFS)
-                n->stats.publish_dropped++;
+                dp_counter_inc(&n->stats->publish_dropped);
         else if (rc == -EMSGSIZE)
                 dp_nats_err(n, c, "Maximum Payload Violation", true);
         if (rc != 0 || !request)
@@ -431,7 +426,7 @@ static void dp_nats_op(struct dp_nats *n, struct dp_nats_conn *c, const struct d
 {
         /* With credentials configured, nothing but CONNECT comes first. */
         if (!c->authed && op->kind != DP_NATS_CONNECT) {
-                n->stats.auth_failures++;
+                dp_counter_inc(&n->stats->auth_failures);
                 dp_nats_err(n, c, "Authorization Violation", true);
                 return;
         }
@@ -475,7 +470,7 @@ static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t 
                 data += used;
                 len -= used;
                 if (rc == DP_NATS_E_ARGS || rc == DP_NATS_E_HEADERS) {
-                        n->stats.protocol_errors++;
+                        dp_counter_inc(&n->stats->protocol_errors);
                         c->closing = true;
                         nic_uring_close(n->nic, c->id, true);
                         break;
@@ -503,7 +498,7 @@ static void dp_nats_on_open(void *arg, uint32_t id)
                                     .authed = !dp_nats_auth_required(&n->cfg),
                                     .last_ping_ns = shm_clock_ns() };
         dp_nats_parser_init(&c->parser, n->cfg.max_payload);
-        n->stats.conns_opened++;
+        dp_counter_inc(&n->stats->conns_opened);
         dp_nats_send(n, c, n->info, n->info_len);
 }
 
@@ -520,7 +515,7 @@ static void dp_nats_on_close(void *arg, uint32_t id, enum nic_close_reason reaso
         dp_nats_subs_free(c);
         dp_nats_parser_fini(&c->parser);
         c->id = 0;
-        n->stats.conns_closed++;
+        dp_counter_inc(&n->stats->conns_closed);
 }
 
 /* Every ping interval: PING each connection, or end one that left
@@ -537,7 +532,7 @@ static void dp_nats_ping_sweep(struct dp_nats *n, uint64_t now_ns)
                         continue;
                 c->last_ping_ns = now_ns;
                 if (c->pings_out >= n->cfg.max_pings_out) {
-                        n->stats.stale_conns++;
+                        dp_counter_inc(&n->stats->stale_conns);
                         dp_nats_err(n, c, "Stale Connection", true);
                         continue;
                 }
@@ -560,13 +555,13 @@ int dp_nats_aq_park(struct dp_nats *n, const char *name, uint32_t name_len, uint
         memcpy(pk->name, name, name_len);
         memcpy(pk->reply, reply, reply_len);
         n->parked_count++;
-        n->stats.aq_parked++;
+        dp_counter_inc(&n->stats->aq_parked);
         return 0;
 }
 
 void dp_nats_count_aq_lost(struct dp_nats *n)
 {
-        n->stats.aq_lost++;
+        dp_counter_inc(&n->stats->aq_lost);
 }
 
 /* Parked fetches: answered once a message is there or their wait ends. */
@@ -665,6 +660,7 @@ int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats
         if (n == NULL)
                 return -ENOMEM;
         n->w = w;
+        n->stats = &w->stats->nats;
         n->cfg = *cfg;
         n->conns = calloc(cfg->max_conns, sizeof(*n->conns));
         n->nic = calloc(1, nic_uring_size());

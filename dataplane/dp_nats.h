@@ -56,22 +56,6 @@ struct dp_nats_config {
 #define DP_NATS_ENV_USER "ATOMQ_NATS_USER"
 #define DP_NATS_ENV_PASS "ATOMQ_NATS_PASS"
 
-/* A session layer's counters: one writer (the worker). */
-struct dp_nats_stats {
-        uint64_t conns_opened;
-        uint64_t conns_closed;
-        uint64_t msgs_in;
-        uint64_t msgs_out;
-        uint64_t protocol_errors;   /* -ERR sent and closed: bad input */
-        uint64_t slow_consumers;
-        uint64_t stale_conns;
-        uint64_t auth_failures;     /* 'Authorization Violation' sent */
-        uint64_t no_responders;     /* 503 status messages sent */
-        uint64_t publish_dropped;   /* could not be fanned out (a full mesh ring) */
-        uint64_t aq_requests;       /* $AQ requests taken from this worker's clients */
-        uint64_t aq_lost;           /* $AQ answers that could not be fanned out */
-        uint64_t aq_parked;         /* fetches that waited for a message */
-};
 
 struct dp_worker;
 struct dp_nats; /* defined in dp_nats.c */
@@ -123,8 +107,6 @@ void dp_nats_deliver(struct dp_nats *n, const struct dp_dispatch *d);
 /* The idle sleep (dp_idle_wait_fn): the words, or a completion. */
 int dp_nats_wait(void *n, struct shm_wake *const *w, const uint32_t *seq, uint32_t count,
                  int64_t timeout_ns);
-
-const struct dp_nats_stats *dp_nats_stats(const struct dp_nats *n);
 
 /* Parks a fetch of the mailbox or channel end `name` until a message comes
  * or deadline_ns (dp_nats_aq.c). -ENOSPC: DP_AQ_PARKED_MAX are waiting;

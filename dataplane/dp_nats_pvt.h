@@ -66,7 +66,7 @@ struct dp_nats {
         struct dp_nats_conn *conns;   /* [cfg.max_conns], by slot */
         uint32_t doomed_head;         /* slot + 1 */
         uint64_t ping_sweep_ns;
-        struct dp_nats_stats stats;
+        struct dp_nats_stats *stats;  /* the worker's, in the arena */
         struct dp_aq_parked *parked;  /* [DP_AQ_PARKED_MAX] */
         uint32_t parked_count;
         struct dp_nats_nr *nr;        /* [DP_NATS_NR_MAX] */

@@ -54,6 +54,23 @@
 _Static_assert(DP_WORKERS_MAX >= 1 && DP_WORKERS_MAX <= DP_SHARDS_MAX,
                "a worker owns one shard, and handles name at most DP_SHARDS_MAX");
 
+/* The NATS sessions' counters of a worker (dataplane/dp_nats*.c). */
+struct dp_nats_stats {
+        dp_counter conns_opened;
+        dp_counter conns_closed;
+        dp_counter msgs_in;
+        dp_counter msgs_out;
+        dp_counter protocol_errors;   /* -ERR sent and closed: bad input */
+        dp_counter slow_consumers;    /* cut off: output above --max-pending */
+        dp_counter stale_conns;       /* PINGs unanswered */
+        dp_counter auth_failures;     /* 'Authorization Violation' sent */
+        dp_counter no_responders;     /* 503 status messages sent */
+        dp_counter publish_dropped;   /* a mesh ring stayed full */
+        dp_counter aq_requests;       /* $AQ requests from this worker's clients */
+        dp_counter aq_lost;           /* $AQ answers that could not be fanned out */
+        dp_counter aq_parked;         /* fetches that waited for a message */
+};
+
 /* A worker's counters: in the arena, one writer (the worker), read by
  * anyone with dp_counter_get. Two cache lines of their own per worker, so
  * the adjacent-line prefetcher does not pair them with a neighbour's. */
@@ -76,8 +93,9 @@ struct dp_worker_stats {
         dp_counter deliveries;     /* dispatches handed to the delivery callback */
         dp_counter timers;         /* timers fired */
         struct dp_idle_counters idle;
+        struct dp_nats_stats nats;
 };
-#define DP_WORKER_STATS_BYTES 256u
+#define DP_WORKER_STATS_BYTES 384u
 _Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats fit their lines");
 
 struct dp_worker;

@@ -461,6 +461,11 @@ def main():
         check_slow_consumer(port)
         if not server.alive():
             fail("atomqd died", server)
+        w = json.loads(server.control("json show workers")[0])["worker"][0]
+        if w["nats_slow_consumers"] < 1 or w["nats_msgs_in"] < 350:
+            raise AssertionError(f"the counters do not show the traffic: {w}")
+        print(f"ok counters (slow consumers {w['nats_slow_consumers']}, "
+              f"messages in {w['nats_msgs_in']})")
         check_auth(sys.argv[1])
         check_stale(sys.argv[1])
         print("all passed")

@@ -48,6 +48,22 @@ class Atomqd:
     def log(self, tail=4000):
         return open(self.log_path).read()[-tail:] if os.path.exists(self.log_path) else ""
 
+    def control(self, line):
+        """One command on atomqd's control socket: the reply's lines."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(os.path.join(self.tmp, "ctl.sock"))
+            f = s.makefile("rb")
+            while f.readline() not in (b"\n", b""):  # the greeting
+                pass
+            s.sendall(line.encode() + b"\n")
+            out = []
+            for raw in f:
+                if raw == b"\n":
+                    break
+                out.append(raw.decode().rstrip("\n"))
+            return out
+
     def dataplane_rss_kib(self):
         """VmRSS of atomq-dataplane (atomqd's child), or None."""
         try:
