@@ -1,5 +1,8 @@
 /* bench_nats_pvt.h - what the files of scenario "nats" share: a tiny
- * blocking NATS client (bench_nats_client.c) and its limits.
+ * blocking NATS client (bench_nats_client.c) and its limits, and the
+ * scenario's state, cases and tallies, which bench_nats.c (options, the
+ * run loop, the report) hands to the throughput cases (bench_nats_stream.c)
+ * and to the latency case (bench_nats_reqrep.c).
  *
  *      atomq-bench nats pubsub --url nats://127.0.0.1:4222 --json
  *
@@ -21,7 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bench/bench_clock.h"
 #include "bench/bench_report.h"
+#include "bench/bench_scenario.h"
+#include "shm/shm_base.h"
 
 /* --url takes a comma-separated list of servers, alternated run by run. */
 #define BENCH_NATS_URLS_MAX 4u
@@ -156,5 +162,104 @@ int bench_nats_sync(struct bench_nats_conn *c);
 
 /* Reads until fewer than `allowed` of our PINGs are unanswered. */
 int bench_nats_pongs_wait(struct bench_nats_conn *c, uint64_t allowed);
+
+/* ---- the scenario: bench_nats.c, bench_nats_stream.c, bench_nats_reqrep.c */
+
+/* Subscriber connections of fanout and queue: a thread each. */
+#define BENCH_NATS_SUBS_MAX 64u
+/* A run not over this long after its window closed has failed. */
+#define BENCH_NATS_STALL_NS 5000000000ull
+#define BENCH_NATS_SUBJECT_BYTES 96u
+/* What different threads write is kept two cache lines apart: the
+ * spatial prefetcher pulls lines in pairs. */
+#define BENCH_NATS_GUARD (2 * SHM_CACHE_LINE)
+
+enum bench_nats_kind {
+        BENCH_NATS_PUB,
+        BENCH_NATS_PUBSUB,
+        BENCH_NATS_FANOUT,
+        BENCH_NATS_QUEUE,
+        BENCH_NATS_REQREP,
+        BENCH_NATS_KINDS,
+};
+
+/* The case words, which are also the results' case names (bench_nats.c). */
+extern const char *const bench_nats_kind_names[BENCH_NATS_KINDS];
+
+/* What the scenario keeps across its cases. */
+struct bench_nats_env {
+        const struct bench_opts *o;
+        struct bench_progress *pg;
+        struct bench_clock clock;
+        struct bench_nats_server servers[BENCH_NATS_URLS_MAX];
+        unsigned servers_n;
+        bool kinds[BENCH_NATS_KINDS];
+        unsigned sizes_n, sizes_bytes[BENCH_LIST_MAX];
+        unsigned subs_n, subs[BENCH_LIST_MAX];
+        unsigned serial; /* runs so far: every run has subjects of its own */
+};
+
+/* One case: what is measured, with which message size and subscribers. */
+struct bench_nats_case {
+        enum bench_nats_kind kind;
+        unsigned msg_bytes;
+        unsigned subs; /* subscriber connections; 0 for pub and reqrep */
+};
+
+/* The share of the time a thread was ready to run that it ran. */
+struct bench_nats_share {
+        uint64_t run_ns, wait_ns;
+};
+
+/* What --runs runs of a case against one server add up to. */
+struct bench_nats_tally {
+        double rates[BENCH_RUNS_MAX];
+        double sent_rates[BENCH_RUNS_MAX];
+        struct bench_latency lats[BENCH_RUNS_MAX];
+        uint64_t sent, received, lost, dups, late, errors;
+        double share;
+        int rc;         /* the first failure: no more runs, no result */
+};
+
+static inline void bench_nats_tally_share(struct bench_nats_tally *t, double share)
+{
+        t->share = share < t->share ? share : t->share;
+}
+
+/* A thread's schedstat now (zeros where the kernel has none) ... */
+void bench_nats_schedstat(struct bench_nats_share *s);
+
+/* ... and its share since start: 1.0 when nothing is known. */
+double bench_nats_share_end(const struct bench_nats_share *start);
+
+/* Ends the progress line and says on stderr which connection of a run
+ * failed (who) and why: strerror(-rc), and c's last -ERR when c is given. */
+void bench_nats_say(const struct bench_nats_env *env, const struct bench_nats_case *cs,
+                    const struct bench_nats_server *s, const char *who, int rc,
+                    const struct bench_nats_conn *c);
+
+/* A run's first connection is open: s learns its name from c's INFO.
+ * -EMSGSIZE (said on stderr) when cs's messages are above its max_payload. */
+int bench_nats_greeted(struct bench_nats_env *env, const struct bench_nats_case *cs,
+                       struct bench_nats_server *s, const struct bench_nats_conn *c);
+
+/* A run's window from now on, after --warmup, for --duration; give_up_ns
+ * is BENCH_NATS_STALL_NS past its end. */
+void bench_nats_times(const struct bench_nats_env *env, uint64_t *open_ticks,
+                      uint64_t *close_ticks, uint64_t *give_up_ns);
+
+/* One run of pub, pubsub, fanout or queue against s, added to t as run
+ * number `run` (bench_nats_stream.c). 0, or the -errno of the first
+ * failure, already said on stderr. */
+int bench_nats_tput_once(struct bench_nats_env *env, const struct bench_nats_case *cs,
+                         struct bench_nats_server *s, struct bench_nats_tally *t,
+                         unsigned run);
+
+/* One run of reqrep against s, added to t as run number `run`
+ * (bench_nats_reqrep.c). 0, or the -errno of the first failure; a failed
+ * connection is said on stderr (-EHOSTUNREACH: no responders). */
+int bench_nats_rr_once(struct bench_nats_env *env, const struct bench_nats_case *cs,
+                       struct bench_nats_server *s, struct bench_nats_tally *t,
+                       unsigned run);
 
 #endif /* ATOMQ_BENCH_NATS_PVT_H */
