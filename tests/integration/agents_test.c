@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -1616,3 +1617,98 @@ Test(agents, bad_input_gets_an_error_not_a_crash)
         kid_join(owner);
         daemon_stop();
 }
+
+/* ---- agents and NATS clients in one subject space ---- */
+
+/* A free loopback port (bound, read back, released). */
+static int free_port(void)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+        close(fd);
+        return ntohs(sa.sin_port);
+}
+
+/* Reads from fd until `want` has arrived (or WAIT_MS passed); returns the
+ * bytes read so far in buf. */
+static bool nats_expect(int fd, char *buf, size_t cap, const char *want)
+{
+        size_t got = 0;
+        int64_t deadline = now_ms() + WAIT_MS;
+        buf[0] = 0;
+        while (strstr(buf, want) == NULL && now_ms() < deadline && got + 1 < cap) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, 50) <= 0)
+                        continue;
+                ssize_t n = read(fd, buf + got, cap - 1 - got);
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+                buf[got] = 0;
+        }
+        return strstr(buf, want) != NULL;
+}
+
+static void nats_send(int fd, const char *s)
+{
+        cr_assert_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* An agent that takes what a NATS client published (with its reply
+ * subject) and answers on that subject. */
+static void kid_mixer(const void *arg)
+{
+        (void)arg;
+        struct atomq_delivery d;
+        uint64_t id;
+        struct atomq *a = kid_connect();
+        KID_RC(atomq_subscribe(a, "mix.to_agent", NULL, 3, &id), 0);
+        tell(1);
+        KID_RECV(a, &d);
+        KID_CHECK(d.sid == 3 && bytes_are(d.data, d.len, "hello"), DL_FMT, DL_ARGS(&d));
+        KID_CHECK(d.reply_subject != NULL && bytes_are(d.reply_subject, d.reply_subject_len,
+                                                       "mix.reply"), "reply subject");
+        KID_RC(atomq_publish(a, "mix.reply", "world", 5, NULL), 0);
+        KID_RC(atomq_flush(a), 0);
+        tell(2);
+}
+
+Test(agents, network_clients_and_agents_share_one_subject_space)
+{
+        char addr[32], buf[4096];
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+        const char *extra[] = { "--nats", addr, NULL };
+        daemon_start(extra);
+        struct sockaddr_in sa = { .sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                  .sin_port = htons((uint16_t)atoi(strchr(addr, ':') + 1)) };
+        /* The workers bind their listeners as they start: retry a while. */
+        int fd = -1;
+        for (int64_t deadline = now_ms() + WAIT_MS; fd < 0 && now_ms() < deadline;) {
+                fd = socket(AF_INET, SOCK_STREAM, 0);
+                cr_assert_geq(fd, 0);
+                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+                        close(fd);
+                        fd = -1;
+                        nap_ms(10);
+                }
+        }
+        cr_assert_geq(fd, 0, "nothing listens on --nats %s", addr);
+        cr_assert(nats_expect(fd, buf, sizeof(buf), "INFO {"), "no INFO: %s", buf);
+        nats_send(fd, "CONNECT {\"verbose\":false}\r\nSUB mix.reply 1\r\nPING\r\n");
+        cr_assert(nats_expect(fd, buf, sizeof(buf), "PONG\r\n"), "no PONG: %s", buf);
+        struct kid *k = kid_start("mixer", kid_mixer, NULL);
+        cr_assert_eq(kid_hear(k), 1);
+        nats_send(fd, "PUB mix.to_agent mix.reply 5\r\nhello\r\n");
+        cr_assert_eq(kid_hear(k), 2, "the agent got the NATS client's message and answered");
+        cr_assert(nats_expect(fd, buf, sizeof(buf), "MSG mix.reply 1 5\r\nworld\r\n"),
+                  "the NATS client did not get the agent's answer: %s", buf);
+        kid_join(k);
+        close(fd);
+        daemon_stop();
+}
+
