@@ -128,33 +128,6 @@ struct bench_nats_churn {
         double cpu_share;
 };
 
-/* The share of the time the thread was ready to run that it ran
- * (/proc/thread-self/schedstat), as scenario nats measures it: the client
- * blocks on its socket, so CPU time over wall time would say little. */
-struct bench_nats_churn_share {
-        unsigned long long run_ns, wait_ns;
-};
-
-static void bench_nats_churn_schedstat(struct bench_nats_churn_share *s)
-{
-        FILE *f = fopen("/proc/thread-self/schedstat", "re");
-        s->run_ns = s->wait_ns = 0;
-        if (f == NULL)
-                return;
-        if (fscanf(f, "%llu %llu", &s->run_ns, &s->wait_ns) != 2)
-                s->run_ns = s->wait_ns = 0;
-        fclose(f);
-}
-
-static double bench_nats_churn_share_end(const struct bench_nats_churn_share *s0)
-{
-        struct bench_nats_churn_share s1;
-        bench_nats_churn_schedstat(&s1);
-        double run = (double)(s1.run_ns - s0->run_ns);
-        double wait = (double)(s1.wait_ns - s0->wait_ns);
-        return run + wait <= 0 ? 1.0 : run / (run + wait);
-}
-
 /* ---- requests ---------------------------------------------------------- */
 
 static void bench_nats_churn_free(struct bench_nats_churn *cn)
@@ -502,11 +475,13 @@ static int bench_nats_churn_cycle(struct bench_nats_churn *cn, unsigned run)
 static void *bench_nats_churn_thread(void *arg)
 {
         struct bench_nats_churn *cn = arg;
-        struct bench_nats_churn_share share;
-        bench_nats_churn_schedstat(&share);
+        /* cpu_share as scenario nats measures it (run over ready time): the
+         * client blocks on its socket, so CPU over wall time says little. */
+        struct bench_nats_share share;
+        bench_nats_schedstat(&share);
         for (unsigned r = 0; r < cn->o->runs && cn->rc == 0; r++)
                 cn->rc = bench_nats_churn_cycle(cn, r);
-        cn->cpu_share = bench_nats_churn_share_end(&share);
+        cn->cpu_share = bench_nats_share_end(&share);
         return NULL;
 }
 

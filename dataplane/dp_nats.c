@@ -253,9 +253,7 @@ static void dp_nats_connect(struct dp_nats *n, struct dp_nats_conn *c, const str
                 return;
         }
         c->authed = true;
-        c->connected = true;
         c->verbose = dp_json_flag(o, "verbose", true);
-        c->pedantic = dp_json_flag(o, "pedantic", true);
         c->echo = dp_json_flag(o, "echo", true);
         c->headers = dp_json_flag(o, "headers", false);
         c->no_responders = dp_json_flag(o, "no_responders", false);
@@ -494,7 +492,7 @@ static void dp_nats_on_open(void *arg, uint32_t id)
                 return;
         }
         struct dp_nats_conn *c = &n->conns[slot];
-        *c = (struct dp_nats_conn){ .id = id, .echo = true, .verbose = true, .pedantic = true,
+        *c = (struct dp_nats_conn){ .id = id, .echo = true, .verbose = true,
                                     .authed = !dp_nats_auth_required(&n->cfg),
                                     .last_ping_ns = shm_clock_ns() };
         dp_nats_parser_init(&c->parser, n->cfg.max_payload);

@@ -22,9 +22,7 @@ struct dp_nats_sub {
 
 struct dp_nats_conn {
         uint32_t id;           /* the nic's connection id; 0: slot free */
-        bool connected;        /* CONNECT seen */
         bool verbose;
-        bool pedantic;
         bool echo;
         bool headers;
         bool no_responders;

@@ -548,9 +548,15 @@ static void dp_publish_buf_done(struct dp_shard *s, uint32_t buf)
 
 int dp_shard_publish(struct dp_shard *s, const struct dp_msg_in *m)
 {
-        uint32_t buf;
         if (dp_subject_check(m->subject, m->subject_len, false) != 0)
                 return -EINVAL;
+        return dp_shard_publish_valid(s, m);
+}
+
+int dp_shard_publish_valid(struct dp_shard *s, const struct dp_msg_in *m)
+{
+        uint32_t buf;
+        DP_ASSERT(dp_subject_check(m->subject, m->subject_len, false) == 0);
         int rc = dp_publish_buf_get(s, m, &buf);
         if (rc != 0)
                 return rc;

@@ -306,6 +306,10 @@ void dp_shard_publish_buf_release(struct dp_shard *s);
  * when no buffer is free. */
 int dp_shard_publish(struct dp_shard *s, const struct dp_msg_in *m);
 
+/* dp_shard_publish for a subject the caller has checked already
+ * (dp_subject_check, no wildcards): the same, without the second check. */
+int dp_shard_publish_valid(struct dp_shard *s, const struct dp_msg_in *m);
+
 /* A request: creates a one-shot reply inbox owned by endpoint/sid with a
  * TTL of timeout_ms, publishes m with it as the reply handle, and answers
  * DP_STATUS_NO_RESPONDERS at once when nobody listens (the inbox is then

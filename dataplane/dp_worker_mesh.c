@@ -261,7 +261,7 @@ static int dp_publish_msg_by_ref(struct dp_worker *w, const struct dp_msg_in *m,
                 memcpy(p, &ref, sizeof(ref));
         }
         w->publish_origin = origin;
-        rc = dp_shard_publish(&w->shard, m);
+        rc = dp_shard_publish_valid(&w->shard, m);
         w->publish_origin = 0;
         shm_slab_put(&w->shard.bufs, buf);
         dp_mesh_fanout_commit_as(w, DP_REC_MESH_FANOUT_REF);
@@ -277,18 +277,17 @@ int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *in, uint3
         stamped.pub_id = (uint64_t)(w->index + 1) << 48 | (++w->pub_seq & ((1ull << 48) - 1));
         const struct dp_msg_in *m = &stamped;
         w->last_pub_id = stamped.pub_id;
-        if (w->workers > 1 && dp_cmd_bytes(0, m) == 0 && dp_frame_bytes(m) != 0)
-                return dp_publish_msg_by_ref(w, m, origin, flags);
         if (w->workers > 1) {
+                uint32_t len = dp_cmd_bytes(0, m);
+                if (len == 0)
+                        return dp_frame_bytes(m) != 0 ? dp_publish_msg_by_ref(w, m, origin, flags)
+                                                      : -EMSGSIZE;
                 /* Quiet, and from the control column: no completion is ever
                  * written for a fanout (dp_mesh_fanout answers nothing). */
                 struct dp_cmd h = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET | DP_CMD_F_PUB_ID,
                                     .seq = m->pub_id };
                 if (flags & DP_PUB_F_COUNT)
                         h.flags |= DP_CMD_F_COUNT;
-                uint32_t len = dp_cmd_bytes(0, m);
-                if (len == 0)
-                        return -EMSGSIZE;
                 int rc = dp_mesh_room_wait(w, len);
                 if (rc != 0)
                         return rc;
@@ -302,7 +301,7 @@ int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *in, uint3
                 }
         }
         w->publish_origin = origin;
-        int rc = dp_shard_publish(&w->shard, m);
+        int rc = dp_shard_publish_valid(&w->shard, m);
         w->publish_origin = 0;
         if (w->workers > 1)
                 dp_mesh_fanout_commit(w);

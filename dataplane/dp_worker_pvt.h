@@ -94,12 +94,13 @@ enum dp_take dp_worker_publish(struct dp_worker *w, const struct dp_cmd_view *v,
 
 /* Publishes a message that arrived on this worker from the network: matched
  * here and fanned out to every other worker as a publish command, all or
- * nothing. origin is the publishing endpoint (deliveries to it see it in
+ * nothing. m's subject must have passed dp_subject_check (every caller
+ * checks what its client sent once; the shard does not check again).
+ * origin is the publishing endpoint (deliveries to it see it in
  * w->publish_origin: echo suppression), 0 for none. Returns the deliveries on
  * this shard (>= 0), -ENOBUFS when a mesh ring stayed full for
- * DP_MESH_WAIT_NS (nothing was done), -EMSGSIZE when the message does not fit
- * a command record and there are other shards to reach, or an error of
- * dp_shard_publish. */
+ * DP_MESH_WAIT_NS (nothing was done), -EMSGSIZE when the message exceeds a
+ * frame's bounds, or an error of dp_shard_publish. */
 int dp_worker_publish_msg(struct dp_worker *w, const struct dp_msg_in *m, uint32_t origin,
                           uint32_t flags);
 /* Sends message m to worker owner alone as a record of type `type` (a
