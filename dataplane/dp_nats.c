@@ -314,14 +314,10 @@ static void dp_nats_nr_expire(struct dp_nats *n, uint64_t now_ns)
         }
 }
 
-static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
+/* The message a PUB or HPUB publishes. */
+static struct dp_msg_in dp_nats_pub_msg(const struct dp_nats_op *op)
 {
-        if (dp_subject_check(op->subject, op->subject_len, false) != 0 ||
-            (op->reply_len != 0 && dp_subject_check(op->reply, op->reply_len, false) != 0)) {
-                dp_nats_err(n, c, "Invalid Publish Subject", false);
-                return;
-        }
-        struct dp_msg_in m = {
+        return (struct dp_msg_in){
                 .subject = op->subject,
                 .subject_len = op->subject_len,
                 .headers = op->headers,
@@ -332,6 +328,16 @@ static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct 
                 .reply_subject = op->reply_len != 0 ? op->reply : NULL,
                 .reply_subject_len = op->reply_len,
         };
+}
+
+static void dp_nats_pub(struct dp_nats *n, struct dp_nats_conn *c, const struct dp_nats_op *op)
+{
+        if (dp_subject_check(op->subject, op->subject_len, false) != 0 ||
+            (op->reply_len != 0 && dp_subject_check(op->reply, op->reply_len, false) != 0)) {
+                dp_nats_err(n, c, "Invalid Publish Subject", false);
+                return;
+        }
+        struct dp_msg_in m = dp_nats_pub_msg(op);
         /* +OK before the deliveries it causes, as nats-server orders them. */
         dp_nats_ok(n, c);
         dp_counter_inc(&n->stats->msgs_in);
@@ -455,10 +461,49 @@ static void dp_nats_op(struct dp_nats *n, struct dp_nats_conn *c, const struct d
         }
 }
 
+/* Pipelined publishes are parsed up to DP_NATS_AHEAD ahead of their
+ * handling, so that what each will touch (the table entry an $AQ request
+ * names) is on its way from memory when its turn comes: a create or
+ * destroy through $AQ otherwise waits on that miss. Handling stays in
+ * arrival order, and only publishes whose bytes lie in the read itself are
+ * held back: one the parser gathered into its own buffer is handled before
+ * the next parse reuses that buffer. */
+struct dp_nats_ahead {
+        struct dp_nats_op op[DP_NATS_AHEAD];
+        uint32_t count;
+};
+
+static bool dp_nats_op_within(const struct dp_nats_op *op, const uint8_t *base, size_t len)
+{
+        const uint8_t *s = (const uint8_t *)op->subject, *end = base + len;
+        return s >= base && s < end && op->payload >= base &&
+               op->payload + op->payload_len <= end;
+}
+
+static void dp_nats_ahead_run(struct dp_nats *n, struct dp_nats_conn *c,
+                              struct dp_nats_ahead *a)
+{
+        for (uint32_t i = 0; i < a->count && !c->closing; i++)
+                dp_nats_op(n, c, &a->op[i]);
+        a->count = 0;
+}
+
+static void dp_nats_ahead_hint(struct dp_nats *n, const struct dp_nats_op *op)
+{
+        if (dp_nats_aq_is(op->subject, op->subject_len)) {
+                struct dp_msg_in m = dp_nats_pub_msg(op);
+                dp_nats_aq_prefetch(n->w, &m);
+        }
+}
+
 static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t len)
 {
         struct dp_nats *n = arg;
         struct dp_nats_conn *c = dp_nats_conn_of(n, id);
+        const uint8_t *base = data;
+        size_t base_len = len;
+        struct dp_nats_ahead ahead;
+        ahead.count = 0;
         /* Until the parser says it needs more: that last call (len may be
          * 0 by then) is also what frees a buffer a big payload needed. */
         while (c != NULL && !c->closing) {
@@ -467,6 +512,18 @@ static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t 
                 int rc = dp_nats_parse(&c->parser, data, len, &used, &op);
                 data += used;
                 len -= used;
+                if (rc > 0 && (op.kind == DP_NATS_PUB || op.kind == DP_NATS_HPUB) &&
+                    dp_nats_op_within(&op, base, base_len)) {
+                        dp_nats_ahead_hint(n, &op);
+                        ahead.op[ahead.count++] = op;
+                        if (ahead.count == DP_NATS_AHEAD)
+                                dp_nats_ahead_run(n, c, &ahead);
+                        continue;
+                }
+                /* What was held back comes first. */
+                dp_nats_ahead_run(n, c, &ahead);
+                if (c->closing)
+                        break;
                 if (rc == DP_NATS_E_ARGS || rc == DP_NATS_E_HEADERS) {
                         dp_counter_inc(&n->stats->protocol_errors);
                         c->closing = true;
@@ -481,6 +538,8 @@ static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t 
                         break;
                 dp_nats_op(n, c, &op);
         }
+        if (c != NULL)
+                dp_nats_ahead_run(n, c, &ahead);
 }
 
 static void dp_nats_on_open(void *arg, uint32_t id)

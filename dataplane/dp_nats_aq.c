@@ -310,30 +310,55 @@ void dp_nats_aq_exec(struct dp_worker *w, const struct dp_msg_in *m)
         json_decref(r.body);
 }
 
+/* The verb of a request and the name it carries when that is cheap to
+ * read: the subject's, or a name-only body's (NULL otherwise: no name, or
+ * a body for the JSON parser). A channel end's "<id>.<end>" gives the id. */
+static const struct dp_aq_verb *dp_aq_target(const struct dp_msg_in *m, const char **name,
+                                             uint32_t *name_len)
+{
+        const struct dp_aq_verb *v = dp_aq_verb_of(m->subject, m->subject_len, name, name_len);
+        if (v == NULL || v->fn == dp_aq_info)
+                return v;
+        if (*name == NULL && !dp_aq_name_only(m->payload, m->payload_len, name, name_len))
+                *name = NULL;
+        else if (v->fn == dp_aq_channel_send || v->fn == dp_aq_channel_fetch)
+                *name_len = *name_len >= 2 ? *name_len - 2 : *name_len;
+        return v;
+}
+
 /* The worker that executes a request: the owner of the name it carries. */
 static uint32_t dp_aq_owner(struct dp_worker *w, const struct dp_msg_in *m)
 {
         const char *name;
         uint32_t name_len;
-        const struct dp_aq_verb *v = dp_aq_verb_of(m->subject, m->subject_len, &name, &name_len);
-        if (v == NULL || w->workers == 1)
+        if (w->workers == 1)
                 return w->index;
-        if (name == NULL) {
-                /* A create names its entity in the body, if at all. */
-                if (dp_aq_name_only(m->payload, m->payload_len, &name, &name_len))
-                        return dp_engine_shard_of_name(w->engine, name, name_len);
-                json_t *body = json_loadb(m->payload, m->payload_len, 0, NULL);
-                const char *named = NULL;
-                uint32_t owner = w->index;
-                if (dp_aq_str(body, "name", &named) == 0 && named != NULL && named[0] != '\0')
-                        owner = dp_engine_shard_of_name(w->engine, named, (uint32_t)strlen(named));
-                json_decref(body);
-                return owner;
-        }
-        /* A channel end names "<id>.<end>": the id decides. */
-        if (v->fn == dp_aq_channel_send || v->fn == dp_aq_channel_fetch)
-                name_len = name_len >= 2 ? name_len - 2 : name_len;
-        return dp_engine_shard_of_name(w->engine, name, name_len);
+        const struct dp_aq_verb *v = dp_aq_target(m, &name, &name_len);
+        if (v == NULL)
+                return w->index;
+        if (name != NULL)
+                return dp_engine_shard_of_name(w->engine, name, name_len);
+        /* A create that names its entity in a body with more in it. */
+        json_t *body = json_loadb(m->payload, m->payload_len, 0, NULL);
+        const char *named = NULL;
+        uint32_t owner = w->index;
+        if (dp_aq_str(body, "name", &named) == 0 && named != NULL && named[0] != '\0')
+                owner = dp_engine_shard_of_name(w->engine, named, (uint32_t)strlen(named));
+        json_decref(body);
+        return owner;
+}
+
+void dp_nats_aq_prefetch(struct dp_worker *w, const struct dp_msg_in *m)
+{
+        const char *name;
+        uint32_t name_len;
+        const struct dp_aq_verb *v = dp_aq_target(m, &name, &name_len);
+        /* A channel end's entity is not named by the id alone. */
+        if (v == NULL || name == NULL || v->fn == dp_aq_channel_send ||
+            v->fn == dp_aq_channel_fetch)
+                return;
+        if (w->workers == 1 || dp_engine_shard_of_name(w->engine, name, name_len) == w->index)
+                dp_table_prefetch(&w->shard.table, name, name_len);
 }
 
 void dp_nats_aq_request(struct dp_worker *w, const struct dp_msg_in *m)

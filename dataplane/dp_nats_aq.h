@@ -35,6 +35,11 @@ bool dp_nats_aq_is(const char *subject, uint32_t len);
  * the entity it names, else sent to the owner through the mesh. */
 void dp_nats_aq_request(struct dp_worker *w, const struct dp_msg_in *m);
 
+/* A request that will be handled soon (a pipelined one, parsed ahead):
+ * starts loading the table entry it names when this worker owns it. A
+ * hint only. */
+void dp_nats_aq_prefetch(struct dp_worker *w, const struct dp_msg_in *m);
+
 /* Executes a request on its owner and publishes the answer. */
 void dp_nats_aq_exec(struct dp_worker *w, const struct dp_msg_in *m);
 

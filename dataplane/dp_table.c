@@ -359,6 +359,12 @@ int dp_table_get(const struct dp_table *t, uint64_t handle, struct dp_entity **o
         return 0;
 }
 
+void dp_table_prefetch(const struct dp_table *t, const char *name, uint32_t len)
+{
+        if (name != NULL && len != 0 && len <= DP_NAME_MAX)
+                dp_index_prefetch(&t->index, dp_table_hash(name, len));
+}
+
 int dp_table_find(const struct dp_table *t, const char *name, uint32_t len, uint64_t *handle)
 {
         if (name == NULL || len == 0 || len > DP_NAME_MAX)

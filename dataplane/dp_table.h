@@ -94,6 +94,11 @@ uint32_t dp_table_create_burst(struct dp_table *t, const struct dp_entity *proto
  * -ESTALE: the entity was destroyed (the slot is free or reused). */
 int dp_table_get(const struct dp_table *t, uint64_t handle, struct dp_entity **out);
 
+/* Starts loading the index group that finding or creating name will read
+ * first: a hint for a caller that knows the name a while before it asks
+ * (a pipelined request still being parsed). No effect on the table. */
+void dp_table_prefetch(const struct dp_table *t, const char *name, uint32_t len);
+
 /* The handle of the live entity named name. -ENOENT when there is none. */
 int dp_table_find(const struct dp_table *t, const char *name, uint32_t len, uint64_t *handle);
 

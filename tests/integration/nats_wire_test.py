@@ -256,6 +256,15 @@ DETERMINISTIC = [
     ("bad-size", conv(b"PUB bad x1\r\n", quiet=1.0)),
     ("control-line", conv(b"PUB " + b"a" * 5000, quiet=1.0)),
     ("invalid-subject", conv(b"SUB foo..bar 1\r\nPING\r\n")),
+    # Publishes in one read are parsed ahead of their handling (dp_nats.c):
+    # what comes after them, an error or a SUB/UNSUB, must still act in order.
+    ("pipelined-then-unknown-op", conv(b"SUB pl 1\r\n" + b"PUB pl 2\r\nab\r\n" * 40
+                                       + b"FOO\r\n", quiet=1.0)),
+    ("pipelined-then-max-payload", conv(b"SUB pm 1\r\n" + b"PUB pm 1\r\nx\r\n" * 17
+                                        + b"PUB pm 2000000\r\n", quiet=1.0)),
+    ("pipelined-sub-unsub-between", conv(b"SUB pa 1\r\nPUB pa 1\r\nx\r\nUNSUB 1\r\n"
+                                         + b"PUB pa 1\r\ny\r\n" * 20 + b"SUB pa 2\r\n"
+                                         + b"PUB pa 1\r\nz\r\nPING\r\n")),
 ]
 
 # atomq's own answers on $AQ (no reference: nats-server has no $AQ). Bodies
@@ -269,7 +278,21 @@ def ans(text):
     return b"MSG _R.1 1 %d\r\n%s\r\n" % (len(text), text)
 
 
+# Creates and destroys of the same names pipelined in one send, more of
+# them than are parsed ahead (DP_NATS_AHEAD): each acts in order.
+PIPE_NAMES = [b"pipe.%d" % i for i in range(40)]
+
 AQ_CONVS = [
+    ("aq-pipelined-create-destroy",
+     conv(b"SUB _R.* 1\r\n"
+          + b"".join(aq(b"$AQ.MAILBOX.CREATE", b'{"name":"%s"}' % n) for n in PIPE_NAMES)
+          + b"".join(aq(b"$AQ.MAILBOX.DESTROY." + n, b"") for n in PIPE_NAMES)
+          + aq(b"$AQ.MAILBOX.DESTROY.pipe.0", b"")
+          + b"PING\r\n"),
+     b"".join(ans(b'{"ok":true,"name":"%s","mode":"mailbox"}' % n) for n in PIPE_NAMES)
+     + b"".join(ans(b'{"ok":true}') for n in PIPE_NAMES)
+     + ans(b'{"ok":false,"error":"NOT_FOUND","message":"pipe.0: No such file or directory"}')
+     + b"PONG\r\n"),
     ("aq-create-shapes", conv(b"SUB _R.* 1\r\n"
                               + aq(b"$AQ.MAILBOX.CREATE", b'{"name":"w.a"}')
                               + aq(b"$AQ.MAILBOX.CREATE", b' { "name" : "w.b" } ')
