@@ -813,3 +813,48 @@ Test(dp_nats_parse, line_in_one_call_longer_than_the_bound_is_refused_at_the_bou
         cr_expect_null(p.buf);
         dp_nats_parser_fini(&p);
 }
+
+/* The arguments are split a block of bytes at a time (16 and 64): tokens
+ * and runs of separators that start, end or straddle a block edge, and
+ * lines shorter than a block, give the tokens a byte-wise split gives. */
+Test(dp_nats_parse, arguments_split_the_same_at_every_block_edge)
+{
+        static const char *const seps[] = { " ", "\t", " \t", "\t \t", "   " };
+        char line[512], subject[200], reply[200];
+        struct dp_nats_parser p;
+        struct dp_nats_op op;
+
+        for (size_t sl = 1; sl <= 140; sl++) {
+                for (size_t k = 0; k < sl; k++)
+                        subject[k] = (char)('a' + k % 26);
+                subject[sl] = '\0';
+                for (size_t rl = 0; rl <= 70; rl += 7) {
+                        for (size_t k = 0; k < rl; k++)
+                                reply[k] = (char)('A' + k % 26);
+                        reply[rl] = '\0';
+                        const char *a = seps[(sl + rl) % 5], *b = seps[(sl * 3 + rl) % 5];
+                        /* Leading and trailing separators too, now and then. */
+                        const char *lead = sl % 4 == 0 ? "\t " : " ";
+                        const char *trail = rl % 3 == 0 ? " \t" : "";
+                        int n = rl != 0 ? snprintf(line, sizeof(line), "PUB%s%s%s%s%s3%s\r\nxyz\r\n",
+                                                   lead, subject, a, reply, b, trail)
+                                        : snprintf(line, sizeof(line), "PUB%s%s%s3%s\r\nxyz\r\n",
+                                                   lead, subject, a, trail);
+                        cr_assert_lt((size_t)n, sizeof(line));
+                        dp_nats_parser_init(&p, 0);
+                        cr_assert_eq(parse_str(&p, line, (size_t)n, &op), 1,
+                                     "line %s", line);
+                        cr_expect_eq(op.kind, DP_NATS_PUB);
+                        cr_expect_eq(op.subject_len, sl, "line %s", line);
+                        cr_expect_eq(memcmp(op.subject, subject, sl), 0);
+                        if (rl != 0) {
+                                cr_expect_eq(op.reply_len, rl, "line %s", line);
+                                cr_expect_eq(memcmp(op.reply, reply, rl), 0);
+                        } else {
+                                cr_expect_null(op.reply);
+                        }
+                        cr_expect_eq(op.payload_len, 3u);
+                        dp_nats_parser_fini(&p);
+                }
+        }
+}
