@@ -77,10 +77,11 @@ static inline bool dp_subject_token_is_star(const char *s, const struct dp_subje
  * without wildcards. False says nothing: ask dp_subject_check.
  *
  * It takes 1 to 64 bytes, 16 at a time with SSE2 or else 8 at a time in a
- * word (SWAR), and says yes when no byte is below 0x2b or one of 0x3e 0x3f
- * 0x7e 0x7f (a superset of whitespace, control bytes, DEL, '*' and '>' that
- * is cheap to test: the few printable bytes it also catches, such as '#',
- * '(' or '?', just go the slow way) and no '.' leaves a token empty. 64
+ * word (SWAR), and says yes when no byte is below 0x21, '*', or one of 0x3e
+ * 0x3f 0x7e 0x7f (a superset of whitespace, control bytes, DEL, '*' and '>'
+ * that is cheap to test: the few printable bytes it also catches, '?' and
+ * '~', just go the slow way; '$' of the $AQ and $SYS subjects does not)
+ * and no '.' leaves a token empty. 64
  * bytes keep one bit per byte in a word, and the tokens within bounds: with
  * no empty token, 64 bytes hold at most 32. */
 static inline bool dp_subject_literal_quick(const char *s, size_t len);
@@ -120,10 +121,11 @@ static inline uint64_t dp_subject_lanes_bits(uint64_t m)
 }
 
 /* Lanes that may not be in a plain literal (see dp_subject_literal_quick):
- * below 0x2b, or 0x3e 0x3f 0x7e 0x7f, the bytes that OR 0x41 makes 0x7f. */
+ * below 0x21, '*', or 0x3e 0x3f 0x7e 0x7f, the bytes that OR 0x41 makes
+ * 0x7f. */
 static inline uint64_t dp_subject_lanes_odd(uint64_t w)
 {
-        return dp_subject_lanes_below(w, 0x2b) |
+        return dp_subject_lanes_below(w, 0x21) | dp_subject_lanes_eq(w, '*') |
                dp_subject_lanes_eq(w | DP_SUBJECT_LANES_LOW * 0x41, 0x7f);
 }
 
@@ -166,9 +168,10 @@ static inline uint64_t dp_subject_load_short(const char *s, size_t len)
  * not be in a plain literal, and in *dots the lanes holding '.'. */
 static inline uint32_t dp_subject_vec_bits(__m128i v, uint32_t *dots)
 {
-        /* Unsigned v <= 0x2a: min(v, 0x2a) == v. Bytes of 0x80 and up
+        /* Unsigned v <= 0x20: min(v, 0x20) == v. Bytes of 0x80 and up
          * (UTF-8) stay plain, as the rules want. */
-        __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x2a)), v);
+        __m128i low = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x20)), v),
+                                   _mm_cmpeq_epi8(v, _mm_set1_epi8('*')));
         __m128i top = _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x41)), _mm_set1_epi8(0x7f));
         *dots = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
         return (uint32_t)_mm_movemask_epi8(_mm_or_si128(low, top));

@@ -129,3 +129,38 @@ Test(dp_subject, split_of_a_full_subject_keeps_byte_offsets)
         cr_expect_eq(t.len[1], 1);
         cr_expect_eq(t.wild, 0);
 }
+
+/* The quick yes is never wrong: for every byte value at every position of
+ * subjects of 1 to 64 bytes (and with dots around it), a quick yes means
+ * the full check accepts the subject with and without wildcards. And it
+ * does say yes to the subjects it exists for, $AQ's among them. */
+Test(dp_subject, quick_yes_implies_the_full_check_accepts)
+{
+        char s[64];
+        for (size_t len = 1; len <= sizeof(s); len++) {
+                for (size_t pos = 0; pos < len; pos++) {
+                        for (unsigned b = 0; b < 256; b++) {
+                                memset(s, 'x', len);
+                                if (len > 4)
+                                        s[len / 2] = '.';
+                                s[pos] = (char)b;
+                                if (!dp_subject_literal_quick(s, len))
+                                        continue;
+                                cr_assert_eq(dp_subject_check(s, len, false), 0,
+                                             "byte %#x at %zu of %zu", b, pos, len);
+                                cr_assert_eq(dp_subject_check(s, len, true), 0,
+                                             "byte %#x at %zu of %zu", b, pos, len);
+                        }
+                }
+        }
+        static const char *const yes[] = {
+                "$AQ.MAILBOX.CREATE", "$AQ.MAILBOX.DESTROY.nc1234.0.567",
+                "_INBOX.abcdefghijklmnop.1_99", "a#b.c%d.e&f", "x",
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
+        };
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+                cr_expect(dp_subject_literal_quick(yes[i], strlen(yes[i])), "%s", yes[i]);
+        static const char *const no[] = { "a b", "a*", "a.>", "a..b", ".a", "a.", "a\tb", "a\x7f" };
+        for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+                cr_expect(!dp_subject_literal_quick(no[i], strlen(no[i])), "%s", no[i]);
+}
