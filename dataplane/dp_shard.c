@@ -267,15 +267,23 @@ static int dp_opts_apply(struct dp_entity *e, const struct dp_create_opts *o)
         return 0;
 }
 
+/* An entity's timer is armed only while its ttl_ms is not 0: arming takes
+ * a TTL, a TTL set to 0 cancels first (so a crash between the two leaves a
+ * TTL without a timer, never the other way round), and destroy cancels.
+ * So an entity with no TTL, and a slot just taken, need no look at the
+ * wheel, whose node for the slot is one more cache miss. */
 static void dp_entity_arm(struct dp_shard *s, struct dp_entity *e)
 {
+        if (e->ttl_ms != 0)
+                dp_timer_arm(&s->timers, dp_entity_slot(s, e),
+                             s->now_ns + (uint64_t)e->ttl_ms * 1000000);
+}
+
+static void dp_entity_disarm(struct dp_shard *s, struct dp_entity *e)
+{
         uint32_t slot = dp_entity_slot(s, e);
-        if (e->ttl_ms == 0) {
-                if (dp_timer_armed(&s->timers, slot))
-                        dp_timer_cancel(&s->timers, slot);
-                return;
-        }
-        dp_timer_arm(&s->timers, slot, s->now_ns + (uint64_t)e->ttl_ms * 1000000);
+        if (e->ttl_ms != 0 && dp_timer_armed(&s->timers, slot))
+                dp_timer_cancel(&s->timers, slot);
 }
 
 int dp_shard_create(struct dp_shard *s, const struct dp_create_opts *o,
@@ -312,8 +320,7 @@ int dp_entity_destroy(struct dp_shard *s, struct dp_entity *e)
         dp_store_purge(s, e);
         dp_bindings_release(s, e);
         dp_cursors_release(s, e);
-        if (dp_timer_armed(&s->timers, slot))
-                dp_timer_cancel(&s->timers, slot);
+        dp_entity_disarm(s, e);
         s->stats->destroys++;
         return dp_table_destroy(&s->table, handle);
 }
@@ -348,6 +355,8 @@ int dp_shard_set_ttl(struct dp_shard *s, uint64_t handle, uint32_t ttl_ms)
         int rc = dp_table_get(&s->table, handle, &e);
         if (rc != 0)
                 return rc;
+        if (ttl_ms == 0)
+                dp_entity_disarm(s, e);
         e->ttl_ms = ttl_ms;
         dp_entity_arm(s, e);
         return 0;

@@ -390,6 +390,27 @@ Test(dp_atom, set_ttl_changes_and_clears_the_deadline)
         cr_assert_eq(dp_table_get(&shard.table, h, &e), -ESTALE);
 }
 
+/* Destroy cancels the TTL's timer: the slot's next entity (the free list
+ * hands the same slot out again), with no TTL of its own, outlives the old
+ * deadline; so does one whose TTL was set to 0 before it was destroyed. */
+Test(dp_atom, destroy_cancels_the_ttl_for_the_slots_next_entity)
+{
+        struct dp_entity *e;
+        uint64_t h = entity((struct dp_create_opts){ .mode = DP_MODE_MAILBOX, .ttl_ms = 20 }, "t1");
+        cr_assert_eq(dp_shard_destroy(&shard, h), 0);
+        uint64_t h2 = entity((struct dp_create_opts){ .mode = DP_MODE_MAILBOX }, "t2");
+        cr_assert_eq(dp_handle_slot(h2), dp_handle_slot(h), "the slot is reused");
+        dp_shard_tick(&shard, shard.now_ns + 100 * MS, 64);
+        cr_assert_eq(dp_table_get(&shard.table, h2, &e), 0, "no stale timer fired");
+        cr_assert_eq(dp_shard_set_ttl(&shard, h2, 30), 0);
+        cr_assert_eq(dp_shard_set_ttl(&shard, h2, 0), 0);
+        cr_assert_eq(dp_shard_destroy(&shard, h2), 0);
+        uint64_t h3 = entity((struct dp_create_opts){ .mode = DP_MODE_MAILBOX }, "t3");
+        cr_assert_eq(dp_handle_slot(h3), dp_handle_slot(h));
+        dp_shard_tick(&shard, shard.now_ns + 100 * MS, 64);
+        cr_assert_eq(dp_table_get(&shard.table, h3, &e), 0);
+}
+
 Test(dp_atom, entity_ttls_expire_in_deadline_order)
 {
         uint32_t ttls[] = { 70, 10, 50, 30, 90 };
