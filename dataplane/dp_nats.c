@@ -538,8 +538,14 @@ static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t 
                         break;
                 dp_nats_op(n, c, &op);
         }
-        if (c != NULL)
-                dp_nats_ahead_run(n, c, &ahead);
+        if (c == NULL)
+                return;
+        dp_nats_ahead_run(n, c, &ahead);
+        /* A read of many pipelined requests: its answers go out now rather
+         * than after the rest of this pass, so the client reads them (and
+         * sends more) while we go on; otherwise the two take turns. */
+        if (!c->closing && nic_uring_pending(n->nic, c->id) >= DP_NATS_FLUSH_EARLY)
+                nic_uring_flush(n->nic);
 }
 
 static void dp_nats_on_open(void *arg, uint32_t id)

@@ -57,6 +57,9 @@ struct dp_nats_nr {
 /* Publishes parsed ahead of their handling in one read (dp_nats.c): 16
  * hides a table miss behind the handling of the ones before it. */
 #define DP_NATS_AHEAD 16u
+/* Output a read left for its connection that is sent at once, not at the
+ * end of the worker's pass (dp_nats_on_data). */
+#define DP_NATS_FLUSH_EARLY (8u * 1024)
 #define DP_NATS_NR_MAX 1024u
 #define DP_NATS_NR_WAIT_NS (1000ull * 1000 * 1000)
 
