@@ -400,6 +400,8 @@ static void dp_pub_groups(struct dp_pub *p)
 
 #define DP_MATCH_CACHE_SUBJECT 64u
 #define DP_MATCH_CACHE_HITS 8u
+/* Keeps a head's slot apart from the same bytes as a whole subject. */
+#define DP_MATCH_HEAD_SALT 0x9e3779b97f4a7c15ull
 
 struct dp_match_hit {
         uint32_t sub_id;
@@ -412,6 +414,7 @@ struct dp_match_slot {
         uint64_t hash;
         uint16_t len;
         uint8_t n;
+        bool head;       /* subject is a head: any one token may follow */
         char subject[DP_MATCH_CACHE_SUBJECT];
         struct dp_match_hit hit[DP_MATCH_CACHE_HITS];
 };
@@ -435,7 +438,7 @@ void dp_shard_set_match_cache(struct dp_shard *s, struct dp_match_cache *c)
 /* A walk that also records what it found, for the cache. */
 struct dp_match_fill {
         struct dp_pub *p;
-        struct dp_match_slot *slot;
+        struct dp_match_hit hit[DP_MATCH_CACHE_HITS];
         unsigned n;
 };
 
@@ -445,36 +448,71 @@ static void dp_match_fill_one(void *arg, uint32_t sub_id, uint32_t group, uint64
 {
         struct dp_match_fill *f = arg;
         if (f->n < DP_MATCH_CACHE_HITS)
-                f->slot->hit[f->n] = (struct dp_match_hit){ sub_id, group, value };
+                f->hit[f->n] = (struct dp_match_hit){ sub_id, group, value };
         f->n++;
         dp_pub_match(f->p, sub_id, group, value);
 }
 
+/* The slot for a subject, or for a head (a subject without its last
+ * token, standing for all of them), when it holds valid matches. */
+static struct dp_match_slot *dp_match_slot_of(struct dp_shard *s, const char *subject,
+                                              uint32_t len, bool head, uint64_t *hash)
+{
+        uint64_t h = dp_hash64(subject, len) ^ (head ? DP_MATCH_HEAD_SALT : 0);
+        struct dp_match_slot *slot = &s->match_cache->slot[h % DP_MATCH_CACHE_SLOTS];
+        *hash = h;
+        if (slot->gen == s->trie.gen && slot->hash == h && slot->len == len &&
+            slot->head == head && memcmp(slot->subject, subject, len) == 0)
+                return slot;
+        return NULL;
+}
+
+static int dp_match_replay(struct dp_pub *p, const struct dp_match_slot *slot)
+{
+        for (unsigned i = 0; i < slot->n; i++)
+                dp_pub_match(p, slot->hit[i].sub_id, slot->hit[i].group, slot->hit[i].value);
+        return slot->n;
+}
+
 /* Matches through the cache: a hit replays the recorded matches; a miss
- * walks the trie and records them when they fit. Returns the matches or
- * the walk's error. */
+ * walks the trie and records them when they fit. A subject whose last
+ * token only wildcards could take (an inbox reply subject, unique each
+ * time) is recorded under its head, so the next one with another last
+ * token hits too. Returns the matches or the walk's error. */
 static int dp_match_cached(struct dp_shard *s, struct dp_pub *p)
 {
         const struct dp_msg_in *m = p->m;
-        uint64_t h = dp_hash64(m->subject, m->subject_len);
+        uint64_t h, head_h = 0;
+        struct dp_match_slot *hit = dp_match_slot_of(s, m->subject, m->subject_len, false, &h);
+        if (hit != NULL)
+                return dp_match_replay(p, hit);
+        const char *dot = memrchr(m->subject, '.', m->subject_len);
+        uint32_t head_len = dot != NULL ? (uint32_t)(dot - m->subject) : 0;
+        if (head_len != 0) {
+                hit = dp_match_slot_of(s, m->subject, head_len, true, &head_h);
+                if (hit != NULL)
+                        return dp_match_replay(p, hit);
+        }
+        struct dp_match_fill f = { .p = p };
+        uint64_t gen = s->trie.gen;
+        bool tail_free = false;
+        int rc = dp_trie_match_tail(&s->trie, m->subject, m->subject_len, dp_match_fill_one, &f,
+                                    &tail_free);
+        if (rc < 0 || f.n > DP_MATCH_CACHE_HITS)
+                return rc;
+        /* The generation the walk saw: should a delivery during it change
+         * the trie, the entry is stale from the start. */
+        bool head = tail_free && head_len != 0;
+        if (head)
+                h = head_h;
         struct dp_match_slot *slot = &s->match_cache->slot[h % DP_MATCH_CACHE_SLOTS];
-        if (slot->gen == s->trie.gen && slot->hash == h && slot->len == m->subject_len &&
-            memcmp(slot->subject, m->subject, m->subject_len) == 0) {
-                for (unsigned i = 0; i < slot->n; i++)
-                        dp_pub_match(p, slot->hit[i].sub_id, slot->hit[i].group,
-                                     slot->hit[i].value);
-                return slot->n;
-        }
-        struct dp_match_fill f = { .p = p, .slot = slot };
-        slot->gen = 0; /* being refilled: not valid until the walk succeeded */
-        int rc = dp_trie_match(&s->trie, m->subject, m->subject_len, dp_match_fill_one, &f);
-        if (rc >= 0 && f.n <= DP_MATCH_CACHE_HITS) {
-                slot->hash = h;
-                slot->len = (uint16_t)m->subject_len;
-                slot->n = (uint8_t)f.n;
-                memcpy(slot->subject, m->subject, m->subject_len);
-                slot->gen = s->trie.gen;
-        }
+        slot->hash = h;
+        slot->len = (uint16_t)(head ? head_len : m->subject_len);
+        slot->head = head;
+        slot->n = (uint8_t)f.n;
+        memcpy(slot->hit, f.hit, f.n * sizeof(f.hit[0]));
+        memcpy(slot->subject, m->subject, slot->len);
+        slot->gen = gen;
         return rc;
 }
 

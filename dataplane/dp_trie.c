@@ -824,6 +824,7 @@ struct dp_trie_walk {
         dp_trie_match_fn *fn;
         void *arg;
         int count;
+        bool tail_literal;      /* a node at the last token had literal children */
 };
 
 static void dp_trie_emit(struct dp_trie_walk *w, uint32_t node)
@@ -858,6 +859,8 @@ static void dp_trie_walk(struct dp_trie_walk *w, uint32_t node, uint32_t depth)
                         dp_trie_walk(w, n->star, depth + 1);
                 if (n->lits == 0)
                         return;
+                if (depth + 1 == p->tok.count)
+                        w->tail_literal = true; /* another last token may differ */
                 const struct dp_trie_key *next =
                         depth + 1 < p->tok.count ? &p->key[depth + 1] : NULL;
                 node = dp_trie_child_find(t, node, &p->key[depth], next);
@@ -867,8 +870,8 @@ static void dp_trie_walk(struct dp_trie_walk *w, uint32_t node, uint32_t depth)
         }
 }
 
-int dp_trie_match(const struct dp_trie *t, const char *subject, size_t len,
-                  dp_trie_match_fn *fn, void *arg)
+int dp_trie_match_tail(const struct dp_trie *t, const char *subject, size_t len,
+                       dp_trie_match_fn *fn, void *arg, bool *tail_free)
 {
         struct dp_trie_path p;
         int rc = dp_trie_path_make(t, subject, len, false, &p);
@@ -876,7 +879,15 @@ int dp_trie_match(const struct dp_trie *t, const char *subject, size_t len,
                 return rc;
         struct dp_trie_walk w = { .t = t, .p = &p, .fn = fn, .arg = arg, .count = 0 };
         dp_trie_walk(&w, 0, 0);
+        *tail_free = !w.tail_literal;
         return w.count;
+}
+
+int dp_trie_match(const struct dp_trie *t, const char *subject, size_t len,
+                  dp_trie_match_fn *fn, void *arg)
+{
+        bool tail_free;
+        return dp_trie_match_tail(t, subject, len, fn, arg, &tail_free);
 }
 
 /* ---- verification --------------------------------------------------------

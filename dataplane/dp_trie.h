@@ -52,6 +52,7 @@
 #ifndef ATOMQ_DP_TRIE_H
 #define ATOMQ_DP_TRIE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -150,6 +151,14 @@ int dp_trie_remove(struct dp_trie *t, uint32_t sub_id);
  * the subject (fn is then never called). fn must not modify the trie. */
 int dp_trie_match(const struct dp_trie *t, const char *subject, size_t len,
                   dp_trie_match_fn *fn, void *arg);
+
+/* As dp_trie_match, and *tail_free says whether any other last token (the
+ * rest of subject the same) would match the same subscriptions: true when
+ * no pattern could have taken that token as a literal, so only '*' and '>'
+ * did or none. A reply subject _INBOX.<id>.<n> under a subscription to
+ * _INBOX.<id>.* is one: a cache keyed by the rest serves every <n>. */
+int dp_trie_match_tail(const struct dp_trie *t, const char *subject, size_t len,
+                       dp_trie_match_fn *fn, void *arg, bool *tail_free);
 
 /* Subscriptions in the trie. */
 uint32_t dp_trie_count(const struct dp_trie *t);

@@ -139,3 +139,28 @@ Test(dp_match_cache, colliding_subjects_do_not_mix)
                         cr_expect_eq(publish(s), i + 1, "%s", s);
                 }
 }
+
+/* Reply subjects: a new last token each time under a wildcard. The cache
+ * keeps them under their head, which must serve exactly the subjects a
+ * walk would: not one with more tokens, not the head itself as a subject,
+ * and not a last token a literal subscription wants. */
+Test(dp_match_cache, inbox_heads_serve_any_last_token_and_nothing_else)
+{
+        char s[48];
+        sub("_INBOX.r.*", 1, 0);
+        sub("_INBOX.>", 2, 0);
+        for (int i = 0; i < 50; i++) {
+                snprintf(s, sizeof(s), "_INBOX.r.%d", i);
+                cr_expect_eq(publish(s), 1 + 2, "%s", s);
+        }
+        cr_expect_eq(publish("_INBOX.r.1.x"), 2, "one more token: only the '>'");
+        cr_expect_eq(publish("_INBOX.r"), 2, "the head as a subject of its own");
+        cr_expect_eq(publish("_INBOX.r.9"), 1 + 2);
+        uint32_t seven = sub("_INBOX.r.7", 4, 0);
+        cr_expect_eq(publish("_INBOX.r.7"), 1 + 2 + 4, "a literal for one last token");
+        cr_expect_eq(publish("_INBOX.r.8"), 1 + 2);
+        cr_expect_eq(publish("_INBOX.r.7"), 1 + 2 + 4, "cached as itself now");
+        cr_assert_eq(dp_shard_unsubscribe(&shard, seven), 0);
+        cr_expect_eq(publish("_INBOX.r.7"), 1 + 2);
+        cr_expect_eq(publish("_INBOX.q.7"), 2, "another head");
+}

@@ -148,6 +148,72 @@ Test(dp_trie, table_of_patterns_and_subjects)
         }
 }
 
+/* The match set of subject as a bit mask of the patterns' indexes. */
+static uint32_t match_mask(struct fixture *f, const uint32_t *id, int np, const char *subject)
+{
+        struct hits h;
+        uint32_t mask = 0;
+        cr_assert_geq(match(f, subject, &h), 0, "%s", subject);
+        for (int p = 0; p < np; p++)
+                if (hits_has(&h, id[p]))
+                        mask |= 1u << p;
+        return mask;
+}
+
+/* tail_free is a promise a cache relies on: when it says any other last
+ * token matches the same, it does, for every last token the patterns name
+ * and one they do not; and it says so for the inbox shape it is for. */
+Test(dp_trie, tail_free_holds_for_every_other_last_token)
+{
+        for (size_t c = 0; c < sizeof(match_cases) / sizeof(match_cases[0]); c++) {
+                const struct match_case *mc = &match_cases[c];
+                const char *dot = strrchr(mc->subject, '.');
+                if (dot == NULL)
+                        continue;
+                struct fixture f;
+                uint32_t id[8];
+                int np = 0;
+                trie_new(&f, 64, 16, 1024);
+                for (; np < 8 && mc->patterns[np] != NULL; np++)
+                        cr_assert_eq(ins(&f, mc->patterns[np], (uint64_t)np, &id[np]), 0);
+                struct hits h = { 0 };
+                bool tail_free = false;
+                cr_assert_geq(dp_trie_match_tail(&f.t, mc->subject, strlen(mc->subject), hits_add,
+                                                 &h, &tail_free), 0);
+                uint32_t want = match_mask(&f, id, np, mc->subject);
+                /* Every token any pattern names, and one none does. */
+                for (int p = 0; p <= np && tail_free; p++) {
+                        char alt[160], toks[128];
+                        snprintf(toks, sizeof(toks), "%s", p < np ? mc->patterns[p] : "zz");
+                        for (char *save = NULL, *t = strtok_r(toks, ".", &save); t != NULL;
+                             t = strtok_r(NULL, ".", &save)) {
+                                if (strcmp(t, "*") == 0 || strcmp(t, ">") == 0)
+                                        continue;
+                                snprintf(alt, sizeof(alt), "%.*s.%s",
+                                         (int)(dot - mc->subject), mc->subject, t);
+                                cr_expect_eq(match_mask(&f, id, np, alt), want,
+                                             "case %zu: %s matches unlike %s", c, alt,
+                                             mc->subject);
+                        }
+                }
+                free(f.mem);
+        }
+        struct fixture f;
+        uint32_t id;
+        bool tail_free = false;
+        struct hits h = { 0 };
+        trie_new(&f, 64, 16, 1024);
+        cr_assert_eq(ins(&f, "_INBOX.abc.*", 0, &id), 0);
+        cr_assert_eq(ins(&f, "_INBOX.>", 1, &id), 0);
+        cr_assert_eq(dp_trie_match_tail(&f.t, "_INBOX.abc.17", 13, hits_add, &h, &tail_free), 2);
+        cr_expect(tail_free, "an inbox under a wildcard: any last token");
+        cr_assert_eq(ins(&f, "_INBOX.abc.5", 2, &id), 0);
+        h.n = 0;
+        cr_assert_eq(dp_trie_match_tail(&f.t, "_INBOX.abc.17", 13, hits_add, &h, &tail_free), 2);
+        cr_expect(!tail_free, "a literal could take the last token now");
+        free(f.mem);
+}
+
 Test(dp_trie, star_matches_exactly_one_token)
 {
         struct fixture f;
