@@ -339,7 +339,7 @@ static int dp_seglog_scan(struct dp_seglog *log, uint32_t i, uint64_t *expect,
                               log->cfg.buffer_bytes, s->first_seq, UINT64_MAX,
                               log->cfg.record_bytes_max);
         struct dp_seglog_rec rec;
-        struct dp_seglog_end end;
+        struct dp_seglog_end end = { 0 };
         int rc;
         while ((rc = dp_seglog_reader_next(&rd, &rec, &end)) == 1) {
                 log->stats.recovered_records++;
@@ -476,7 +476,7 @@ int dp_seglog_iter_next(struct dp_seglog_iter *it, struct dp_seglog_rec *rec)
 {
         if (it->fd < 0 || it->next_seq > it->last_seq)
                 return 0;
-        struct dp_seglog_end end;
+        struct dp_seglog_end end = { 0 };
         int rc = dp_seglog_reader_next(it, rec, &end);
         /* The end before last_seq: a written record that does not read back. */
         return rc == 0 ? -EBADMSG : rc;
