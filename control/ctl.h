@@ -26,6 +26,10 @@ struct ctl_config {
         char nats_pass[128];
         char metrics_addr[64];           /* --metrics ADDR:PORT, "" or "off": none */
         char data_dir[256];              /* --data-dir */
+        bool disk;                       /* --disk: the disk tier in data_dir */
+        uint64_t disk_max;               /* --disk-max: a worker's log, 0: no limit */
+        uint32_t disk_sync_us;           /* --disk-sync-us: sync batch's group commit */
+        bool disk_direct;                /* --disk-direct: O_DIRECT log writes */
         char dataplane_path[256];        /* --dataplane: the atomq-dataplane binary */
         uint32_t workers;                /* --workers, 0: default */
         uint64_t arena_bytes;            /* --arena-size, 0: as the limits need */

@@ -133,6 +133,8 @@ static int ctl_opt_parse(enum ctl_opt k, const char *v, struct ctl_opts *o)
                 return rc;
         case CTL_OPT_ACK:
                 return ctl_parse_yesno(v, &o->ack);
+        case CTL_OPT_SYNC:
+                return dp_sync_parse(v, &o->sync);
         default:
                 return -EINVAL;
         }
@@ -149,6 +151,7 @@ static const struct {
         [CTL_OPT_LIMIT] = { "limit", "a count from 1 to 4294967295" },
         [CTL_OPT_MAX] = { "max", "a count from 1 to 64" },
         [CTL_OPT_ACK] = { "ack", "yes or no" },
+        [CTL_OPT_SYNC] = { "sync", "one of always, batch, none (storage=disk)" },
 };
 
 /* --- the table --- */
@@ -159,8 +162,10 @@ static ctl_cmd_fn ctl_do_help, ctl_do_show_info, ctl_do_show_workers, ctl_do_sho
         ctl_do_quit;
 
 #define CTL_OPTS_CREATE (CTL_OPT_BIT(CTL_OPT_TTL) | CTL_OPT_BIT(CTL_OPT_STORAGE) | \
-                         CTL_OPT_BIT(CTL_OPT_MAX_MSGS) | CTL_OPT_BIT(CTL_OPT_MAX_BYTES))
-#define CTL_CREATE_OPTS_USAGE "[ttl=DUR] [storage=none|mem|disk] [max_msgs=N] [max_bytes=SIZE]"
+                         CTL_OPT_BIT(CTL_OPT_MAX_MSGS) | CTL_OPT_BIT(CTL_OPT_MAX_BYTES) | \
+                         CTL_OPT_BIT(CTL_OPT_SYNC))
+#define CTL_CREATE_OPTS_USAGE "[ttl=DUR] [storage=none|mem|disk] [sync=always|batch|none] " \
+                              "[max_msgs=N] [max_bytes=SIZE]"
 
 /* Rows with a noun come before the row of the same verb without one. */
 const struct ctl_cmd_def ctl_cmds[] = {
@@ -270,7 +275,10 @@ const char *ctl_dp_err_text(int err)
         case -ENOSPC:
                 return "the shard is full (--max-entities)";
         case -EOPNOTSUPP:
-                return "not supported for this entity or storage (disk is not built yet)";
+                return "not supported for this entity or storage (storage=disk needs the "
+                       "disk tier: atomqd --disk on and a writable --data-dir)";
+        case -EDQUOT:
+                return "the disk tier is full (--disk-max)";
         case -ENOBUFS:
                 return "the entity is full (max_msgs or max_bytes)";
         case -ESTALE:
@@ -775,6 +783,8 @@ void ctl_create_args(const struct ctl_opts *opts, uint8_t mode, struct dp_cmd_cr
                 a->flags |= DP_CMD_CREATE_F_STORAGE;
                 a->storage = (int8_t)opts->storage;
         }
+        if (opts->set & CTL_OPT_BIT(CTL_OPT_SYNC))
+                a->flags |= (uint8_t)(opts->sync << DP_CMD_CREATE_SYNC_SHIFT);
         a->ttl_ms = opts->ttl_ms;
         a->max_msgs = opts->max_msgs;
         a->max_bytes = opts->max_bytes;

@@ -14,6 +14,7 @@ enum ctl_opt {
         CTL_OPT_LIMIT,
         CTL_OPT_MAX,
         CTL_OPT_ACK,
+        CTL_OPT_SYNC,
         CTL_OPT_COUNT_,
 };
 #define CTL_OPT_BIT(o) (1u << (o))
@@ -22,6 +23,7 @@ struct ctl_opts {
         uint32_t set;          /* CTL_OPT_BIT of each key given */
         uint32_t ttl_ms;
         uint8_t storage;       /* enum dp_storage */
+        uint8_t sync;          /* enum dp_sync */
         uint32_t max_msgs;
         uint32_t max_bytes;
         uint64_t limit;

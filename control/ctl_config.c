@@ -69,6 +69,19 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "data-dir", .arg = "DIR", .kind = CTL_KEY_STRING, CTL_FIELD(data_dir),
           .help = "durable data; default /var/lib/atomq as root,\n"
                   "else $XDG_DATA_HOME/atomq" },
+        { .name = "disk", .arg = "on|off", .def = "on", .kind = CTL_KEY_BOOL, CTL_FIELD(disk),
+          .help = "the disk tier: each worker keeps a log in\n"
+                  "DATA-DIR/wN (off: storage disk is refused)" },
+        { .name = "disk-max", .arg = "SIZE", .def = "0", .kind = CTL_KEY_BYTES,
+          CTL_FIELD(disk_max), .min = 0, .max = UINT64_MAX / 2,
+          .help = "disk one worker's log may take (0: no limit\n"
+                  "but the filesystem's); full: DISK_FULL" },
+        { .name = "disk-sync-us", .arg = "N", .def = "1000", .kind = CTL_KEY_U32,
+          CTL_FIELD(disk_sync_us), .min = 1, .max = 10000000,
+          .help = "sync=batch: group commit every N microseconds" },
+        { .name = "disk-direct", .def = "false", .kind = CTL_KEY_BOOL, CTL_FIELD(disk_direct),
+          .help = "O_DIRECT log writes (default: buffered writes\n"
+                  "and fdatasync; docs/architecture.md says why)" },
         { .name = "dataplane", .arg = "PATH", .kind = CTL_KEY_STRING, CTL_FIELD(dataplane_path),
           .help = "the " CTL_DATAPLANE_NAME " binary; default: the one\n"
                   "next to atomqd's own executable" },

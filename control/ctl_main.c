@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -90,6 +91,7 @@ static void ctl_dataplane_resolve(char *path, size_t len)
 
 /* The NATS listener the workers run (off: none), from the flags. */
 static struct dp_nats_config nats_cfg;
+static struct dp_disk_config disk_cfg;
 
 static int ctl_nats_config(void)
 {
@@ -133,6 +135,44 @@ static int ctl_nats_config(void)
         return 0;
 }
 
+/* The data directory holds one log per worker, and an entity's worker is
+ * a hash of its name over the worker count: a directory written by N
+ * workers is only read back by N. It says so in a file of its own, and a
+ * start with another count is refused with what to do. */
+static int ctl_disk_layout(void)
+{
+        char path[512];
+        uint32_t workers = cfg.workers != 0 ? cfg.workers : dp_engine_workers_default();
+        if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+                shm_log(SHM_LOG_ERR, "--data-dir %s: %s", cfg.data_dir, strerror(errno));
+                return -errno;
+        }
+        snprintf(path, sizeof(path), "%s/layout", cfg.data_dir);
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+                unsigned was = 0;
+                int n = fscanf(f, "workers %u", &was);
+                fclose(f);
+                if (n != 1) {
+                        shm_log(SHM_LOG_ERR, "%s: not an atomq layout file", path);
+                        return -EINVAL;
+                }
+                if (was != workers) {
+                        shm_log(SHM_LOG_ERR, "--data-dir %s was written by %u workers: start "
+                                "with --workers %u, or with another --data-dir", cfg.data_dir,
+                                was, was);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        f = fopen(path, "w");
+        if (f == NULL || fprintf(f, "workers %u\n", workers) < 0 || fclose(f) != 0) {
+                shm_log(SHM_LOG_ERR, "%s: %s", path, strerror(errno));
+                return -errno;
+        }
+        return 0;
+}
+
 static int ctl_engine_build(void)
 {
         struct dp_engine_config ec;
@@ -152,6 +192,16 @@ static int ctl_engine_build(void)
                 return -EINVAL;
         }
         ec.nats = &nats_cfg;
+        if (cfg.disk) {
+                rc = ctl_disk_layout();
+                if (rc != 0)
+                        return rc;
+                disk_cfg = (struct dp_disk_config){ .data_dir = cfg.data_dir,
+                                                    .dir_bytes_max = cfg.disk_max,
+                                                    .batch_us = cfg.disk_sync_us,
+                                                    .direct = cfg.disk_direct };
+                ec.disk = &disk_cfg;
+        }
         rc = dp_engine_init(&engine, &ec);
         if (rc != 0) {
                 shm_log(SHM_LOG_ERR, "cannot build the dataplane (%u entities a shard): %s",
@@ -216,6 +266,9 @@ static int ctl_dataplane_start(void)
                 if (rc >= 0)
                         rc = ctl_super_set_nats(&super, spec);
         }
+        if (rc == 0 && cfg.disk)
+                rc = ctl_super_set_disk(&super, cfg.data_dir, cfg.disk_max, cfg.disk_sync_us,
+                                        cfg.disk_direct);
         if (rc == 0)
                 rc = ctl_super_start(&super);
         if (rc != 0)

@@ -287,10 +287,11 @@ static int ctl_super_spawn(struct ctl_super *s)
         rc = ctl_super_watch(s, pid);
         if (rc != 0)
                 return rc;
-        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d%s%s%s%s)", (int)pid,
-                s->path, CTL_SUPER_CHILD_ARENA_FD, s->agent_fd_count > 0 ? " --agent-fds " : "",
+        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d%s%s%s%s%s%s)",
+                (int)pid, s->path, CTL_SUPER_CHILD_ARENA_FD,
+                s->agent_fd_count > 0 ? " --agent-fds " : "",
                 s->agent_fd_count > 0 ? s->agent_fd_arg : "", s->nats_arg[0] ? " --nats " : "",
-                s->nats_arg);
+                s->nats_arg, s->data_dir_arg[0] ? " --data-dir " : "", s->data_dir_arg);
         return 0;
 }
 
@@ -318,6 +319,10 @@ static void ctl_super_on_timer(void *arg, int fd, uint32_t events)
 }
 
 static char ctl_super_opt_nats[] = "--nats";
+static char ctl_super_opt_data_dir[] = "--data-dir";
+static char ctl_super_opt_disk_max[] = "--disk-max";
+static char ctl_super_opt_disk_sync[] = "--disk-sync-us";
+static char ctl_super_opt_disk_direct[] = "--disk-direct";
 
 /* path --arena-fd N [--agent-fds M] [--nats SPEC]: rebuilt whenever one
  * of them changes. */
@@ -334,6 +339,16 @@ static void ctl_super_argv_build(struct ctl_super *s)
         if (s->nats_arg[0] != '\0') {
                 s->argv[i++] = ctl_super_opt_nats;
                 s->argv[i++] = s->nats_arg;
+        }
+        if (s->data_dir_arg[0] != '\0') {
+                s->argv[i++] = ctl_super_opt_data_dir;
+                s->argv[i++] = s->data_dir_arg;
+                s->argv[i++] = ctl_super_opt_disk_max;
+                s->argv[i++] = s->disk_max_arg;
+                s->argv[i++] = ctl_super_opt_disk_sync;
+                s->argv[i++] = s->disk_sync_arg;
+                if (s->disk_direct)
+                        s->argv[i++] = ctl_super_opt_disk_direct;
         }
         s->argv[i] = NULL;
 }
@@ -357,6 +372,19 @@ int ctl_super_set_nats(struct ctl_super *s, const char *spec)
         if (spec != NULL && strlen(spec) >= sizeof(s->nats_arg))
                 return -EINVAL;
         snprintf(s->nats_arg, sizeof(s->nats_arg), "%s", spec != NULL ? spec : "");
+        ctl_super_argv_build(s);
+        return 0;
+}
+
+int ctl_super_set_disk(struct ctl_super *s, const char *data_dir, uint64_t max_bytes,
+                       uint32_t sync_us, bool direct)
+{
+        if (data_dir != NULL && strlen(data_dir) >= sizeof(s->data_dir_arg))
+                return -EINVAL;
+        snprintf(s->data_dir_arg, sizeof(s->data_dir_arg), "%s", data_dir != NULL ? data_dir : "");
+        snprintf(s->disk_max_arg, sizeof(s->disk_max_arg), "%llu", (unsigned long long)max_bytes);
+        snprintf(s->disk_sync_arg, sizeof(s->disk_sync_arg), "%u", sync_us);
+        s->disk_direct = direct;
         ctl_super_argv_build(s);
         return 0;
 }

@@ -85,7 +85,13 @@ struct ctl_super {
         char fd_arg[16];
         char agent_fd_arg[16];
         char nats_arg[160];
-        char *argv[8];                  /* path --arena-fd N [--agent-fds M] [--nats SPEC] */
+        char data_dir_arg[256];         /* "": no disk tier */
+        char disk_max_arg[24];
+        char disk_sync_arg[16];
+        bool disk_direct;
+        /* path --arena-fd N [--agent-fds M] [--nats SPEC] [--data-dir DIR
+         * --disk-max N --disk-sync-us N [--disk-direct]] */
+        char *argv[16];
         const int *agent_fds;           /* the agent files (dp_agent.h), the caller's */
         uint32_t agent_fd_count;
 };
@@ -110,6 +116,11 @@ int ctl_super_init(struct ctl_super *s, struct ctl_ctx *ctx, const char *datapla
 /* Hands the dataplane its NATS listener (dp_nats_spec_format), or none
  * (NULL): takes effect at the next spawn. -EINVAL: the spec is too long. */
 int ctl_super_set_nats(struct ctl_super *s, const char *spec);
+
+/* The dataplane's disk tier: its logs in data_dir (NULL: none). -EINVAL:
+ * a path too long. */
+int ctl_super_set_disk(struct ctl_super *s, const char *data_dir, uint64_t max_bytes,
+                       uint32_t sync_us, bool direct);
 
 /* The agent files the dataplane inherits besides the arena (count of them,
  * which stay the caller's). In the child the arena becomes fd 3 and these

@@ -12,6 +12,18 @@ enum dp_storage {
         DP_STORAGE_COUNT_,
 };
 
+/* When a disk entity's records must be on disk: an acknowledged send waits
+ * for its fdatasync (always), for the worker's next group commit (batch,
+ * the default), or not at all (none). Per entity, overridable per message;
+ * 0 in a message means the entity's. */
+enum dp_sync {
+        DP_SYNC_DEFAULT = 0, /* a message: the entity's; an entity: batch */
+        DP_SYNC_ALWAYS = 1,
+        DP_SYNC_BATCH = 2,
+        DP_SYNC_NONE = 3,
+        DP_SYNC_COUNT_,
+};
+
 enum dp_retention {
         DP_RETENTION_ALL = 0,       /* queue or log: keep every message */
         DP_RETENTION_LATEST = 1,    /* one value per key */

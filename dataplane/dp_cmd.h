@@ -93,6 +93,8 @@ enum dp_cmd_create_flags {
         DP_CMD_CREATE_F_STORAGE = 1u << 0,      /* storage overrides the mode's */
         DP_CMD_CREATE_F_TTL_IDLE = 1u << 1,     /* TTL counts from last use */
         DP_CMD_CREATE_F_LEAST_LOADED = 1u << 2, /* group routing: least loaded */
+        DP_CMD_CREATE_SYNC_SHIFT = 3,           /* bits 3-4: enum dp_sync (disk) */
+        DP_CMD_CREATE_SYNC_MASK = 3u << 3,
 };
 
 struct dp_cmd_create {

@@ -7,6 +7,7 @@
 #include "dataplane/dp_worker_pvt.h"
 
 #include "dataplane/dp_groups.h"
+#include "shm/shm_log.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -272,6 +273,8 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
         e->clients = cfg->clients;
         if (cfg->nats != NULL)
                 e->nats = *cfg->nats;
+        if (cfg->disk != NULL)
+                e->disk = *cfg->disk;
         int rc = dp_engine_layout(cfg, e->workers, &l);
         if (rc != 0)
                 return rc;
@@ -298,8 +301,33 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
 static int dp_engine_thread_init(struct dp_worker *w)
 {
         const struct dp_nats_config *nc = &w->engine->nats;
+        const struct dp_disk_config *dc = &w->engine->disk;
         int rc = 0;
-        if (nc->enabled) {
+        /* The disk tier first: its entities are back before a client can
+         * ask for them. */
+        if (dc->data_dir != NULL) {
+                rc = dp_disk_open(&w->disk, w, dc);
+                if (rc != 0) {
+                        char why[512];
+                        /* The worker serves on without a disk tier (storage
+                         * disk is refused) rather than not at all. */
+                        shm_log(SHM_LOG_ERR, "worker %u: cannot open its disk log, storage "
+                                "disk refused: %s", w->index,
+                                dp_disk_error(w->disk, why, sizeof(why)));
+                        dp_disk_close(w->disk);
+                        w->disk = NULL;
+                        rc = 0;
+                } else {
+                        const struct dp_disk_stats *st = dp_disk_stats(w->disk);
+                        if (st->replayed != 0)
+                                shm_log(SHM_LOG_INFO, "worker %u: %llu disk entities rebuilt "
+                                        "from %llu records (%llu skipped)", w->index,
+                                        (unsigned long long)st->entities,
+                                        (unsigned long long)st->replayed,
+                                        (unsigned long long)st->replay_skipped);
+                }
+        }
+        if (rc == 0 && nc->enabled) {
                 rc = dp_nats_init(&w->nats, w, nc);
                 if (rc == 0)
                         dp_idle_set_waiter(&w->idle, dp_nats_wait, w->nats);
@@ -320,6 +348,8 @@ static void *dp_engine_thread(void *arg)
         dp_worker_run(w);
         dp_nats_fini(w->nats);
         w->nats = NULL;
+        dp_disk_close(w->disk);
+        w->disk = NULL;
         dp_idle_set_waiter(&w->idle, NULL, NULL);
         return NULL;
 }

@@ -56,6 +56,7 @@
 #include "dataplane/dp_agent.h"
 #include "dataplane/dp_cmd.h"
 #include "dataplane/dp_idle.h"
+#include "dataplane/dp_disk.h"
 #include "dataplane/dp_nats.h"
 
 struct dp_groups;
@@ -88,6 +89,7 @@ struct dp_engine_config {
         dp_worker_deliver_fn *deliver;  /* NULL: deliveries are only counted */
         void *deliver_arg;
         const struct dp_nats_config *nats; /* NULL or not enabled: no NATS listener */
+        const struct dp_disk_config *disk; /* NULL or no data_dir: no disk tier */
 };
 
 /* What dp_engine_attach found in the shards it attached (sums over the
@@ -165,6 +167,7 @@ struct dp_engine {
         struct dp_agent_file *agent_files; /* process-local: fds and mappings */
         bool owner;                     /* this view holds hdr->owner_pid (dp_engine_claim) */
         struct dp_nats_config nats;     /* process-local: each worker's listener */
+        struct dp_disk_config disk;     /* process-local: each worker's log (data_dir NULL: none) */
         struct dp_groups *groups;       /* process-local: queue groups across shards (dp_groups.h) */
 };
 
@@ -194,6 +197,7 @@ struct dp_engine_attach_opts {
         int agent_fd_base;                 /* arenas with agent slots: the first of
                                             * their inherited fds (dp_agent_files_adopt) */
         const struct dp_nats_config *nats; /* NULL or not enabled: no NATS listener */
+        const struct dp_disk_config *disk; /* NULL or no data_dir: no disk tier */
 };
 
 /* Maps the arena behind arena_fd (which stays the caller's), published by

@@ -335,6 +335,8 @@ int dp_engine_attach(struct dp_engine *e, int arena_fd, const struct dp_engine_a
                 c.deliver_arg = o->deliver_arg;
                 if (o->nats != NULL)
                         e->nats = *o->nats;
+                if (o->disk != NULL)
+                        e->disk = *o->disk;
                 if (o->idle != NULL)
                         c.idle = *o->idle;
                 if (dp_idle_config_check(&c.idle) != 0)

@@ -16,6 +16,8 @@ enum dp_entity_flags {
         DP_ENT_F_LIVE = 1u << 0,
         DP_ENT_F_NAMED = 1u << 1,
         DP_ENT_F_LEAST_LOADED = 1u << 2, /* group routing picks the least loaded */
+        DP_ENT_F_SYNC_SHIFT = 3,         /* bits 3-4: enum dp_sync (disk entities) */
+        DP_ENT_F_SYNC_MASK = 3u << 3,
 };
 
 struct dp_entity {

@@ -37,13 +37,15 @@ struct dp_main_opts {
         bool idle_set;
         struct dp_idle_config idle;  /* with idle_set: overrides atomqd's */
         struct dp_nats_config nats;  /* enabled by --nats */
+        struct dp_disk_config disk;  /* enabled by --data-dir */
 };
 
 static void dp_main_usage(FILE *out)
 {
         fprintf(out,
                 "usage: atomq-dataplane --arena-fd N [--agent-fds M] [--nats SPEC]\n"
-                "                       [--busy-poll adaptive|always]\n"
+                "                       [--busy-poll adaptive|always] [--data-dir DIR\n"
+                "                       [--disk-max BYTES] [--disk-sync-us N] [--disk-direct]]\n"
                 "\n"
                 "Runs the dataplane workers of an arena that atomqd created. atomqd starts\n"
                 "it with the arena's file descriptor inherited and restarts it when it dies;\n"
@@ -66,6 +68,11 @@ static void dp_main_usage(FILE *out)
                 "  --busy-poll adaptive|always\n"
                 "                           override atomqd's idle strategy: back off when\n"
                 "                           idle (adaptive) or spin pinned to a CPU (always)\n"
+                "  --data-dir DIR           the disk tier: worker i keeps its log in DIR/wi\n"
+                "                           (without it, storage disk is refused)\n"
+                "  --disk-max BYTES         a worker's log may take this much disk (0: no limit)\n"
+                "  --disk-sync-us N         sync batch's group commit interval (default 1000)\n"
+                "  --disk-direct            O_DIRECT log writes (default: buffered + fdatasync)\n"
                 "  -h, --help               this text\n"
                 "  -V, --version            print the version\n"
                 "\n"
@@ -94,6 +101,17 @@ static int dp_main_fd_parse(const char *s, int *fd)
         return 0;
 }
 
+static int dp_main_u64_parse(const char *s, uint64_t *out)
+{
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
 /* Returns 0, 1 when the program should exit 0 (help, version), or -1 after
  * printing an error that names the option. */
 static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
@@ -103,11 +121,16 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                 { "agent-fds", required_argument, NULL, 'a' },
                 { "busy-poll", required_argument, NULL, 'b' },
                 { "nats", required_argument, NULL, 'n' },
+                { "data-dir", required_argument, NULL, 'd' },
+                { "disk-max", required_argument, NULL, 'm' },
+                { "disk-sync-us", required_argument, NULL, 's' },
+                { "disk-direct", no_argument, NULL, 'D' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { NULL, 0, NULL, 0 },
         };
         int c, kind;
+        uint64_t u;
         while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'f':
@@ -131,6 +154,24 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                                         DP_NATS_ENV_USER ", " DP_NATS_ENV_PASS ")\n");
                                 return -1;
                         }
+                        break;
+                case 'd':
+                        if (optarg[0] == '\0')
+                                return dp_main_error("--data-dir", optarg, "a directory");
+                        o->disk.data_dir = optarg;
+                        break;
+                case 'm':
+                        if (dp_main_u64_parse(optarg, &o->disk.dir_bytes_max) != 0)
+                                return dp_main_error("--disk-max", optarg, "a number of bytes");
+                        break;
+                case 's':
+                        if (dp_main_u64_parse(optarg, &u) != 0 || u == 0 || u > 10000000)
+                                return dp_main_error("--disk-sync-us", optarg,
+                                                     "1 to 10000000 microseconds");
+                        o->disk.batch_us = (uint32_t)u;
+                        break;
+                case 'D':
+                        o->disk.direct = true;
                         break;
                 case 'b':
                         kind = dp_idle_kind_parse(optarg);
@@ -233,7 +274,7 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
         struct dp_engine e;
         struct dp_engine_attach_opts ao = { .idle = o->idle_set ? &o->idle : NULL,
                                             .agent_fd_base = o->agent_fd_base,
-                                            .nats = &o->nats };
+                                            .nats = &o->nats, .disk = &o->disk };
         int rc = dp_engine_attach(&e, o->arena_fd, &ao);
         if (rc != 0) {
                 shm_log(SHM_LOG_ERR, "cannot attach the arena on fd %d: %s", o->arena_fd,

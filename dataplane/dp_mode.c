@@ -45,6 +45,22 @@ const char *dp_storage_name(unsigned v)
         return dp_name_of(n, 3, v);
 }
 
+const char *dp_sync_name(unsigned v)
+{
+        static const char *const n[] = { "batch", "always", "batch", "none" };
+        return dp_name_of(n, 4, v);
+}
+
+int dp_sync_parse(const char *name, uint8_t *out)
+{
+        for (unsigned i = DP_SYNC_ALWAYS; i < DP_SYNC_COUNT_; i++)
+                if (strcmp(dp_sync_name(i), name) == 0) {
+                        *out = (uint8_t)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
 const char *dp_retention_name(unsigned v)
 {
         static const char *const n[] = { "all", "latest", "until-ack" };

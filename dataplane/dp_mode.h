@@ -54,4 +54,9 @@ const char *dp_delivery_name(unsigned v);
 /* "none", "mem", "disk" into *out, or -EINVAL. */
 int dp_storage_parse(const char *name, uint8_t *out);
 
+/* enum dp_sync: "always", "batch", "none" (DP_SYNC_DEFAULT is named
+ * "batch", what it means for an entity). */
+const char *dp_sync_name(unsigned v);
+int dp_sync_parse(const char *name, uint8_t *out);
+
 #endif /* ATOMQ_DP_MODE_H */

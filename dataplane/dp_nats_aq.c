@@ -28,6 +28,7 @@
 #include <sys/random.h>
 
 #include "dataplane/dp_cmd.h"
+#include "dataplane/dp_disk.h"
 #include "dataplane/dp_engine.h"
 #include "dataplane/dp_mode.h"
 #include "dataplane/dp_worker_pvt.h"
@@ -60,6 +61,12 @@ static const char *dp_aq_code(int err)
                 return "OUT_OF_RANGE";
         case -EBUSY:
                 return "BUSY";
+        case -EDQUOT:
+                return "DISK_FULL";
+        case -EIO:
+        case -EFBIG:
+        case -EROFS:
+                return "DISK_ERROR";
         default:
                 return "BAD_REQUEST";
         }
@@ -173,7 +180,21 @@ static void dp_aq_publish(struct dp_worker *w, const struct dp_msg_in *m, const 
                 dp_nats_count_aq_lost(w->nats);
 }
 
-void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t *a)
+/* Publishes the answer, or parks it until the records the request wrote
+ * to the disk tier are durable (lsn: dp_disk_request_end). */
+static void dp_aq_publish_after(struct dp_worker *w, const struct dp_msg_in *m, const char *text,
+                                size_t len, uint64_t lsn)
+{
+        if (lsn != 0 && m->reply_subject_len != 0 &&
+            dp_disk_park(w->disk, lsn, m->reply_subject, m->reply_subject_len, text,
+                         (uint32_t)len) == 0)
+                return;
+        dp_aq_publish(w, m, text, len);
+}
+
+/* As dp_aq_answer, for a request whose records need lsn durable first. */
+static void dp_aq_answer_after(struct dp_worker *w, const struct dp_msg_in *m, json_t *a,
+                               uint64_t lsn)
 {
         if (a == DP_AQ_TEXT) {
                 /* A copy: publishing may drain the mesh and so run other
@@ -181,7 +202,7 @@ void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t *a)
                 char text[sizeof(dp_aq_text)];
                 size_t len = dp_aq_text_len;
                 memcpy(text, dp_aq_text, len);
-                dp_aq_publish(w, m, text, len);
+                dp_aq_publish_after(w, m, text, len, lsn);
                 return;
         }
         if (a == NULL)
@@ -193,8 +214,13 @@ void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t *a)
                 text = json_dumps(dp_aq_msg("TOO_LARGE", "the answer"), JSON_COMPACT);
         }
         if (text != NULL)
-                dp_aq_publish(w, m, text, strlen(text));
+                dp_aq_publish_after(w, m, text, strlen(text), lsn);
         free(text);
+}
+
+void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t *a)
+{
+        dp_aq_answer_after(w, m, a, 0);
 }
 
 /* ---- routing -------------------------------------------------------------------- */
@@ -316,9 +342,13 @@ void dp_nats_aq_exec(struct dp_worker *w, const struct dp_msg_in *m)
                 r.name = named != NULL ? named : made;
                 r.name_len = (uint32_t)strlen(r.name);
         }
+        /* An answer that says a disk entity's records were taken waits for
+         * them to be as durable as their sync asks. */
+        dp_disk_request_begin(w->disk);
         json_t *a = v->fn(&r);
+        uint64_t lsn = dp_disk_request_end(w->disk);
         if (a != NULL)
-                dp_aq_answer(w, m, a);
+                dp_aq_answer_after(w, m, a, lsn);
         json_decref(r.body);
 }
 

@@ -88,17 +88,17 @@ static int dp_aq_find(struct dp_aq_req *r, uint64_t *h)
 }
 
 /* create: mode, and the body's name (or the one the router made), ttl_ms,
- * storage, max_msgs, max_bytes. */
+ * storage, sync, max_msgs, max_bytes. */
 static json_t *dp_aq_create(struct dp_aq_req *r, uint8_t mode)
 {
         uint64_t ttl_ms, max_msgs, max_bytes;
-        const char *storage;
+        const char *storage, *sync;
         if (dp_aq_uint(r->body, "ttl_ms", UINT32_MAX, 0, &ttl_ms) != 0 ||
             dp_aq_uint(r->body, "max_msgs", UINT32_MAX, 0, &max_msgs) != 0 ||
             dp_aq_uint(r->body, "max_bytes", UINT32_MAX, 0, &max_bytes) != 0 ||
-            dp_aq_str(r->body, "storage", &storage) != 0)
+            dp_aq_str(r->body, "storage", &storage) != 0 || dp_aq_str(r->body, "sync", &sync) != 0)
                 return dp_aq_msg("BAD_REQUEST", "ttl_ms, max_msgs, max_bytes: "
-                                  "non-negative integers; storage: a string");
+                                  "non-negative integers; storage, sync: strings");
         struct dp_create_opts o = { .mode = mode, .storage = -1, .overflow = -1,
                                     .ttl_ms = (uint32_t)ttl_ms,
                                     .max_msgs = (uint32_t)max_msgs,
@@ -111,6 +111,9 @@ static json_t *dp_aq_create(struct dp_aq_req *r, uint8_t mode)
                 o.storage = (int8_t)st;
                 o.storage_set = true;
         }
+        if (sync != NULL && dp_sync_parse(sync, &o.sync) != 0)
+                return dp_aq_fail("BAD_REQUEST", "sync '%.*s': always, batch or none", sync,
+                                  strlen(sync));
         uint64_t h;
         int rc = dp_shard_create(&r->w->shard, &o, r->name, r->name_len, &h);
         if (rc != 0)
@@ -159,7 +162,8 @@ static json_t *dp_aq_send_to(struct dp_aq_req *r, uint8_t end, const char *key)
         int rc = dp_aq_msg_opts(r->m, &msg);
         if (rc != 0)
                 return dp_aq_msg("BAD_REQUEST", "AQ-TTL-MS: a number of ms; "
-                                  "AQ-Storage: none, mem or disk");
+                                  "AQ-Storage: none, mem or disk; AQ-Sync: always, batch "
+                                  "or none");
         msg.subject = r->name;
         msg.subject_len = r->name_len;
         msg.end = end;
@@ -269,8 +273,16 @@ static json_t *dp_aq_latest_put(struct dp_aq_req *r)
 {
         uint64_t h;
         if (dp_aq_find(r, &h) == -ENOENT) {
+                /* The first put makes the key; AQ-Storage: disk makes it on
+                 * the disk tier (with its AQ-Sync), so the value survives. */
+                struct dp_msg_in opts;
                 struct dp_create_opts o = { .mode = DP_MODE_LATEST, .storage = -1,
                                             .overflow = -1 };
+                if (dp_aq_msg_opts(r->m, &opts) == 0 && opts.storage == DP_STORAGE_DISK) {
+                        o.storage = DP_STORAGE_DISK;
+                        o.storage_set = true;
+                        o.sync = opts.sync;
+                }
                 int rc = dp_shard_create(&r->w->shard, &o, r->name, r->name_len, &h);
                 if (rc != 0 && rc != -EEXIST)
                         return dp_aq_err(r, rc);
@@ -445,6 +457,16 @@ static int dp_aq_msg_opts(const struct dp_msg_in *m, struct dp_msg_in *out)
                 if (dp_storage_parse(st, &s) != 0)
                         return -EINVAL;
                 out->storage = (int8_t)s;
+        }
+        v = dp_aq_header(m, "AQ-Sync", &len);
+        if (v != NULL) {
+                char sy[8];
+                if (len == 0 || len >= sizeof(sy))
+                        return -EINVAL;
+                memcpy(sy, v, len);
+                sy[len] = '\0';
+                if (dp_sync_parse(sy, &out->sync) != 0)
+                        return -EINVAL;
         }
         return 0;
 }

@@ -250,10 +250,11 @@ static int dp_opts_apply(struct dp_entity *e, const struct dp_create_opts *o)
         if (o->storage_set) {
                 if (o->storage < 0 || o->storage >= DP_STORAGE_COUNT_)
                         return -EINVAL;
-                if (o->storage == DP_STORAGE_DISK)
-                        return -EOPNOTSUPP;
                 e->storage = (uint8_t)o->storage;
         }
+        if (o->sync >= DP_SYNC_COUNT_)
+                return -EINVAL;
+        e->flags = (uint8_t)(o->sync << DP_ENT_F_SYNC_SHIFT);
         /* -1 keeps the mode's choice; 0 (reject) is a choice like any other. */
         if (o->overflow < -1 || o->overflow >= DP_OVERFLOW_COUNT_)
                 return -EINVAL;
@@ -295,12 +296,23 @@ int dp_shard_create(struct dp_shard *s, const struct dp_create_opts *o,
                 return rc;
         if (o->least_loaded)
                 proto.flags |= DP_ENT_F_LEAST_LOADED;
+        /* The disk tier finds an entity again by its name. */
+        if (proto.storage == DP_STORAGE_DISK && (s->journal == NULL || name == NULL))
+                return s->journal == NULL ? -EOPNOTSUPP : -EINVAL;
         rc = dp_table_create(&s->table, &proto, name, name_len, handle);
         if (rc != 0)
                 return rc;
         struct dp_entity *e = &s->table.slots[dp_handle_slot(*handle)];
-        /* dp_table_create keeps only LIVE/NAMED; put the option flag back. */
-        e->flags |= proto.flags & DP_ENT_F_LEAST_LOADED;
+        /* dp_table_create keeps only LIVE/NAMED; put the option flags back. */
+        e->flags |= proto.flags & (DP_ENT_F_LEAST_LOADED | DP_ENT_F_SYNC_MASK);
+        if (e->storage == DP_STORAGE_DISK) {
+                struct dp_journal j = { .kind = DP_JOURNAL_CREATE };
+                rc = dp_journal_tell(s, e, &j);
+                if (rc != 0) {
+                        dp_table_destroy(&s->table, *handle);
+                        return rc;
+                }
+        }
         dp_entity_arm(s, e);
         s->stats->creates++;
         return 0;
@@ -321,6 +333,10 @@ int dp_entity_destroy(struct dp_shard *s, struct dp_entity *e)
         dp_bindings_release(s, e);
         dp_cursors_release(s, e);
         dp_entity_disarm(s, e);
+        if (e->storage == DP_STORAGE_DISK) {
+                struct dp_journal j = { .kind = DP_JOURNAL_DESTROY };
+                (void)dp_journal_tell(s, e, &j); /* it counts its own failures */
+        }
         s->stats->destroys++;
         return dp_table_destroy(&s->table, handle);
 }
@@ -340,11 +356,34 @@ int dp_shard_set_storage(struct dp_shard *s, uint64_t handle, uint8_t storage)
                 return rc;
         if (storage >= DP_STORAGE_COUNT_)
                 return -EINVAL;
-        if (storage == DP_STORAGE_DISK)
-                return -EOPNOTSUPP;
-        /* Nothing moves: the queue keeps what it holds (fetch drains it
-         * whatever the storage now says); only new messages follow the new
-         * choice. So no message is lost by a switch in either direction. */
+        if (storage == e->storage)
+                return 0;
+        /* Nothing moves in memory: the queue keeps what it holds (fetch
+         * drains it whatever the storage now says); only new messages
+         * follow the new choice. So no message is lost by a switch in
+         * either direction. To disk, the journal gets the entity and what
+         * it holds now; from disk, it forgets the entity. */
+        if (storage == DP_STORAGE_DISK) {
+                if (s->journal == NULL)
+                        return -EOPNOTSUPP;
+                if (!(e->flags & DP_ENT_F_NAMED))
+                        return -EINVAL;
+                e->storage = storage;
+                struct dp_journal j = { .kind = DP_JOURNAL_CREATE };
+                rc = dp_journal_tell(s, e, &j);
+                if (rc == 0)
+                        rc = dp_store_journal_all(s, e);
+                if (rc != 0) {
+                        struct dp_journal f = { .kind = DP_JOURNAL_FORGET };
+                        (void)dp_journal_tell(s, e, &f);
+                        e->storage = DP_STORAGE_MEM;
+                }
+                return rc;
+        }
+        if (e->storage == DP_STORAGE_DISK) {
+                struct dp_journal f = { .kind = DP_JOURNAL_FORGET };
+                (void)dp_journal_tell(s, e, &f);
+        }
         e->storage = storage;
         return 0;
 }
@@ -390,4 +429,31 @@ int dp_shard_tick(struct dp_shard *s, uint64_t now_ns, unsigned max)
         if (now_ns > s->now_ns)
                 s->now_ns = now_ns;
         return dp_timer_expire(&s->timers, s->now_ns, dp_shard_on_timer, s, max);
+}
+
+/* ---- the disk tier's journal ---------------------------------------------- */
+
+void dp_shard_set_journal(struct dp_shard *s, dp_journal_fn *fn, void *arg)
+{
+        s->journal = fn;
+        s->journal_arg = arg;
+}
+
+uint8_t dp_journal_sync(const struct dp_entity *e, const struct dp_msg_in *m)
+{
+        if (m != NULL && m->sync != DP_SYNC_DEFAULT && m->sync < DP_SYNC_COUNT_)
+                return m->sync;
+        uint8_t v = (uint8_t)((e->flags & DP_ENT_F_SYNC_MASK) >> DP_ENT_F_SYNC_SHIFT);
+        return v == DP_SYNC_DEFAULT ? DP_SYNC_BATCH : v;
+}
+
+int dp_journal_tell(struct dp_shard *s, struct dp_entity *e, struct dp_journal *j)
+{
+        if (s->journal == NULL || s->replaying)
+                return 0;
+        j->e = e;
+        j->name = dp_table_name(&s->table, e, &j->name_len);
+        if (j->sync == DP_SYNC_DEFAULT)
+                j->sync = dp_journal_sync(e, NULL);
+        return s->journal(s->journal_arg, j);
 }

@@ -114,6 +114,7 @@ struct dp_msg_in {
         uint32_t ttl_ms;         /* per-message TTL; 0: none */
         int8_t storage;          /* per-message override; -1: the entity's */
         uint8_t end;             /* channel: 1 + the sending end; 0: none */
+        uint8_t sync;            /* enum dp_sync, for a disk entity; 0: the entity's */
         uint64_t reply;          /* handle replies go to; 0: none */
         uint64_t pub_id;         /* the same on every shard a publish reaches; 0: none */
         const char *reply_subject; /* NATS reply-to subject; NULL: none */
@@ -139,10 +140,14 @@ struct dp_create_opts {
         uint32_t ttl_ms;     /* 0: no entity TTL */
         uint32_t max_msgs;   /* 0: no per-entity limit */
         uint32_t max_bytes;
+        uint8_t sync;        /* enum dp_sync, for storage disk; 0: batch */
 };
 
 /* The shared part of a shard: everything a restarted dataplane needs to
  * carry on (dp_shard_attach), so no state lives only in a process. */
+struct dp_journal; /* below, with dp_shard_set_journal */
+typedef int dp_journal_fn(void *arg, const struct dp_journal *j);
+
 struct dp_shard_hdr {
         uint64_t magic;
         uint32_t version;
@@ -151,7 +156,7 @@ struct dp_shard_hdr {
         uint32_t bind_free;           /* first free binding + 1 */
         uint32_t cursor_free;         /* first free cursor + 1 */
         uint32_t rr;                  /* round-robin position, group routing */
-        uint32_t reserved;
+        uint32_t journal_loaded;      /* 1: the disk journal was replayed into it */
         SHM_ALIGNED_LINE struct dp_shard_stats stats;
 };
 
@@ -182,6 +187,9 @@ struct dp_shard {
         uint8_t *owners;              /* per entity slot: who created it (0: nobody) */
         dp_disown_fn *disown;
         void *disown_arg;
+        dp_journal_fn *journal;       /* the disk tier's (NULL: none) */
+        void *journal_arg;
+        bool replaying;               /* applying the journal: tell it nothing */
 };
 
 /* Fills cfg with defaults for max_entities entities (message records,
@@ -217,6 +225,47 @@ struct dp_match_cache;
 #define DP_MATCH_CACHE_SLOTS 1024u
 size_t dp_match_cache_bytes(void);
 void dp_shard_set_match_cache(struct dp_shard *s, struct dp_match_cache *c);
+
+/* The disk tier's journal. A shard with one (dp_shard_set_journal) takes
+ * storage disk for named entities and tells the journal, in order, every
+ * change to them: creates (with their options), messages kept (the whole
+ * frame), acks, commits, destroys, and an entity leaving the disk tier
+ * (FORGET). A message or create the journal refuses is refused to its
+ * caller with the journal's error and changes nothing; an ack, commit or
+ * destroy it cannot record still happens in memory (the journal counts it:
+ * after a restart that message comes back, at-least-once). Replaying the
+ * journal into an empty shard (dp_shard_replay_*) rebuilds the entities. */
+enum dp_journal_kind {
+        DP_JOURNAL_CREATE = 1,
+        DP_JOURNAL_MSG = 2,
+        DP_JOURNAL_ACK = 3,
+        DP_JOURNAL_COMMIT = 4,
+        DP_JOURNAL_DESTROY = 5,
+        DP_JOURNAL_FORGET = 6,
+};
+
+struct dp_journal {
+        uint16_t kind;           /* enum dp_journal_kind */
+        uint8_t sync;            /* enum dp_sync in force (never DEFAULT) */
+        const struct dp_entity *e;
+        const char *name;        /* the entity's */
+        uint32_t name_len;
+        uint64_t seq;            /* MSG and ACK: the message's; COMMIT: the offset */
+        uint32_t buf;            /* MSG: the frame's buffer */
+        uint32_t ttl_ms;         /* MSG: the message's TTL (0: none) */
+        const char *group;       /* COMMIT */
+        uint32_t group_len;
+};
+
+/* fn NULL: no journal, storage disk is refused (-EOPNOTSUPP). */
+void dp_shard_set_journal(struct dp_shard *s, dp_journal_fn *fn, void *arg);
+
+/* Replay: a journal's MSG record, m (with its remaining TTL) kept as
+ * message seq of the entity, whose counter moves past it; -EALREADY for a
+ * seq below it. The other records replay through the ordinary calls with
+ * s->replaying set (dp_disk.c). */
+int dp_shard_replay_msg(struct dp_shard *s, uint64_t handle, const struct dp_msg_in *m,
+                        uint64_t seq);
 
 /* Owners: one byte per entity slot, in the shard (so a restarted dataplane
  * keeps them), naming who created the entity (an agent slot + 1; 0:

@@ -213,10 +213,32 @@ static int dp_store_make_room(struct dp_shard *s, struct dp_entity *e, uint32_t 
 
 /* Keeps buf (the caller's reference moves to the queue) under seq. The
  * record is taken first: when the pool is empty nothing has changed. */
+/* Stored messages leave the last 1/32 of their buffer class to messages in
+ * transit: deliveries and the answers that tell a client its entity is
+ * full. Without it a shard whose buffers all hold stored messages (a
+ * rebuilt disk tier, say) could not answer at all. Classes of fewer than
+ * DP_STORE_RESERVE_MIN_BLOCKS blocks (the large ones, and test shards)
+ * keep no reserve. */
+#define DP_STORE_RESERVE_MIN_BLOCKS 256u
+static bool dp_store_headroom(const struct dp_shard *s, uint32_t buf)
+{
+        uint32_t c = buf >> SHM_BUF_CLASS_SHIFT;
+        if (c >= s->bufs.class_count)
+                return false;
+        const struct shm_pool *p = &s->bufs.pools[c];
+        if (p->block_count < DP_STORE_RESERVE_MIN_BLOCKS)
+                return true;
+        return shm_pool_in_use(p) + p->block_count / 32 <= p->block_count;
+}
+
 static int dp_store_put(struct dp_shard *s, struct dp_entity *e, uint32_t buf, uint64_t seq,
                         const struct dp_msg_in *m)
 {
         uint32_t idx, len = dp_buf_len(s, buf);
+        if (!dp_store_headroom(s, buf)) {
+                s->stats->pool_exhausted++;
+                return -ENOMEM;
+        }
         if (dp_msgs_alloc(&s->msgs, &idx) != 0) {
                 s->stats->pool_exhausted++;
                 return -ENOMEM;
@@ -233,10 +255,12 @@ static int dp_store_put(struct dp_shard *s, struct dp_entity *e, uint32_t buf, u
 
 static int dp_send_check(const struct dp_entity *e, const struct dp_msg_in *m, uint8_t *storage)
 {
-        if (m->storage >= DP_STORAGE_COUNT_ || m->end > 2)
+        if (m->storage >= DP_STORAGE_COUNT_ || m->end > 2 || m->sync >= DP_SYNC_COUNT_)
                 return -EINVAL;
         *storage = m->storage >= 0 ? (uint8_t)m->storage : e->storage;
-        if (*storage == DP_STORAGE_DISK)
+        /* A message goes to disk only with its entity: the journal knows
+         * entities on the disk tier, not single messages of others. */
+        if (*storage == DP_STORAGE_DISK && e->storage != DP_STORAGE_DISK)
                 return -EOPNOTSUPP;
         if (e->retention == DP_RETENTION_LATEST && m->subject_len == 0)
                 return -EINVAL;
@@ -259,6 +283,15 @@ int dp_send_buf(struct dp_shard *s, uint64_t handle, const struct dp_msg_in *m, 
         if (rc != 0)
                 return rc;
         uint64_t sq = e->seq;
+        /* Journal first: a message the disk refuses is refused, nothing
+         * kept. One the queue then refuses (full) is struck out again. */
+        if (storage == DP_STORAGE_DISK) {
+                struct dp_journal j = { .kind = DP_JOURNAL_MSG, .seq = sq, .buf = buf,
+                                        .ttl_ms = m->ttl_ms, .sync = dp_journal_sync(e, m) };
+                rc = dp_journal_tell(s, e, &j);
+                if (rc != 0)
+                        return rc;
+        }
         /* Keep first (the queue takes a reference), route second: a watcher
          * told of the message can already fetch it. */
         if (storage != DP_STORAGE_NONE) {
@@ -266,6 +299,11 @@ int dp_send_buf(struct dp_shard *s, uint64_t handle, const struct dp_msg_in *m, 
                 rc = dp_store_put(s, e, buf, sq, m);
                 if (rc != 0) {
                         shm_slab_put(&s->bufs, buf);
+                        if (storage == DP_STORAGE_DISK) {
+                                struct dp_journal j = { .kind = DP_JOURNAL_ACK, .seq = sq };
+                                (void)dp_journal_tell(s, e, &j);
+                                e->seq++;  /* the journal used the number */
+                        }
                         return rc;
                 }
         }
@@ -388,6 +426,10 @@ int dp_shard_ack(struct dp_shard *s, uint64_t handle, uint64_t seq)
                 struct dp_msg *r = dp_msgs_get(&s->msgs, idx);
                 if (r->seq == seq) {
                         dp_msg_remove(s, e, prev, idx, false);
+                        if (e->storage == DP_STORAGE_DISK) {
+                                struct dp_journal j = { .kind = DP_JOURNAL_ACK, .seq = seq };
+                                (void)dp_journal_tell(s, e, &j);
+                        }
                         return 0;
                 }
                 if (r->seq > seq)
@@ -499,6 +541,11 @@ int dp_shard_commit(struct dp_shard *s, uint64_t handle, const char *group, uint
         if (c == NULL)
                 return -ENOSPC;
         c->offset = offset;
+        if (e->storage == DP_STORAGE_DISK) {
+                struct dp_journal j = { .kind = DP_JOURNAL_COMMIT, .seq = offset, .group = group,
+                                        .group_len = (uint32_t)strlen(group) };
+                (void)dp_journal_tell(s, e, &j);
+        }
         return 0;
 }
 
@@ -513,4 +560,42 @@ int dp_shard_cursor(struct dp_shard *s, uint64_t handle, const char *group, uint
                 return -ENOENT;
         *offset = c->offset;
         return 0;
+}
+
+/* ---- the disk tier ----------------------------------------------------------- */
+
+int dp_store_journal_all(struct dp_shard *s, struct dp_entity *e)
+{
+        for (uint32_t i = e->q_head; i != 0;) {
+                struct dp_msg *r = dp_msgs_get(&s->msgs, i - 1);
+                uint64_t left_ns = r->expire_ns > s->now_ns ? r->expire_ns - s->now_ns : 0;
+                struct dp_journal j = { .kind = DP_JOURNAL_MSG, .seq = r->seq, .buf = r->buf,
+                                        .ttl_ms = r->expire_ns == 0 ? 0
+                                                  : (uint32_t)(left_ns / 1000000 + 1) };
+                int rc = dp_journal_tell(s, e, &j);
+                if (rc != 0)
+                        return rc;
+                i = r->next;
+        }
+        return 0;
+}
+
+int dp_shard_replay_msg(struct dp_shard *s, uint64_t handle, const struct dp_msg_in *m,
+                        uint64_t seq)
+{
+        struct dp_entity *e;
+        uint32_t buf;
+        int rc = dp_table_get(&s->table, handle, &e);
+        if (rc != 0)
+                return rc;
+        if (seq < e->seq)
+                return -EALREADY;      /* the journal repeats itself: keep the first */
+        rc = dp_buf_make(s, m, &buf);
+        if (rc != 0)
+                return rc;
+        rc = dp_store_put(s, e, buf, seq, m);
+        if (rc != 0)
+                shm_slab_put(&s->bufs, buf);
+        e->seq = seq + 1;
+        return rc;
 }

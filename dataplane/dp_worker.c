@@ -11,6 +11,7 @@
 #include "dataplane/dp_worker_pvt.h"
 
 #include "dataplane/dp_groups.h"
+#include "dataplane/dp_disk.h"
 #include "dataplane/dp_nats.h"
 
 #include <errno.h>
@@ -227,6 +228,8 @@ int dp_worker_do_work(struct dp_worker *w)
         work += dp_worker_agents_drain(w);
         if (w->nats != NULL)
                 work += dp_nats_poll(w->nats);
+        if (w->disk != NULL)
+                work += dp_disk_poll(w->disk, now_ns);
         rc = dp_worker_mesh_drain(w);
         if (rc < 0)
                 err = rc;
@@ -255,6 +258,10 @@ bool dp_worker_ready(void *arg)
          * still wakes it through the notify. */
         if (w->blocked)
                 return false;
+        /* A log write or sync in flight completes without waking us: stay
+         * up for it (its answers wait on it). */
+        if (dp_disk_busy(w->disk))
+                return true;
         if (shm_mpsc_peek(&w->cmd, &cr) != 0)
                 return true;
         for (uint32_t j = 0; j < w->workers; j++)

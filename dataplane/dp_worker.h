@@ -142,6 +142,7 @@ struct dp_worker {
         dp_worker_deliver_fn *deliver;
         void *deliver_arg;
         struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
+        struct dp_disk *disk;         /* the disk tier's log; NULL: none (dp_disk.h) */
         uint32_t publish_origin;      /* endpoint whose publish is being matched now */
         uint64_t pub_seq;             /* numbers this worker's network publishes (pub_id) */
         uint64_t last_pub_id;         /* the id dp_worker_publish_msg gave its last publish */

@@ -68,13 +68,14 @@ static int dp_exec_create(struct dp_worker *w, const struct dp_cmd_view *v, stru
 {
         const struct dp_cmd_create *a = &v->hdr->args.create;
         const uint8_t known = DP_CMD_CREATE_F_STORAGE | DP_CMD_CREATE_F_TTL_IDLE |
-                              DP_CMD_CREATE_F_LEAST_LOADED;
+                              DP_CMD_CREATE_F_LEAST_LOADED | DP_CMD_CREATE_SYNC_MASK;
         if (a->flags & ~known)
                 return -EINVAL;
         struct dp_create_opts o = {
                 .mode = a->mode,
                 .storage = a->storage,
                 .storage_set = (a->flags & DP_CMD_CREATE_F_STORAGE) != 0,
+                .sync = (uint8_t)((a->flags & DP_CMD_CREATE_SYNC_MASK) >> DP_CMD_CREATE_SYNC_SHIFT),
                 .overflow = a->overflow,
                 .ttl_idle = (a->flags & DP_CMD_CREATE_F_TTL_IDLE) != 0,
                 .least_loaded = (a->flags & DP_CMD_CREATE_F_LEAST_LOADED) != 0,

@@ -22,10 +22,17 @@ def wait_port(port, proc, seconds=10):
         if proc.poll() is not None:
             return False
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
+            s = socket.create_connection(("127.0.0.1", port), timeout=1)
+            # A connect to a port nobody listens on can pick that same port
+            # as its own (ephemeral) source and connect to itself (TCP
+            # simultaneous open): not a listener.
+            self_connect = s.getsockname() == s.getpeername()
+            s.close()
+            if not self_connect:
+                return True
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     return False
 
 

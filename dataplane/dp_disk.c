@@ -1,0 +1,432 @@
+/* dp_disk.c - a worker's disk tier (see dp_disk.h). */
+#include "dataplane/dp_disk.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "atomq/frame.h"
+#include "dataplane/dp_cmd.h"
+#include "dataplane/dp_seglog.h"
+#include "dataplane/dp_shard_pvt.h"
+#include "dataplane/dp_worker_pvt.h"
+#include "shm/shm_clock.h"
+
+/* A CREATE record's payload: the entity's options, little-endian. */
+struct dp_disk_create {
+        uint8_t version;
+        uint8_t mode;
+        uint8_t overflow;
+        uint8_t flags;           /* DP_DISK_CREATE_F_* */
+        uint8_t sync;            /* enum dp_sync */
+        uint8_t reserved[3];
+        uint32_t ttl_ms;
+        uint32_t max_msgs;
+        uint32_t max_bytes;
+        uint32_t reserved2;
+};
+_Static_assert(sizeof(struct dp_disk_create) == 24, "create record");
+
+#define DP_DISK_CREATE_VERSION 1
+#define DP_DISK_CREATE_F_TTL_IDLE 1u
+#define DP_DISK_CREATE_F_LEAST_LOADED 2u
+
+/* An answer waiting for its records: one allocation, subject then payload. */
+struct dp_disk_parked {
+        uint64_t lsn;
+        uint32_t subject_len;
+        uint32_t payload_len;
+        char *data;
+};
+
+struct dp_disk {
+        struct dp_worker *w;
+        struct dp_seglog *log;
+        uint64_t wait_lsn;       /* the request being handled: its records to wait for */
+        bool in_request;
+        struct dp_disk_parked *parked; /* a FIFO ring of DP_DISK_PARKED_MAX */
+        uint32_t parked_head, parked_count;
+        struct dp_disk_stats stats;
+        char dir[4096];
+};
+
+static uint64_t dp_disk_realtime_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- answers that wait ------------------------------------------------------ */
+
+static void dp_disk_publish_durable(struct dp_disk *d, uint64_t durable)
+{
+        while (d->parked_count > 0) {
+                struct dp_disk_parked *p = &d->parked[d->parked_head];
+                if (p->lsn > durable)
+                        break;
+                struct dp_msg_in m = { .subject = p->data, .subject_len = p->subject_len,
+                                       .payload = p->data + p->subject_len,
+                                       .payload_len = p->payload_len, .storage = -1 };
+                (void)dp_worker_publish_msg(d->w, &m, 0, 0);
+                free(p->data);
+                p->data = NULL;
+                d->parked_head = (d->parked_head + 1) % DP_DISK_PARKED_MAX;
+                d->parked_count--;
+        }
+}
+
+static void dp_disk_on_durable(void *arg, uint64_t durable)
+{
+        dp_disk_publish_durable(arg, durable);
+}
+
+int dp_disk_park(struct dp_disk *d, uint64_t lsn, const char *subject, uint32_t subject_len,
+                 const void *payload, uint32_t payload_len)
+{
+        /* Full: wait for the oldest to become durable (the log is busy; so
+         * is the client that filled it). Bounded by the log's own sync. */
+        uint64_t give_up = shm_clock_ns() + DP_DISK_BUSY_WAIT_NS;
+        if (d->parked_count == DP_DISK_PARKED_MAX)
+                d->stats.parked_full++;
+        while (d->parked_count == DP_DISK_PARKED_MAX && shm_clock_ns() < give_up)
+                if (dp_seglog_poll(d->log, shm_clock_ns()) < 0)
+                        break;
+        if (d->parked_count == DP_DISK_PARKED_MAX)
+                return -ENOBUFS;
+        char *data = malloc((size_t)subject_len + payload_len);
+        if (data == NULL)
+                return -ENOMEM;
+        memcpy(data, subject, subject_len);
+        memcpy(data + subject_len, payload, payload_len);
+        uint32_t at = (d->parked_head + d->parked_count) % DP_DISK_PARKED_MAX;
+        d->parked[at] = (struct dp_disk_parked){ .lsn = lsn, .subject_len = subject_len,
+                                                 .payload_len = payload_len, .data = data };
+        d->parked_count++;
+        d->stats.parked++;
+        return 0;
+}
+
+void dp_disk_request_begin(struct dp_disk *d)
+{
+        if (d == NULL)
+                return;
+        d->in_request = true;
+        d->wait_lsn = 0;
+}
+
+uint64_t dp_disk_request_end(struct dp_disk *d)
+{
+        if (d == NULL)
+                return 0;
+        d->in_request = false;
+        /* Already durable (none, or a sync that raced ahead): no wait. */
+        return d->wait_lsn > dp_seglog_durable_seq(d->log) ? d->wait_lsn : 0;
+}
+
+/* ---- the journal ---------------------------------------------------------------- */
+
+/* Appends, waiting (polling the log) while every write buffer is busy. */
+static int dp_disk_append(struct dp_disk *d, const struct dp_seglog_rec *rec, unsigned opts,
+                          uint64_t *lsn)
+{
+        int rc = dp_seglog_append(d->log, rec, opts, lsn);
+        uint64_t give_up = 0;
+        while (rc == -ENOBUFS) {
+                uint64_t now = shm_clock_ns();
+                if (give_up == 0)
+                        give_up = now + DP_DISK_BUSY_WAIT_NS;
+                if (now > give_up)
+                        break;
+                int prc = dp_seglog_poll(d->log, now);
+                if (prc < 0)
+                        return prc;
+                rc = dp_seglog_append(d->log, rec, opts, lsn);
+        }
+        return rc;
+}
+
+static int dp_disk_journal(void *arg, const struct dp_journal *j)
+{
+        struct dp_disk *d = arg;
+        struct dp_shard *s = &d->w->shard;
+        struct dp_disk_create c;
+        struct dp_seglog_rec rec = { .type = j->kind, .key = j->name,
+                                     .key_len = (uint16_t)j->name_len };
+        if (j->name == NULL || j->name_len == 0 || j->name_len > UINT16_MAX)
+                return -EINVAL;
+        switch (j->kind) {
+        case DP_JOURNAL_CREATE: {
+                const struct dp_entity *e = j->e;
+                c = (struct dp_disk_create){
+                        .version = DP_DISK_CREATE_VERSION, .mode = e->mode,
+                        .overflow = e->overflow,
+                        .flags = (uint8_t)(((e->lifecycle & DP_LIFE_TTL_IDLE) ? DP_DISK_CREATE_F_TTL_IDLE : 0) |
+                                           ((e->flags & DP_ENT_F_LEAST_LOADED) ? DP_DISK_CREATE_F_LEAST_LOADED : 0)),
+                        .sync = (uint8_t)((e->flags & DP_ENT_F_SYNC_MASK) >> DP_ENT_F_SYNC_SHIFT),
+                        .ttl_ms = e->ttl_ms, .max_msgs = e->max_msgs, .max_bytes = e->max_bytes,
+                };
+                rec.payload = &c;
+                rec.payload_len = sizeof(c);
+                /* An absolute TTL runs on across restarts: keep its deadline. */
+                if (e->ttl_ms != 0 && !(e->lifecycle & DP_LIFE_TTL_IDLE))
+                        rec.expiry_ns = dp_disk_realtime_ns() + (uint64_t)e->ttl_ms * 1000000;
+                break;
+        }
+        case DP_JOURNAL_MSG: {
+                uint32_t len = 0;
+                rec.payload = shm_slab_data(&s->bufs, j->buf, &len);
+                rec.payload_len = len;
+                rec.entity = j->seq;
+                if (j->ttl_ms != 0)
+                        rec.expiry_ns = dp_disk_realtime_ns() + (uint64_t)j->ttl_ms * 1000000;
+                break;
+        }
+        case DP_JOURNAL_ACK:
+                rec.entity = j->seq;
+                break;
+        case DP_JOURNAL_COMMIT:
+                rec.entity = j->seq;
+                rec.payload = j->group;
+                rec.payload_len = j->group_len;
+                break;
+        case DP_JOURNAL_DESTROY:
+        case DP_JOURNAL_FORGET:
+                break;
+        default:
+                return -EINVAL;
+        }
+        uint64_t lsn = 0;
+        int rc = dp_disk_append(d, &rec, j->sync == DP_SYNC_ALWAYS ? DP_SEGLOG_APPEND_SYNC : 0,
+                                &lsn);
+        if (rc != 0) {
+                d->stats.journal_errors++;
+                /* The directory limit is the disk tier's "full", not the
+                 * table's -ENOSPC. */
+                return rc == -ENOSPC ? -EDQUOT : rc;
+        }
+        if (d->in_request && j->sync != DP_SYNC_NONE && lsn > d->wait_lsn)
+                d->wait_lsn = lsn;
+        return 0;
+}
+
+/* ---- replay ------------------------------------------------------------------------ */
+
+static int dp_disk_find(struct dp_shard *s, const struct dp_seglog_rec *rec, uint64_t *h)
+{
+        return dp_table_find(&s->table, rec->key, rec->key_len, h);
+}
+
+static void dp_disk_replay_create(struct dp_disk *d, const struct dp_seglog_rec *rec,
+                                  uint64_t now_real)
+{
+        struct dp_shard *s = &d->w->shard;
+        struct dp_disk_create c;
+        uint64_t h;
+        if (rec->payload_len != sizeof(c)) {
+                d->stats.replay_skipped++;
+                return;
+        }
+        memcpy(&c, rec->payload, sizeof(c));
+        struct dp_create_opts o = {
+                .mode = c.mode, .storage = DP_STORAGE_DISK, .storage_set = true,
+                .overflow = (int8_t)c.overflow,
+                .ttl_idle = (c.flags & DP_DISK_CREATE_F_TTL_IDLE) != 0,
+                .least_loaded = (c.flags & DP_DISK_CREATE_F_LEAST_LOADED) != 0,
+                .ttl_ms = c.ttl_ms, .max_msgs = c.max_msgs, .max_bytes = c.max_bytes,
+                .sync = c.sync,
+        };
+        if (rec->expiry_ns != 0) {
+                if (rec->expiry_ns <= now_real) {
+                        d->stats.replay_skipped++;     /* it expired while we were down */
+                        return;
+                }
+                uint64_t left_ms = (rec->expiry_ns - now_real) / 1000000 + 1;
+                o.ttl_ms = left_ms < o.ttl_ms ? (uint32_t)left_ms : o.ttl_ms;
+        }
+        /* Entering the disk tier again after a FORGET that replayed as a
+         * destroy, or twice: the newer options win. */
+        if (dp_disk_find(s, rec, &h) == 0)
+                dp_shard_destroy(s, h);
+        if (dp_shard_create(s, &o, rec->key, rec->key_len, &h) == 0)
+                d->stats.entities++;
+        else
+                d->stats.replay_skipped++;
+}
+
+static void dp_disk_replay_msg(struct dp_disk *d, const struct dp_seglog_rec *rec, uint64_t h,
+                               uint64_t now_real)
+{
+        struct dp_shard *s = &d->w->shard;
+        struct atomq_frame f;
+        struct dp_msg_in m;
+        if (atomq_frame_check(rec->payload, rec->payload_len, &f) != ATOMQ_FRAME_OK) {
+                d->stats.replay_skipped++;
+                return;
+        }
+        dp_frame_read(&f, rec->payload, &m);
+        m.ttl_ms = 0;
+        if (rec->expiry_ns != 0) {
+                if (rec->expiry_ns <= now_real) {
+                        /* Expired: only the number is used up. */
+                        struct dp_entity *e;
+                        if (dp_table_get(&s->table, h, &e) == 0 && e->seq <= rec->entity)
+                                e->seq = rec->entity + 1;
+                        d->stats.replay_skipped++;
+                        return;
+                }
+                uint64_t left_ms = (rec->expiry_ns - now_real) / 1000000 + 1;
+                m.ttl_ms = left_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)left_ms;
+        }
+        if (dp_shard_replay_msg(s, h, &m, rec->entity) != 0)
+                d->stats.replay_skipped++;
+}
+
+static int dp_disk_replay(void *arg, const struct dp_seglog_rec *rec)
+{
+        struct dp_disk *d = arg;
+        struct dp_shard *s = &d->w->shard;
+        uint64_t now_real = dp_disk_realtime_ns();
+        uint64_t h;
+        d->stats.replayed++;
+        if (rec->type == DP_JOURNAL_CREATE) {
+                dp_disk_replay_create(d, rec, now_real);
+                return 0;
+        }
+        if (dp_disk_find(s, rec, &h) != 0) {
+                d->stats.replay_skipped++;     /* destroyed or expired before */
+                return 0;
+        }
+        char group[DP_NAME_MAX + 1];
+        switch (rec->type) {
+        case DP_JOURNAL_MSG:
+                dp_disk_replay_msg(d, rec, h, now_real);
+                break;
+        case DP_JOURNAL_ACK:
+                (void)dp_shard_ack(s, h, rec->entity);
+                break;
+        case DP_JOURNAL_COMMIT:
+                if (rec->payload_len == 0 || rec->payload_len > DP_NAME_MAX)
+                        break;
+                memcpy(group, rec->payload, rec->payload_len);
+                group[rec->payload_len] = '\0';
+                (void)dp_shard_commit(s, h, group, rec->entity);
+                break;
+        case DP_JOURNAL_DESTROY:
+        case DP_JOURNAL_FORGET:
+                /* FORGET: the entity went on in memory only, and memory did
+                 * not survive. */
+                dp_shard_destroy(s, h);
+                break;
+        default:
+                d->stats.replay_skipped++;
+                break;
+        }
+        return 0;
+}
+
+/* ---- life ------------------------------------------------------------------------- */
+
+int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk_config *cfg)
+{
+        struct dp_disk *d = calloc(1, sizeof(*d));
+        if (d == NULL)
+                return -ENOMEM;
+        d->w = w;
+        d->log = calloc(1, dp_seglog_size());
+        d->parked = calloc(DP_DISK_PARKED_MAX, sizeof(*d->parked));
+        int n = snprintf(d->dir, sizeof(d->dir), "%s/w%u", cfg->data_dir, w->index);
+        if (d->log == NULL || d->parked == NULL || n < 0 || (size_t)n >= sizeof(d->dir)) {
+                free(d->log);
+                free(d->parked);
+                free(d);
+                return n < 0 || (size_t)n >= sizeof(d->dir) ? -ENAMETOOLONG : -ENOMEM;
+        }
+        struct dp_seglog_config lc;
+        dp_seglog_config_default(&lc);
+        lc.dir = d->dir;
+        lc.io = cfg->direct ? DP_SEGLOG_IO_DIRECT : DP_SEGLOG_IO_BUFFERED;
+        lc.sync = DP_SEGLOG_SYNC_BATCH;
+        lc.batch_us = cfg->batch_us != 0 ? cfg->batch_us : DP_DISK_BATCH_US_DEFAULT;
+        lc.dir_bytes_max = cfg->dir_bytes_max;
+        if (cfg->segment_bytes != 0)
+                lc.segment_bytes = cfg->segment_bytes;
+        if (lc.dir_bytes_max != 0 && lc.dir_bytes_max < lc.segment_bytes)
+                lc.segment_bytes = lc.dir_bytes_max;
+        lc.on_durable = dp_disk_on_durable;
+        lc.durable_arg = d;
+        struct dp_shard *s = &w->shard;
+        /* The journal is set first: replaying a create of storage disk
+         * needs one, and replaying tells it nothing. */
+        dp_shard_set_journal(s, dp_disk_journal, d);
+        bool replay = s->hdr->journal_loaded == 0;
+        /* TTLs are armed from the shard's clock, which the worker's first
+         * pass has not set yet. */
+        uint64_t now = shm_clock_ns();
+        if (s->now_ns < now)
+                s->now_ns = now;
+        s->replaying = true;
+        int rc = dp_seglog_open(d->log, &lc, replay ? dp_disk_replay : NULL, d);
+        /* A dataplane killed a moment ago may hold the directory's lock a
+         * while longer: its io_uring workers finish their I/O (and let go
+         * of its files) after it died. Wait for it, bounded. */
+        for (uint64_t give_up = shm_clock_ns() + DP_DISK_LOCK_WAIT_NS;
+             rc == -EBUSY && shm_clock_ns() < give_up;) {
+                struct timespec ts = { 0, 10 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+                rc = dp_seglog_open(d->log, &lc, replay ? dp_disk_replay : NULL, d);
+        }
+        s->replaying = false;
+        if (rc != 0) {
+                dp_shard_set_journal(s, NULL, NULL);
+                *out = d;    /* for dp_disk_error; dp_disk_close frees it */
+                return rc;
+        }
+        s->hdr->journal_loaded = 1;
+        *out = d;
+        return 0;
+}
+
+const char *dp_disk_error(const struct dp_disk *d, char *buf, size_t len)
+{
+        const struct dp_seglog_error *e = dp_seglog_error(d->log);
+        if (e->file[0] != '\0')
+                snprintf(buf, len, "%s: %s (%s at offset %llu)", d->dir, e->what, e->file,
+                         (unsigned long long)e->offset);
+        else
+                snprintf(buf, len, "%s: %s", d->dir, e->what);
+        return buf;
+}
+
+void dp_disk_close(struct dp_disk *d)
+{
+        if (d == NULL)
+                return;
+        if (d->w->shard.journal_arg == d)
+                dp_shard_set_journal(&d->w->shard, NULL, NULL);
+        dp_seglog_close(d->log);
+        dp_disk_publish_durable(d, dp_seglog_durable_seq(d->log));
+        for (uint32_t i = 0; i < d->parked_count; i++)
+                free(d->parked[(d->parked_head + i) % DP_DISK_PARKED_MAX].data);
+        free(d->parked);
+        free(d->log);
+        free(d);
+}
+
+int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
+{
+        int rc = dp_seglog_poll(d->log, now_ns);
+        return rc > 0 ? rc : 0;
+}
+
+bool dp_disk_busy(const struct dp_disk *d)
+{
+        return d != NULL && dp_seglog_next_ns(d->log) != UINT64_MAX;
+}
+
+const struct dp_disk_stats *dp_disk_stats(const struct dp_disk *d)
+{
+        return &d->stats;
+}
