@@ -132,17 +132,25 @@ static int dp_store_room(struct dp_shard *s, struct dp_entity *e, uint32_t len)
 {
         if (!dp_store_full(e, len))
                 return 0;
-        dp_store_expire(s, e);
         if (e->max_bytes != 0 && len > e->max_bytes)
                 return -ENOBUFS;
+        /* Refusing: expired messages anywhere make room first. Dropping
+         * the oldest (a full log, each append): only from the head, so an
+         * append stays O(1) however much the entity keeps; an expired
+         * message further in goes when a walk meets it. */
         if (e->overflow == DP_OVERFLOW_REJECT) {
+                dp_store_expire(s, e);
                 if (dp_store_full(e, len))
                         return -ENOBUFS;
                 return 0;
         }
         while (dp_store_full(e, len) && e->q_head != 0) {
+                bool expired = dp_msg_expired(s, dp_msgs_get(&s->msgs, e->q_head - 1));
                 dp_msg_remove(s, e, UINT32_MAX, e->q_head - 1, false);
-                s->stats->drops_full++;
+                if (expired)
+                        s->stats->drops_expired++;
+                else
+                        s->stats->drops_full++;
         }
         return 0;
 }
