@@ -5,6 +5,7 @@
 #   make test    install deps, build, run every test suite
 #   make bench   build a release tree and run the benchmarks
 #   make bench-compare  atomqd against nats-server under the same NATS load
+#   make bench-durable  atomqd against JetStream: acknowledged durable publishes
 #
 # Variables: BUILD (default build), MESON_ARGS (extra `meson setup` args),
 # RUN_ARGS (extra atomqd flags), BENCH_ARGS (extra atomq-bench flags).
@@ -20,7 +21,7 @@ BENCH_ARGS ?=
 all: build
 
 help:
-	@sed -n '1,13p' Makefile
+	@sed -n '1,14p' Makefile
 
 deps:
 	@sh tools/setup.sh
@@ -62,6 +63,16 @@ bench: deps $(RELEASE)/build.ninja
 bench-compare: deps $(RELEASE)/build.ninja
 	ninja -C $(RELEASE) bench/atomq-bench control/atomqd dataplane/atomq-dataplane
 	bash tools/bench-compare.sh $(RELEASE) $(BENCH_ARGS)
+
+# atomqd (release, one worker) and nats-server -js started on free loopback
+# ports with their data in a temporary directory, `atomq-bench durable send`
+# and `durable append` at sync batch and always against both, runs
+# alternated, one table (tools/bench-durable.sh; BENCH_ARGS go to
+# atomq-bench, e.g. BENCH_ARGS="--storage mem"). About 2 minutes.
+.PHONY: bench-durable
+bench-durable: deps $(RELEASE)/build.ninja
+	ninja -C $(RELEASE) bench/atomq-bench control/atomqd dataplane/atomq-dataplane
+	bash tools/bench-durable.sh $(RELEASE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(RELEASE)

@@ -11,6 +11,7 @@
  *      atomq-bench churn --path nats --url nats://127.0.0.1:4222 --json
  *      atomq-bench route --subs 10000,1000000 --svg /tmp/route.svg
  *      atomq-bench nats pubsub --url nats://127.0.0.1:4222 --json
+ *      atomq-bench durable send --url nats://127.0.0.1:4222 --sync batch --json
  *
  * A scenario is a function that appends results to a report
  * (bench_scenario.h); adding one is a file and a row in bench_scenarios[].
@@ -59,6 +60,31 @@ static const struct bench_scenario bench_scenarios[] = {
           BENCH_OPTF_CPUS | BENCH_OPTF_ENTITIES | BENCH_OPTF_PATH | BENCH_OPTF_CONTROL |
                   BENCH_OPTF_URL,
           bench_churn_run },
+        { "durable", "acknowledged durable publishes: atomq mailbox/log against JetStream",
+          "`durable CASE --url nats://HOST:PORT[,...]`; CASE is send or append (none:\n"
+          "both). One connection per run publishes messages of --sizes bytes (default 16)\n"
+          "as requests, each with a reply subject of its own, at most --window (default\n"
+          "256) unacknowledged, written in batches; an ack is the answer that says the\n"
+          "message is stored. What the server is comes from its INFO:\n"
+          "atomq        each run creates durbench.<pid>.<n>[.<gen>] with storage --storage\n"
+          "             (default disk) and sync --sync (always, batch (default) or none):\n"
+          "             send: a mailbox, $AQ.MAILBOX.SEND.<name>, ack {\"ok\":true,\"seq\":N};\n"
+          "             a fresh mailbox every --rotate sends (default 1024; 0: one a run),\n"
+          "             created and destroyed in the pipeline, since nobody fetches and a\n"
+          "             full mailbox refuses sends (FULL); append: a log (it drops its\n"
+          "             oldest past 16384 messages or 2 MiB), $AQ.LOG.APPEND.<name>, ack\n"
+          "             {\"ok\":true,\"offset\":N}. An error answer to the create (e.g.\n"
+          "             NOT_SUPPORTED) fails the case, printed.\n"
+          "nats-server  JetStream: each run creates a file stream (limits, max_msgs -1) on\n"
+          "             durbench.<pid>.<n> and deletes it after; ack: the PubAck\n"
+          "             {\"stream\":...,\"seq\":N}; --sync does not apply (2.9 writes before\n"
+          "             the ack and fsyncs every 2 minutes). Needs nats-server -js -sd DIR.\n"
+          "msgs_per_s: acks read in the window; p50/p99/p999: publish written to ack\n"
+          "read. Wrong or error answers are errors (the first is printed). Several --url\n"
+          "servers are alternated run by run.",
+          BENCH_OPTF_DURATION | BENCH_OPTF_SIZES | BENCH_OPTF_URL | BENCH_OPTF_CASE |
+                  BENCH_OPTF_SYNC | BENCH_OPTF_STORAGE | BENCH_OPTF_WINDOW | BENCH_OPTF_ROTATE,
+          bench_durable_run },
         { "ipc", "direct channels between two colocated agents, against the bare ring",
           "32-byte messages over a channel of 64 KiB rings between two threads pinned to\n"
           "--cpus, each end with its own mapping of the memfd: ipc-channel (msgs/s one\n"
@@ -136,13 +162,16 @@ static void bench_usage(FILE *f)
         fprintf(f,
                 "\n"
                 "Options:\n"
-                "  --duration SECONDS  ring, route, nats: length of each timed run (default %.1f)\n"
-                "  --warmup SECONDS    ring, route, nats: untimed run-in before each timed run\n"
+                "  --duration SECONDS  ring, route, nats, durable: length of each timed run\n"
+                "                      (default %.1f)\n"
+                "  --warmup SECONDS    ring, route, nats, durable: untimed run-in before each\n"
+                "                      timed run\n"
                 "                      (default %.1f)\n"
                 "  --runs N            timed runs per case, medians reported (default %d, max %d)\n"
                 "  --cpus A,B          pin the two threads to CPUs A and B (default: the first\n"
                 "                      two this process may use); churn and route run on A\n"
-                "  --sizes LIST        ring, nats: message sizes in bytes, comma-separated\n"
+                "  --sizes LIST        ring, nats, durable: message sizes in bytes,\n"
+                "                      comma-separated\n"
                 "                      (at most %d)\n"
                 "  --bursts LIST       ring: messages per burst, comma-separated (at most %d)\n"
                 "  --entities LIST     churn: entity counts, comma-separated (at most %d)\n"
@@ -155,9 +184,17 @@ static void bench_usage(FILE *f)
                 "                      control|agent; ipc adds ipc-pubsub and ipc-pingpong\n"
                 "  --subs LIST         route: subscription counts; nats fanout and queue:\n"
                 "                      subscriber connections; comma-separated (at most %d)\n"
-                "  --url URL[,URL]     nats: the servers, nats://HOST:PORT (default\n"
+                "  --url URL[,URL]     nats, durable: the servers, nats://HOST:PORT (default\n"
                 "                      nats://127.0.0.1:4222); several are alternated;\n"
                 "                      churn --path nats: one server\n"
+                "  --sync always|batch|none\n"
+                "                      durable: atomq's sync policy for its entities\n"
+                "                      (default batch)\n"
+                "  --storage disk|mem  durable: atomq's storage for its entities (default disk)\n"
+                "  --window N          durable: unacknowledged publishes at most (default 256,\n"
+                "                      at most %u)\n"
+                "  --rotate N          durable send: sends per atomq mailbox (default 1024;\n"
+                "                      0: one mailbox a run)\n"
                 "  --json              one JSON object per result line on stdout, no table\n"
                 "  --svg FILE          also draw the results as an SVG picture\n"
                 "  --quiet             no progress line and no notes on stderr\n"
@@ -175,6 +212,8 @@ static void bench_usage(FILE *f)
                 "  atomq-bench route --subs 1000000 --duration 2 --svg /tmp/route.svg\n"
                 "  atomq-bench nats pubsub --url nats://127.0.0.1:4222 --runs 3 --json\n"
                 "  atomq-bench nats --url nats://127.0.0.1:4222,nats://127.0.0.1:4223\n"
+                "  atomq-bench durable send --url nats://127.0.0.1:4222 --sync always --json\n"
+                "  atomq-bench durable --url nats://127.0.0.1:4222,nats://127.0.0.1:4223\n"
                 "\n"
                 "Output: a table, or with --json one object a line with system, scenario, case,\n"
                 "msg_bytes, burst (throughput cases), msgs_per_s (round trips for latency\n"
@@ -185,11 +224,14 @@ static void bench_usage(FILE *f)
                 "matches_per_s, deliveries_per_s, ...) and have no msg_bytes; churn has no\n"
                 "msgs_per_s or duration_s. nats pubsub, fanout and queue add subs (fanout,\n"
                 "queue), sent_per_s, sent, lost and dups (queue); msgs_per_s is what arrived.\n"
+                "durable adds storage, sync, window, rotate and version (the server's) after\n"
+                "case; msgs_per_s is acks read, p50_ns ... publish written to ack read.\n"
                 "\n"
                 "Exit status: 0 done; 1 a run failed or counted errors (ordering, loss, a\n"
                 "wrong lookup or match); 2 bad usage.\n",
                 BENCH_DURATION_DEFAULT_S, BENCH_WARMUP_DEFAULT_S, BENCH_RUNS_DEFAULT,
-                BENCH_RUNS_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX);
+                BENCH_RUNS_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX, BENCH_LIST_MAX,
+                BENCH_WINDOW_MAX);
 }
 
 static int bench_usage_error(const char *opt, const char *want, const char *got)
@@ -261,6 +303,10 @@ enum bench_opt_id {
         BENCH_OPT_PATH,
         BENCH_OPT_CONTROL,
         BENCH_OPT_URL,
+        BENCH_OPT_SYNC,
+        BENCH_OPT_STORAGE,
+        BENCH_OPT_WINDOW,
+        BENCH_OPT_ROTATE,
         BENCH_OPT_JSON,
         BENCH_OPT_SVG,
         BENCH_OPT_QUIET,
@@ -278,12 +324,57 @@ static const struct option bench_long_opts[] = {
         { "path", required_argument, NULL, BENCH_OPT_PATH },
         { "control", required_argument, NULL, BENCH_OPT_CONTROL },
         { "url", required_argument, NULL, BENCH_OPT_URL },
+        { "sync", required_argument, NULL, BENCH_OPT_SYNC },
+        { "storage", required_argument, NULL, BENCH_OPT_STORAGE },
+        { "window", required_argument, NULL, BENCH_OPT_WINDOW },
+        { "rotate", required_argument, NULL, BENCH_OPT_ROTATE },
         { "json", no_argument, NULL, BENCH_OPT_JSON },
         { "svg", required_argument, NULL, BENCH_OPT_SVG },
         { "quiet", no_argument, NULL, BENCH_OPT_QUIET },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
 };
+
+/* The options of scenario durable; 0 or an exit status. */
+static int bench_opt_apply_durable(struct bench_opts *o, int id, const char *arg)
+{
+        _Static_assert(BENCH_WINDOW_MAX == 16384u && BENCH_COUNT_MAX == 10000000u,
+                       "the messages below name the bounds");
+        switch (id) {
+        case BENCH_OPT_SYNC:
+                o->given |= BENCH_OPTF_SYNC;
+                if (strcmp(arg, "always") != 0 && strcmp(arg, "batch") != 0 &&
+                    strcmp(arg, "none") != 0)
+                        return bench_usage_error("--sync", "always, batch or none", arg);
+                o->sync = arg;
+                return 0;
+        case BENCH_OPT_STORAGE:
+                o->given |= BENCH_OPTF_STORAGE;
+                if (strcmp(arg, "disk") != 0 && strcmp(arg, "mem") != 0)
+                        return bench_usage_error("--storage", "disk or mem", arg);
+                o->storage = arg;
+                return 0;
+        case BENCH_OPT_WINDOW:
+                o->given |= BENCH_OPTF_WINDOW;
+                if (bench_parse_unsigned(arg, BENCH_WINDOW_MAX, &o->window) < 0 ||
+                    arg[strspn(arg, "0123456789")] != '\0')
+                        return bench_usage_error("--window", "a whole number from 1 to 16384",
+                                                 arg);
+                return 0;
+        case BENCH_OPT_ROTATE:
+                o->given |= BENCH_OPTF_ROTATE;
+                o->rotate_set = true;
+                o->rotate = 0;
+                if (strcmp(arg, "0") == 0)
+                        return 0;
+                if (bench_parse_unsigned(arg, BENCH_COUNT_MAX, &o->rotate) < 0 ||
+                    arg[strspn(arg, "0123456789")] != '\0')
+                        return bench_usage_error("--rotate", "a whole number from 0 to 10000000",
+                                                 arg);
+                return 0;
+        }
+        return BENCH_EXIT_USAGE;
+}
 
 /* Applies one option; returns 0 or an exit status. */
 static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
@@ -338,6 +429,11 @@ static int bench_opt_apply(struct bench_opts *o, int id, const char *arg)
                 o->given |= BENCH_OPTF_URL;
                 o->url = arg;
                 return 0;
+        case BENCH_OPT_SYNC:
+        case BENCH_OPT_STORAGE:
+        case BENCH_OPT_WINDOW:
+        case BENCH_OPT_ROTATE:
+                return bench_opt_apply_durable(o, id, arg);
         case BENCH_OPT_JSON:
                 o->json = true;
                 return 0;
@@ -369,6 +465,10 @@ static int bench_opts_check(const struct bench_opts *o, const struct bench_scena
                 { BENCH_OPTF_PATH, "--path" },
                 { BENCH_OPTF_CONTROL, "--control" },
                 { BENCH_OPTF_URL, "--url" },
+                { BENCH_OPTF_SYNC, "--sync" },
+                { BENCH_OPTF_STORAGE, "--storage" },
+                { BENCH_OPTF_WINDOW, "--window" },
+                { BENCH_OPTF_ROTATE, "--rotate" },
         };
         for (size_t i = 0; i < sizeof(optfs) / sizeof(optfs[0]); i++) {
                 if ((o->given & optfs[i].flag) && !(sc->opts & optfs[i].flag)) {

@@ -95,8 +95,8 @@ void bench_nats_say(const struct bench_nats_env *env, const struct bench_nats_ca
 
 /* What INFO said, the first time a server answers: its system name. Two
  * servers of one kind are told apart as "name-2", ... */
-static void bench_nats_server_learn(struct bench_nats_env *env, struct bench_nats_server *s,
-                                    const struct bench_nats_info *in)
+void bench_nats_server_learn(struct bench_nats_env *env, struct bench_nats_server *s,
+                             const struct bench_nats_info *in)
 {
         if (s->known)
                 return;
@@ -219,7 +219,7 @@ static int bench_nats_case_run(struct bench_nats_env *env, const struct bench_na
 }
 
 /* --url: a comma-separated list of servers. */
-static int bench_nats_urls(struct bench_nats_env *env, const char *list)
+int bench_nats_urls(struct bench_nats_env *env, const char *list, const char *scenario)
 {
         const char *p = list != NULL ? list : "nats://127.0.0.1:" BENCH_NATS_PORT_DEFAULT;
         env->servers_n = 0;
@@ -227,16 +227,16 @@ static int bench_nats_urls(struct bench_nats_env *env, const char *list)
                 size_t len = strcspn(p, ",");
                 char url[BENCH_NATS_URL_BYTES];
                 if (env->servers_n == BENCH_NATS_URLS_MAX || len >= sizeof(url)) {
-                        fprintf(stderr, "atomq-bench: nats: --url: at most %u servers of at "
-                                        "most %u characters each\n", BENCH_NATS_URLS_MAX,
-                                BENCH_NATS_URL_BYTES - 1);
+                        fprintf(stderr, "atomq-bench: %s: --url: at most %u servers of at "
+                                        "most %u characters each\n", scenario,
+                                BENCH_NATS_URLS_MAX, BENCH_NATS_URL_BYTES - 1);
                         return -EINVAL;
                 }
                 memcpy(url, p, len);
                 url[len] = '\0';
                 if (bench_nats_url_parse(&env->servers[env->servers_n++], url) != 0) {
-                        fprintf(stderr, "atomq-bench: nats: --url: expected nats://HOST:PORT, "
-                                        "got '%s'\n", url);
+                        fprintf(stderr, "atomq-bench: %s: --url: expected "
+                                        "nats://HOST:PORT, got '%s'\n", scenario, url);
                         return -EINVAL;
                 }
                 if (p[len] == '\0')
@@ -279,7 +279,7 @@ static int bench_nats_env_setup(struct bench_nats_env *env)
         env->sizes_n = o->sizes_n != 0 ? o->sizes_n : 1;
         env->sizes_bytes[0] = BENCH_NATS_SIZE_DEFAULT;
         memcpy(env->sizes_bytes, o->sizes_bytes, o->sizes_n * sizeof(o->sizes_bytes[0]));
-        return bench_nats_urls(env, o->url);
+        return bench_nats_urls(env, o->url, "nats");
 }
 
 /* The cases of one kind and size: one per --subs for fanout and queue. */

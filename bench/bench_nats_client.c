@@ -171,8 +171,7 @@ static int bench_nats_fail(struct bench_nats_conn *c, const char *what, const ch
 
 /* The value after "key": in a flat JSON object, or NULL; *rest gets the
  * bytes left from there. */
-static const char *bench_nats_json_find(const char *json, size_t len, const char *key,
-                                        size_t *rest)
+const char *bench_nats_json_find(const char *json, size_t len, const char *key, size_t *rest)
 {
         char pat[BENCH_NATS_INFO_STR_BYTES];
         int n = snprintf(pat, sizeof(pat), "\"%s\"", key);

@@ -163,6 +163,12 @@ int bench_nats_sync(struct bench_nats_conn *c);
 /* Reads until fewer than `allowed` of our PINGs are unanswered. */
 int bench_nats_pongs_wait(struct bench_nats_conn *c, uint64_t allowed);
 
+/* Where the value of "key" starts in the JSON text json[0, len) (a flat
+ * object, or the first such key at any depth), or NULL; *rest gets the
+ * bytes left from there. Keys shorter than BENCH_NATS_INFO_STR_BYTES - 2.
+ * Also used on answers to requests (scenario durable). */
+const char *bench_nats_json_find(const char *json, size_t len, const char *key, size_t *rest);
+
 /* ---- the scenario: bench_nats.c, bench_nats_stream.c, bench_nats_reqrep.c */
 
 /* Subscriber connections of fanout and queue: a thread each. */
@@ -237,6 +243,16 @@ double bench_nats_share_end(const struct bench_nats_share *start);
 void bench_nats_say(const struct bench_nats_env *env, const struct bench_nats_case *cs,
                     const struct bench_nats_server *s, const char *who, int rc,
                     const struct bench_nats_conn *c);
+
+/* --url's comma-separated servers into env->servers. -EINVAL after saying
+ * why, naming the scenario (also used by scenario durable). */
+int bench_nats_urls(struct bench_nats_env *env, const char *list, const char *scenario);
+
+/* The first time s answers: its system name from INFO ("atomq",
+ * "nats-server"; a second server of one kind is "atomq-2") and its
+ * max_payload. Later calls change nothing. */
+void bench_nats_server_learn(struct bench_nats_env *env, struct bench_nats_server *s,
+                             const struct bench_nats_info *in);
 
 /* A run's first connection is open: s learns its name from c's INFO.
  * -EMSGSIZE (said on stderr) when cs's messages are above its max_payload. */

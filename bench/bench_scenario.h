@@ -43,6 +43,15 @@ struct bench_report;
 #define BENCH_OPTF_URL (1u << 8)
 /* Not an option: the scenario takes a word after its name (nats pubsub). */
 #define BENCH_OPTF_CASE (1u << 9)
+/* Scenario durable's: --sync, --storage, --window, --rotate. */
+#define BENCH_OPTF_SYNC (1u << 10)
+#define BENCH_OPTF_STORAGE (1u << 11)
+#define BENCH_OPTF_WINDOW (1u << 12)
+#define BENCH_OPTF_ROTATE (1u << 13)
+
+/* --window: requests in flight on one connection; more would only queue in
+ * socket buffers. --rotate: sends per mailbox, at most BENCH_COUNT_MAX. */
+#define BENCH_WINDOW_MAX 16384u
 
 struct bench_opts {
         double duration_s;    /* each timed run */
@@ -65,6 +74,11 @@ struct bench_opts {
         unsigned subs[BENCH_LIST_MAX];
         const char *url;      /* --url: NATS servers, comma-separated; NULL: default */
         const char *case_word; /* the word after the scenario's name; NULL: none */
+        const char *sync;     /* --sync: "always", "batch" or "none"; NULL: default */
+        const char *storage;  /* --storage: "disk" or "mem"; NULL: default */
+        unsigned window;      /* --window: 1 to BENCH_WINDOW_MAX; 0: default */
+        bool rotate_set;      /* --rotate given (its 0 means never) */
+        unsigned rotate;
         unsigned given;       /* BENCH_OPTF_* of the options on the command line */
 };
 
@@ -96,6 +110,7 @@ bench_scenario_run_fn bench_ring_run;
 bench_scenario_run_fn bench_churn_control;
 bench_scenario_run_fn bench_churn_agent;
 bench_scenario_run_fn bench_churn_nats;
+bench_scenario_run_fn bench_durable_run;
 bench_scenario_run_fn bench_route_run;
 
 #endif /* ATOMQ_BENCH_SCENARIO_H */
