@@ -30,6 +30,7 @@ struct ctl_config {
         uint64_t disk_max;               /* --disk-max: a worker's log, 0: no limit */
         uint32_t disk_sync_us;           /* --disk-sync-us: sync batch's group commit */
         bool disk_direct;                /* --disk-direct: O_DIRECT log writes */
+        uint64_t disk_segment;           /* --disk-segment: a log segment's size */
         char dataplane_path[256];        /* --dataplane: the atomq-dataplane binary */
         uint32_t workers;                /* --workers, 0: default */
         uint64_t arena_bytes;            /* --arena-size, 0: as the limits need */

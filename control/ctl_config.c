@@ -79,6 +79,10 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "disk-sync-us", .arg = "N", .def = "1000", .kind = CTL_KEY_U32,
           CTL_FIELD(disk_sync_us), .min = 1, .max = 10000000,
           .help = "sync=batch: group commit every N microseconds" },
+        { .name = "disk-segment", .arg = "SIZE", .def = "64M", .kind = CTL_KEY_BYTES,
+          CTL_FIELD(disk_segment), .min = 2u << 20, .max = 1ull << 40,
+          .help = "a log segment; a log of 4 segments is compacted\n"
+                  "to what is live" },
         { .name = "disk-direct", .def = "false", .kind = CTL_KEY_BOOL, CTL_FIELD(disk_direct),
           .help = "O_DIRECT log writes (default: buffered writes\n"
                   "and fdatasync; docs/architecture.md says why)" },

@@ -199,7 +199,8 @@ static int ctl_engine_build(void)
                 disk_cfg = (struct dp_disk_config){ .data_dir = cfg.data_dir,
                                                     .dir_bytes_max = cfg.disk_max,
                                                     .batch_us = cfg.disk_sync_us,
-                                                    .direct = cfg.disk_direct };
+                                                    .direct = cfg.disk_direct,
+                                                    .segment_bytes = cfg.disk_segment };
                 ec.disk = &disk_cfg;
         }
         rc = dp_engine_init(&engine, &ec);
@@ -268,7 +269,7 @@ static int ctl_dataplane_start(void)
         }
         if (rc == 0 && cfg.disk)
                 rc = ctl_super_set_disk(&super, cfg.data_dir, cfg.disk_max, cfg.disk_sync_us,
-                                        cfg.disk_direct);
+                                        cfg.disk_direct, cfg.disk_segment);
         if (rc == 0)
                 rc = ctl_super_start(&super);
         if (rc != 0)

@@ -323,6 +323,7 @@ static char ctl_super_opt_data_dir[] = "--data-dir";
 static char ctl_super_opt_disk_max[] = "--disk-max";
 static char ctl_super_opt_disk_sync[] = "--disk-sync-us";
 static char ctl_super_opt_disk_direct[] = "--disk-direct";
+static char ctl_super_opt_disk_segment[] = "--disk-segment";
 
 /* path --arena-fd N [--agent-fds M] [--nats SPEC]: rebuilt whenever one
  * of them changes. */
@@ -347,6 +348,8 @@ static void ctl_super_argv_build(struct ctl_super *s)
                 s->argv[i++] = s->disk_max_arg;
                 s->argv[i++] = ctl_super_opt_disk_sync;
                 s->argv[i++] = s->disk_sync_arg;
+                s->argv[i++] = ctl_super_opt_disk_segment;
+                s->argv[i++] = s->disk_segment_arg;
                 if (s->disk_direct)
                         s->argv[i++] = ctl_super_opt_disk_direct;
         }
@@ -377,13 +380,15 @@ int ctl_super_set_nats(struct ctl_super *s, const char *spec)
 }
 
 int ctl_super_set_disk(struct ctl_super *s, const char *data_dir, uint64_t max_bytes,
-                       uint32_t sync_us, bool direct)
+                       uint32_t sync_us, bool direct, uint64_t segment_bytes)
 {
         if (data_dir != NULL && strlen(data_dir) >= sizeof(s->data_dir_arg))
                 return -EINVAL;
         snprintf(s->data_dir_arg, sizeof(s->data_dir_arg), "%s", data_dir != NULL ? data_dir : "");
         snprintf(s->disk_max_arg, sizeof(s->disk_max_arg), "%llu", (unsigned long long)max_bytes);
         snprintf(s->disk_sync_arg, sizeof(s->disk_sync_arg), "%u", sync_us);
+        snprintf(s->disk_segment_arg, sizeof(s->disk_segment_arg), "%llu",
+                 (unsigned long long)segment_bytes);
         s->disk_direct = direct;
         ctl_super_argv_build(s);
         return 0;

@@ -88,10 +88,11 @@ struct ctl_super {
         char data_dir_arg[256];         /* "": no disk tier */
         char disk_max_arg[24];
         char disk_sync_arg[16];
+        char disk_segment_arg[24];
         bool disk_direct;
         /* path --arena-fd N [--agent-fds M] [--nats SPEC] [--data-dir DIR
          * --disk-max N --disk-sync-us N [--disk-direct]] */
-        char *argv[16];
+        char *argv[20];
         const int *agent_fds;           /* the agent files (dp_agent.h), the caller's */
         uint32_t agent_fd_count;
 };
@@ -120,7 +121,7 @@ int ctl_super_set_nats(struct ctl_super *s, const char *spec);
 /* The dataplane's disk tier: its logs in data_dir (NULL: none). -EINVAL:
  * a path too long. */
 int ctl_super_set_disk(struct ctl_super *s, const char *data_dir, uint64_t max_bytes,
-                       uint32_t sync_us, bool direct);
+                       uint32_t sync_us, bool direct, uint64_t segment_bytes);
 
 /* The agent files the dataplane inherits besides the arena (count of them,
  * which stay the caller's). In the child the arena becomes fd 3 and these

@@ -1,11 +1,14 @@
 /* dp_disk.c - a worker's disk tier (see dp_disk.h). */
 #include "dataplane/dp_disk.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "atomq/frame.h"
 #include "dataplane/dp_cmd.h"
@@ -29,6 +32,11 @@ struct dp_disk_create {
 };
 _Static_assert(sizeof(struct dp_disk_create) == 24, "create record");
 
+/* A record kind of the disk tier's own, beside enum dp_journal_kind: a
+ * consumer group's offset by the group's hash (compaction restates cursors,
+ * which keep no name). */
+#define DP_DISK_REC_CURSOR 16u
+
 #define DP_DISK_CREATE_VERSION 1
 #define DP_DISK_CREATE_F_TTL_IDLE 1u
 #define DP_DISK_CREATE_F_LEAST_LOADED 2u
@@ -44,12 +52,18 @@ struct dp_disk_parked {
 struct dp_disk {
         struct dp_worker *w;
         struct dp_seglog *log;
+        struct dp_seglog *target;      /* the journal writes here: log, or a compaction's */
+        struct dp_seglog_config lc;    /* log's configuration (dir points at dir) */
+        uint32_t compact_after;        /* segments that start the next compaction */
+        uint64_t compact_retry_ns;     /* a full log's compaction failed: not before this */
         uint64_t wait_lsn;       /* the request being handled: its records to wait for */
+        const struct dp_entity *restating; /* compaction: the entity being written */
         bool in_request;
         struct dp_disk_parked *parked; /* a FIFO ring of DP_DISK_PARKED_MAX */
         uint32_t parked_head, parked_count;
         struct dp_disk_stats stats;
         char dir[4096];
+        char next_dir[4096 + 8];       /* dir ".next": a compaction's new log */
 };
 
 static uint64_t dp_disk_realtime_ns(void)
@@ -128,11 +142,17 @@ uint64_t dp_disk_request_end(struct dp_disk *d)
 
 /* ---- the journal ---------------------------------------------------------------- */
 
-/* Appends, waiting (polling the log) while every write buffer is busy. */
+static int dp_disk_compact_now(struct dp_disk *d);
+
+/* Appends, waiting (polling the log) while every write buffer is busy. A
+ * log at its directory limit is compacted once first: what is no longer
+ * live may make the room. */
 static int dp_disk_append(struct dp_disk *d, const struct dp_seglog_rec *rec, unsigned opts,
                           uint64_t *lsn)
 {
-        int rc = dp_seglog_append(d->log, rec, opts, lsn);
+        int rc = dp_seglog_append(d->target, rec, opts, lsn);
+        if (rc == -ENOSPC && d->target == d->log && dp_disk_compact_now(d) == 0)
+                rc = dp_seglog_append(d->target, rec, opts, lsn);
         uint64_t give_up = 0;
         while (rc == -ENOBUFS) {
                 uint64_t now = shm_clock_ns();
@@ -140,10 +160,10 @@ static int dp_disk_append(struct dp_disk *d, const struct dp_seglog_rec *rec, un
                         give_up = now + DP_DISK_BUSY_WAIT_NS;
                 if (now > give_up)
                         break;
-                int prc = dp_seglog_poll(d->log, now);
+                int prc = dp_seglog_poll(d->target, now);
                 if (prc < 0)
                         return prc;
-                rc = dp_seglog_append(d->log, rec, opts, lsn);
+                rc = dp_seglog_append(d->target, rec, opts, lsn);
         }
         return rc;
 }
@@ -170,9 +190,11 @@ static int dp_disk_journal(void *arg, const struct dp_journal *j)
                 };
                 rec.payload = &c;
                 rec.payload_len = sizeof(c);
-                /* An absolute TTL runs on across restarts: keep its deadline. */
+                /* An absolute TTL runs on across restarts: keep its deadline
+                 * (a compaction's restatement passes what is left of it). */
                 if (e->ttl_ms != 0 && !(e->lifecycle & DP_LIFE_TTL_IDLE))
-                        rec.expiry_ns = dp_disk_realtime_ns() + (uint64_t)e->ttl_ms * 1000000;
+                        rec.expiry_ns = dp_disk_realtime_ns() +
+                                        (uint64_t)(j->ttl_ms != 0 ? j->ttl_ms : e->ttl_ms) * 1000000;
                 break;
         }
         case DP_JOURNAL_MSG: {
@@ -320,11 +342,155 @@ static int dp_disk_replay(void *arg, const struct dp_seglog_rec *rec)
                  * not survive. */
                 dp_shard_destroy(s, h);
                 break;
+        case DP_DISK_REC_CURSOR: {
+                uint64_t gh;
+                if (rec->payload_len != sizeof(gh))
+                        break;
+                memcpy(&gh, rec->payload, sizeof(gh));
+                (void)dp_shard_cursor_restore(s, h, gh, rec->entity);
+                break;
+        }
         default:
                 d->stats.replay_skipped++;
                 break;
         }
         return 0;
+}
+
+/* ---- compaction ---------------------------------------------------------------------
+ * The live disk entities are written afresh, as a replay would rebuild
+ * them, into a new log beside the old one (<dir>.next), synced, and the two
+ * directories swap places with one renameat2(RENAME_EXCHANGE): a crash
+ * before the swap leaves the old log (and a .next that the next open
+ * removes), a crash after it the new one. Everything the old log held that
+ * is no longer live (acked, expired, destroyed, superseded) is gone with
+ * it. It runs on the worker's thread between requests and blocks it for as
+ * long as the live data takes to write. */
+
+static void dp_disk_rmdir(const char *path)
+{
+        DIR *dir = opendir(path);
+        if (dir == NULL)
+                return;
+        struct dirent *de;
+        while ((de = readdir(dir)) != NULL)
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+                        (void)unlinkat(dirfd(dir), de->d_name, 0);
+        closedir(dir);
+        (void)rmdir(path);
+}
+
+static int dp_disk_cursor_rec(void *arg, uint64_t group_hash, uint64_t offset)
+{
+        struct dp_disk *d = arg;
+        const struct dp_entity *e = d->restating;
+        struct dp_shard *s = &d->w->shard;
+        uint32_t name_len;
+        const char *name = dp_table_name(&s->table, e, &name_len);
+        struct dp_seglog_rec rec = { .type = DP_DISK_REC_CURSOR, .key = name,
+                                     .key_len = (uint16_t)name_len, .entity = offset,
+                                     .payload = &group_hash,
+                                     .payload_len = sizeof(group_hash) };
+        uint64_t lsn;
+        return dp_disk_append(d, &rec, 0, &lsn);
+}
+
+/* Every live, named disk entity into the log d->target points at. */
+static int dp_disk_restate(struct dp_disk *d)
+{
+        struct dp_shard *s = &d->w->shard;
+        struct dp_table *t = &s->table;
+        int rc = 0;
+        for (uint32_t slot = 0; slot < t->capacity && rc == 0; slot++) {
+                struct dp_entity *e = &t->slots[slot];
+                if (!(e->flags & DP_ENT_F_LIVE) || !(e->flags & DP_ENT_F_NAMED) ||
+                    e->storage != DP_STORAGE_DISK)
+                        continue;
+                struct dp_journal j = { .kind = DP_JOURNAL_CREATE };
+                uint64_t deadline = dp_timer_deadline(&s->timers, slot);
+                if (e->ttl_ms != 0 && !(e->lifecycle & DP_LIFE_TTL_IDLE) &&
+                    deadline != UINT64_MAX)
+                        j.ttl_ms = deadline > s->now_ns
+                                           ? (uint32_t)((deadline - s->now_ns) / 1000000 + 1)
+                                           : 1;
+                d->restating = e;
+                rc = dp_journal_tell(s, e, &j);
+                if (rc == 0)
+                        rc = dp_store_journal_all(s, e);
+                if (rc == 0)
+                        rc = dp_shard_cursors_each(s, dp_table_handle(t, e), dp_disk_cursor_rec,
+                                                   d);
+        }
+        d->restating = NULL;
+        return rc;
+}
+
+int dp_disk_compact(struct dp_disk *d)
+{
+        struct dp_seglog *nl = calloc(1, dp_seglog_size());
+        if (nl == NULL)
+                return -ENOMEM;
+        dp_disk_rmdir(d->next_dir);
+        struct dp_seglog_config c = d->lc;
+        c.dir = d->next_dir;
+        c.on_durable = NULL;
+        c.sync = DP_SEGLOG_SYNC_BATCH;  /* close syncs it once, at the end */
+        c.batch_us = 10u * 1000 * 1000;
+        int rc = dp_seglog_open(nl, &c, NULL, NULL);
+        if (rc == 0) {
+                d->target = nl;
+                rc = dp_disk_restate(d);
+                d->target = d->log;
+                int crc = dp_seglog_close(nl);
+                rc = rc != 0 ? rc : crc;
+        }
+        free(nl);
+        if (rc != 0) {
+                d->stats.compact_errors++;
+                dp_disk_rmdir(d->next_dir);
+                return rc;
+        }
+        /* The old log closes synced (its parked answers go out); then the
+         * swap, and the log at dir (the new one, or the old one if the swap
+         * failed) opens again. */
+        (void)dp_seglog_close(d->log);
+        rc = renameat2(AT_FDCWD, d->next_dir, AT_FDCWD, d->dir, RENAME_EXCHANGE) != 0 ? -errno : 0;
+        dp_disk_rmdir(d->next_dir);
+        int orc = dp_seglog_open(d->log, &d->lc, NULL, NULL);
+        /* Whatever was parked is durable now: in the closed old log, and in
+         * the new one. */
+        dp_disk_publish_durable(d, UINT64_MAX);
+        if (orc != 0) {
+                /* No log to journal into: storage disk is refused from now. */
+                dp_shard_set_journal(&d->w->shard, NULL, NULL);
+                d->stats.compact_errors++;
+                return orc;
+        }
+        if (rc != 0) {
+                d->stats.compact_errors++;
+                return rc;
+        }
+        d->stats.compactions++;
+        uint32_t n = dp_seglog_segments(d->log, NULL, 0);
+        d->compact_after = 2 * n > DP_DISK_COMPACT_SEGMENTS ? 2 * n : DP_DISK_COMPACT_SEGMENTS;
+        return 0;
+}
+
+/* Compaction in the middle of a request: everything before it is durable
+ * now, and the new log numbers its records afresh. */
+static int dp_disk_compact_now(struct dp_disk *d)
+{
+        /* A full log that compaction could not shrink is not tried again
+         * on every append, only once a second. */
+        uint64_t now = shm_clock_ns();
+        if (now < d->compact_retry_ns)
+                return -ENOSPC;
+        int rc = dp_disk_compact(d);
+        if (rc == 0)
+                d->wait_lsn = 0;
+        else
+                d->compact_retry_ns = now + 1000000000ull;
+        return rc;
 }
 
 /* ---- life ------------------------------------------------------------------------- */
@@ -357,6 +523,11 @@ int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk
                 lc.segment_bytes = lc.dir_bytes_max;
         lc.on_durable = dp_disk_on_durable;
         lc.durable_arg = d;
+        d->lc = lc;
+        d->target = d->log;
+        d->compact_after = DP_DISK_COMPACT_SEGMENTS;
+        snprintf(d->next_dir, sizeof(d->next_dir), "%s.next", d->dir);
+        dp_disk_rmdir(d->next_dir);    /* a compaction that did not finish */
         struct dp_shard *s = &w->shard;
         /* The journal is set first: replaying a create of storage disk
          * needs one, and replaying tells it nothing. */
@@ -418,6 +589,11 @@ void dp_disk_close(struct dp_disk *d)
 int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
 {
         int rc = dp_seglog_poll(d->log, now_ns);
+        /* Between requests, with nothing in flight: a log grown to
+         * compact_after segments is written afresh. */
+        if (rc == 0 && dp_seglog_segments(d->log, NULL, 0) >= d->compact_after &&
+            dp_seglog_next_ns(d->log) == UINT64_MAX)
+                (void)dp_disk_compact(d);
         return rc > 0 ? rc : 0;
 }
 

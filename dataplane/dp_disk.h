@@ -43,6 +43,9 @@ struct dp_disk;
 /* How long a journal append may wait for a write buffer (the disk is
  * slower than the senders) before the send is refused with -ENOBUFS. */
 #define DP_DISK_BUSY_WAIT_NS (200ull * 1000 * 1000)
+/* A log of this many segments (and, after a compaction, of twice what the
+ * compaction left) is compacted: rewritten with only what is live. */
+#define DP_DISK_COMPACT_SEGMENTS 4u
 /* How long open waits for the log directory's lock, which a dataplane
  * killed just before may hold a little longer (its io_uring workers). */
 #define DP_DISK_LOCK_WAIT_NS (5000ull * 1000 * 1000)
@@ -65,6 +68,8 @@ struct dp_disk_stats {
         uint64_t journal_errors;    /* records the log refused (the change stayed in memory) */
         uint64_t parked;            /* answers that waited for durability */
         uint64_t parked_full;       /* requests that waited because the park was full */
+        uint64_t compactions;       /* logs written afresh with only the live data */
+        uint64_t compact_errors;
 };
 
 /* Opens the worker's log and sets it as its shard's journal. When the shard
@@ -100,5 +105,11 @@ int dp_disk_park(struct dp_disk *d, uint64_t lsn, const char *subject, uint32_t 
                  const void *payload, uint32_t payload_len);
 
 const struct dp_disk_stats *dp_disk_stats(const struct dp_disk *d);
+
+/* Writes the live disk entities into a fresh log that takes the old one's
+ * place (dp_disk.c, "compaction"); dp_disk_poll calls it when the log has
+ * grown. 0 or -errno (the old log stays in use when the swap did not
+ * happen). */
+int dp_disk_compact(struct dp_disk *d);
 
 #endif /* ATOMQ_DP_DISK_H */

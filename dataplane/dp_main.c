@@ -45,7 +45,8 @@ static void dp_main_usage(FILE *out)
         fprintf(out,
                 "usage: atomq-dataplane --arena-fd N [--agent-fds M] [--nats SPEC]\n"
                 "                       [--busy-poll adaptive|always] [--data-dir DIR\n"
-                "                       [--disk-max BYTES] [--disk-sync-us N] [--disk-direct]]\n"
+                "                       [--disk-max BYTES] [--disk-sync-us N] [--disk-direct]\n"
+                "                       [--disk-segment BYTES]]\n"
                 "\n"
                 "Runs the dataplane workers of an arena that atomqd created. atomqd starts\n"
                 "it with the arena's file descriptor inherited and restarts it when it dies;\n"
@@ -73,6 +74,8 @@ static void dp_main_usage(FILE *out)
                 "  --disk-max BYTES         a worker's log may take this much disk (0: no limit)\n"
                 "  --disk-sync-us N         sync batch's group commit interval (default 1000)\n"
                 "  --disk-direct            O_DIRECT log writes (default: buffered + fdatasync)\n"
+                "  --disk-segment BYTES     a log segment's size (default 64 MiB); a log of 4\n"
+                "                           segments is compacted to what is live\n"
                 "  -h, --help               this text\n"
                 "  -V, --version            print the version\n"
                 "\n"
@@ -125,6 +128,7 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                 { "disk-max", required_argument, NULL, 'm' },
                 { "disk-sync-us", required_argument, NULL, 's' },
                 { "disk-direct", no_argument, NULL, 'D' },
+                { "disk-segment", required_argument, NULL, 'S' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { NULL, 0, NULL, 0 },
@@ -172,6 +176,12 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                         break;
                 case 'D':
                         o->disk.direct = true;
+                        break;
+                case 'S':
+                        if (dp_main_u64_parse(optarg, &o->disk.segment_bytes) != 0 ||
+                            o->disk.segment_bytes < (2u << 20))
+                                return dp_main_error("--disk-segment", optarg,
+                                                     "a number of bytes, at least 2 MiB");
                         break;
                 case 'b':
                         kind = dp_idle_kind_parse(optarg);

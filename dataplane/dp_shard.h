@@ -267,6 +267,13 @@ void dp_shard_set_journal(struct dp_shard *s, dp_journal_fn *fn, void *arg);
 int dp_shard_replay_msg(struct dp_shard *s, uint64_t handle, const struct dp_msg_in *m,
                         uint64_t seq);
 
+/* Compaction restates an entity's consumer groups by their hash (a cursor
+ * keeps no name): calls fn for each; and sets one back from it. */
+typedef int dp_cursor_fn(void *arg, uint64_t group_hash, uint64_t offset);
+int dp_shard_cursors_each(struct dp_shard *s, uint64_t handle, dp_cursor_fn *fn, void *arg);
+int dp_shard_cursor_restore(struct dp_shard *s, uint64_t handle, uint64_t group_hash,
+                            uint64_t offset);
+
 /* Owners: one byte per entity slot, in the shard (so a restarted dataplane
  * keeps them), naming who created the entity (an agent slot + 1; 0:
  * nobody), for per-agent entity quotas. */

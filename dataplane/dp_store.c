@@ -607,3 +607,34 @@ int dp_shard_replay_msg(struct dp_shard *s, uint64_t handle, const struct dp_msg
         e->seq = seq + 1;
         return rc;
 }
+
+int dp_shard_cursors_each(struct dp_shard *s, uint64_t handle, dp_cursor_fn *fn, void *arg)
+{
+        struct dp_entity *e;
+        int rc = dp_table_get(&s->table, handle, &e);
+        for (uint32_t i = rc == 0 ? e->ext : 0; i != 0 && rc == 0; i = s->cursors[i - 1].next)
+                rc = fn(arg, s->cursors[i - 1].group_hash, s->cursors[i - 1].offset);
+        return rc;
+}
+
+int dp_shard_cursor_restore(struct dp_shard *s, uint64_t handle, uint64_t group_hash,
+                            uint64_t offset)
+{
+        struct dp_entity *e;
+        int rc = dp_table_get(&s->table, handle, &e);
+        if (rc != 0)
+                return rc;
+        for (uint32_t i = e->ext; i != 0; i = s->cursors[i - 1].next)
+                if (s->cursors[i - 1].group_hash == group_hash) {
+                        s->cursors[i - 1].offset = offset;
+                        return 0;
+                }
+        if (s->hdr->cursor_free == 0)
+                return -ENOSPC;
+        uint32_t idx = s->hdr->cursor_free - 1;
+        struct dp_cursor *c = &s->cursors[idx];
+        s->hdr->cursor_free = c->next;
+        *c = (struct dp_cursor){ .group_hash = group_hash, .offset = offset, .next = e->ext };
+        e->ext = idx + 1;
+        return 0;
+}
