@@ -43,7 +43,7 @@ _Static_assert(sizeof(struct dp_disk_create) == 24, "create record");
 
 /* An answer waiting for its records: one allocation, subject then payload. */
 struct dp_disk_parked {
-        uint64_t lsn;
+        struct dp_disk_wait wait;
         uint32_t subject_len;
         uint32_t payload_len;
         char *data;
@@ -56,7 +56,7 @@ struct dp_disk {
         struct dp_seglog_config lc;    /* log's configuration (dir points at dir) */
         uint32_t compact_after;        /* segments that start the next compaction */
         uint64_t compact_retry_ns;     /* a full log's compaction failed: not before this */
-        uint64_t wait_lsn;       /* the request being handled: its records to wait for */
+        struct dp_disk_wait wait; /* the request being handled: what its records need */
         const struct dp_entity *restating; /* compaction: the entity being written */
         bool in_request;
         struct dp_disk_parked *parked; /* a FIFO ring of DP_DISK_PARKED_MAX */
@@ -75,11 +75,15 @@ static uint64_t dp_disk_realtime_ns(void)
 
 /* ---- answers that wait ------------------------------------------------------ */
 
-static void dp_disk_publish_durable(struct dp_disk *d, uint64_t durable)
+/* Publishes the parked answers whose records are where their sync asked
+ * (all of them with everything true: the log was closed synced). */
+static void dp_disk_publish_ready(struct dp_disk *d, bool everything)
 {
+        uint64_t written = dp_seglog_written_seq(d->log);
+        uint64_t durable = dp_seglog_durable_seq(d->log);
         while (d->parked_count > 0) {
                 struct dp_disk_parked *p = &d->parked[d->parked_head];
-                if (p->lsn > durable)
+                if (!everything && (p->wait.written > written || p->wait.durable > durable))
                         break;
                 struct dp_msg_in m = { .subject = p->data, .subject_len = p->subject_len,
                                        .payload = p->data + p->subject_len,
@@ -94,20 +98,23 @@ static void dp_disk_publish_durable(struct dp_disk *d, uint64_t durable)
 
 static void dp_disk_on_durable(void *arg, uint64_t durable)
 {
-        dp_disk_publish_durable(arg, durable);
+        (void)durable;
+        dp_disk_publish_ready(arg, false);
 }
 
-int dp_disk_park(struct dp_disk *d, uint64_t lsn, const char *subject, uint32_t subject_len,
-                 const void *payload, uint32_t payload_len)
+int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char *subject,
+                 uint32_t subject_len, const void *payload, uint32_t payload_len)
 {
         /* Full: wait for the oldest to become durable (the log is busy; so
          * is the client that filled it). Bounded by the log's own sync. */
         uint64_t give_up = shm_clock_ns() + DP_DISK_BUSY_WAIT_NS;
         if (d->parked_count == DP_DISK_PARKED_MAX)
                 d->stats.parked_full++;
-        while (d->parked_count == DP_DISK_PARKED_MAX && shm_clock_ns() < give_up)
+        while (d->parked_count == DP_DISK_PARKED_MAX && shm_clock_ns() < give_up) {
                 if (dp_seglog_poll(d->log, shm_clock_ns()) < 0)
                         break;
+                dp_disk_publish_ready(d, false);
+        }
         if (d->parked_count == DP_DISK_PARKED_MAX)
                 return -ENOBUFS;
         char *data = malloc((size_t)subject_len + payload_len);
@@ -116,7 +123,7 @@ int dp_disk_park(struct dp_disk *d, uint64_t lsn, const char *subject, uint32_t 
         memcpy(data, subject, subject_len);
         memcpy(data + subject_len, payload, payload_len);
         uint32_t at = (d->parked_head + d->parked_count) % DP_DISK_PARKED_MAX;
-        d->parked[at] = (struct dp_disk_parked){ .lsn = lsn, .subject_len = subject_len,
+        d->parked[at] = (struct dp_disk_parked){ .wait = *wait, .subject_len = subject_len,
                                                  .payload_len = payload_len, .data = data };
         d->parked_count++;
         d->stats.parked++;
@@ -128,16 +135,18 @@ void dp_disk_request_begin(struct dp_disk *d)
         if (d == NULL)
                 return;
         d->in_request = true;
-        d->wait_lsn = 0;
+        d->wait = (struct dp_disk_wait){ 0 };
 }
 
-uint64_t dp_disk_request_end(struct dp_disk *d)
+bool dp_disk_request_end(struct dp_disk *d, struct dp_disk_wait *wait)
 {
         if (d == NULL)
-                return 0;
+                return false;
         d->in_request = false;
-        /* Already durable (none, or a sync that raced ahead): no wait. */
-        return d->wait_lsn > dp_seglog_durable_seq(d->log) ? d->wait_lsn : 0;
+        *wait = d->wait;
+        /* Already where it must be (a sync that raced ahead): no wait. */
+        return wait->written > dp_seglog_written_seq(d->log) ||
+               wait->durable > dp_seglog_durable_seq(d->log);
 }
 
 /* ---- the journal ---------------------------------------------------------------- */
@@ -229,8 +238,12 @@ static int dp_disk_journal(void *arg, const struct dp_journal *j)
                  * table's -ENOSPC. */
                 return rc == -ENOSPC ? -EDQUOT : rc;
         }
-        if (d->in_request && j->sync != DP_SYNC_NONE && lsn > d->wait_lsn)
-                d->wait_lsn = lsn;
+        /* always: answered once synced; batch: once written (the sync
+         * follows within batch_us); none: at once. */
+        if (d->in_request && j->sync == DP_SYNC_ALWAYS && lsn > d->wait.durable)
+                d->wait.durable = lsn;
+        if (d->in_request && j->sync == DP_SYNC_BATCH && lsn > d->wait.written)
+                d->wait.written = lsn;
         return 0;
 }
 
@@ -459,7 +472,7 @@ int dp_disk_compact(struct dp_disk *d)
         int orc = dp_seglog_open(d->log, &d->lc, NULL, NULL);
         /* Whatever was parked is durable now: in the closed old log, and in
          * the new one. */
-        dp_disk_publish_durable(d, UINT64_MAX);
+        dp_disk_publish_ready(d, true);
         if (orc != 0) {
                 /* No log to journal into: storage disk is refused from now. */
                 dp_shard_set_journal(&d->w->shard, NULL, NULL);
@@ -487,7 +500,7 @@ static int dp_disk_compact_now(struct dp_disk *d)
                 return -ENOSPC;
         int rc = dp_disk_compact(d);
         if (rc == 0)
-                d->wait_lsn = 0;
+                d->wait = (struct dp_disk_wait){ 0 };
         else
                 d->compact_retry_ns = now + 1000000000ull;
         return rc;
@@ -578,7 +591,7 @@ void dp_disk_close(struct dp_disk *d)
         if (d->w->shard.journal_arg == d)
                 dp_shard_set_journal(&d->w->shard, NULL, NULL);
         dp_seglog_close(d->log);
-        dp_disk_publish_durable(d, dp_seglog_durable_seq(d->log));
+        dp_disk_publish_ready(d, false);
         for (uint32_t i = 0; i < d->parked_count; i++)
                 free(d->parked[(d->parked_head + i) % DP_DISK_PARKED_MAX].data);
         free(d->parked);
@@ -589,10 +602,12 @@ void dp_disk_close(struct dp_disk *d)
 int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
 {
         int rc = dp_seglog_poll(d->log, now_ns);
-        /* Between requests, with nothing in flight: a log grown to
+        if (d->parked_count > 0)
+                dp_disk_publish_ready(d, false);
+        /* Between requests, with no I/O in flight or due: a log grown to
          * compact_after segments is written afresh. */
         if (rc == 0 && dp_seglog_segments(d->log, NULL, 0) >= d->compact_after &&
-            dp_seglog_next_ns(d->log) == UINT64_MAX)
+            dp_seglog_next_ns(d->log) > now_ns)
                 (void)dp_disk_compact(d);
         return rc > 0 ? rc : 0;
 }

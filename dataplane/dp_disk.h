@@ -14,10 +14,11 @@
  *
  * Durability is per record: sync always asks the log for an fdatasync at
  * the next poll (records appended in the same pass share it: group
- * commit), batch waits for the log's next group commit (batch_us), none
- * never waits. A request whose records must be durable before it is
- * answered says so (dp_disk_request_*), and its answer is a publish parked
- * here until the log reports them durable.
+ * commit) and its answer waits for it; batch is answered once the record
+ * is written (it survives the process) and synced by the log's next group
+ * commit, at most batch_us later (then it survives the machine); none is
+ * answered at once. A request says what its answer waits for
+ * (dp_disk_request_*), and the answer is a publish parked here until then.
  *
  *      dp_disk_open(&w->disk, w, &cfg);           // replays into the shard
  *      dp_disk_request_begin(d);                  // an $AQ request ...
@@ -37,6 +38,13 @@
 struct dp_worker;
 struct dp_disk;
 
+/* What a request's answer waits for: its log records written up to
+ * `written` (sync batch) and synced up to `durable` (sync always). */
+struct dp_disk_wait {
+        uint64_t written;
+        uint64_t durable;
+};
+
 /* Answers waiting for durability on one worker at most; past it a request
  * waits (polling the log) before it is answered: back-pressure. */
 #define DP_DISK_PARKED_MAX 65536u
@@ -49,6 +57,9 @@ struct dp_disk;
 /* How long open waits for the log directory's lock, which a dataplane
  * killed just before may hold a little longer (its io_uring workers). */
 #define DP_DISK_LOCK_WAIT_NS (5000ull * 1000 * 1000)
+/* While the log has I/O in flight, the worker sleeps at most this long
+ * between looks (its completions do not wake it). */
+#define DP_DISK_POLL_NS (20ull * 1000)
 /* Group commit interval of sync batch, by default. */
 #define DP_DISK_BATCH_US_DEFAULT 1000u
 
@@ -93,16 +104,17 @@ int dp_disk_poll(struct dp_disk *d, uint64_t now_ns);
  * not sleep long. */
 bool dp_disk_busy(const struct dp_disk *d);
 
-/* Brackets the handling of one request: end returns the log sequence the
- * request's records need durable before it is answered (0: none). */
+/* Brackets the handling of one request: end says whether its answer must
+ * wait, and for what (sync always: the records synced; batch: written). */
 void dp_disk_request_begin(struct dp_disk *d);
-uint64_t dp_disk_request_end(struct dp_disk *d);
+bool dp_disk_request_end(struct dp_disk *d, struct dp_disk_wait *wait);
 
-/* Publishes payload on subject once the log is durable up to lsn. 0, or
- * -ENOMEM (the caller answers at once). With DP_DISK_PARKED_MAX parked, it
- * first waits (polling the log, bounded) for the oldest to go. */
-int dp_disk_park(struct dp_disk *d, uint64_t lsn, const char *subject, uint32_t subject_len,
-                 const void *payload, uint32_t payload_len);
+/* Publishes payload on subject once the log has done what wait asks. 0,
+ * or -ENOMEM / -ENOBUFS (the caller answers at once). With
+ * DP_DISK_PARKED_MAX parked, it first waits (polling the log, bounded) for
+ * the oldest to go. */
+int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char *subject,
+                 uint32_t subject_len, const void *payload, uint32_t payload_len);
 
 const struct dp_disk_stats *dp_disk_stats(const struct dp_disk *d);
 

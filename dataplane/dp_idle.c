@@ -56,6 +56,13 @@ int dp_idle_init(struct dp_idle *s, const struct dp_idle_config *cfg, struct shm
         return 0;
 }
 
+/* The next sleep's bound: the back-off's, or the owner's cap if shorter. */
+static uint64_t dp_idle_timeout(const struct dp_idle *s)
+{
+        return s->sleep_cap_ns != 0 && s->sleep_cap_ns < s->sleep_ns ? s->sleep_cap_ns
+                                                                       : s->sleep_ns;
+}
+
 /* As dp_idle_sleep, on the own word and the extra words together. */
 static void dp_idle_sleep_many(struct dp_idle *s)
 {
@@ -74,14 +81,14 @@ static void dp_idle_sleep_many(struct dp_idle *s)
         }
         dp_counter_inc(&s->ctr->sleeps);
         if (s->waiter != NULL) {
-                int rc = s->waiter(s->waiter_arg, w, seq, n, (int64_t)s->sleep_ns);
+                int rc = s->waiter(s->waiter_arg, w, seq, n, (int64_t)dp_idle_timeout(s));
                 for (uint32_t i = 0; i < n; i++)
                         shm_wake_cancel(w[i]);
                 if (rc == 0)
                         dp_counter_inc(&s->ctr->wakeups);
                 return;
         }
-        if (shm_wake_wait_many(w, seq, n, (int64_t)s->sleep_ns) == 0)
+        if (shm_wake_wait_many(w, seq, n, (int64_t)dp_idle_timeout(s)) == 0)
                 dp_counter_inc(&s->ctr->wakeups);
 }
 
@@ -109,7 +116,7 @@ static void dp_idle_sleep(struct dp_idle *s)
                 return;
         }
         dp_counter_inc(&s->ctr->sleeps);
-        if (shm_wake_wait(s->wake, seq, (int64_t)s->sleep_ns) == 0)
+        if (shm_wake_wait(s->wake, seq, (int64_t)dp_idle_timeout(s)) == 0)
                 dp_counter_inc(&s->ctr->wakeups);
         s->sleep_ns *= 2;
         if (s->sleep_ns > s->cfg.sleep_max_ns)

@@ -93,6 +93,8 @@ struct dp_idle {
         struct dp_idle_counters *ctr;
         uint32_t idle_passes;         /* idle passes since the last work */
         uint64_t sleep_ns;            /* the next sleep */
+        uint64_t sleep_cap_ns;        /* 0, or the longest the next sleep may be: the
+                                       * owner expects news nothing will wake it for */
 };
 
 /* Fills cfg with the adaptive defaults above. */

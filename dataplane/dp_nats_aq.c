@@ -181,20 +181,20 @@ static void dp_aq_publish(struct dp_worker *w, const struct dp_msg_in *m, const 
 }
 
 /* Publishes the answer, or parks it until the records the request wrote
- * to the disk tier are durable (lsn: dp_disk_request_end). */
+ * to the disk tier are as durable as their sync asks (wait: NULL, none). */
 static void dp_aq_publish_after(struct dp_worker *w, const struct dp_msg_in *m, const char *text,
-                                size_t len, uint64_t lsn)
+                                size_t len, const struct dp_disk_wait *wait)
 {
-        if (lsn != 0 && m->reply_subject_len != 0 &&
-            dp_disk_park(w->disk, lsn, m->reply_subject, m->reply_subject_len, text,
+        if (wait != NULL && m->reply_subject_len != 0 &&
+            dp_disk_park(w->disk, wait, m->reply_subject, m->reply_subject_len, text,
                          (uint32_t)len) == 0)
                 return;
         dp_aq_publish(w, m, text, len);
 }
 
-/* As dp_aq_answer, for a request whose records need lsn durable first. */
+/* As dp_aq_answer, for a request whose records must be on disk first. */
 static void dp_aq_answer_after(struct dp_worker *w, const struct dp_msg_in *m, json_t *a,
-                               uint64_t lsn)
+                               const struct dp_disk_wait *wait)
 {
         if (a == DP_AQ_TEXT) {
                 /* A copy: publishing may drain the mesh and so run other
@@ -202,7 +202,7 @@ static void dp_aq_answer_after(struct dp_worker *w, const struct dp_msg_in *m, j
                 char text[sizeof(dp_aq_text)];
                 size_t len = dp_aq_text_len;
                 memcpy(text, dp_aq_text, len);
-                dp_aq_publish_after(w, m, text, len, lsn);
+                dp_aq_publish_after(w, m, text, len, wait);
                 return;
         }
         if (a == NULL)
@@ -214,13 +214,13 @@ static void dp_aq_answer_after(struct dp_worker *w, const struct dp_msg_in *m, j
                 text = json_dumps(dp_aq_msg("TOO_LARGE", "the answer"), JSON_COMPACT);
         }
         if (text != NULL)
-                dp_aq_publish_after(w, m, text, strlen(text), lsn);
+                dp_aq_publish_after(w, m, text, strlen(text), wait);
         free(text);
 }
 
 void dp_aq_answer(struct dp_worker *w, const struct dp_msg_in *m, json_t *a)
 {
-        dp_aq_answer_after(w, m, a, 0);
+        dp_aq_answer_after(w, m, a, NULL);
 }
 
 /* ---- routing -------------------------------------------------------------------- */
@@ -346,9 +346,10 @@ void dp_nats_aq_exec(struct dp_worker *w, const struct dp_msg_in *m)
          * them to be as durable as their sync asks. */
         dp_disk_request_begin(w->disk);
         json_t *a = v->fn(&r);
-        uint64_t lsn = dp_disk_request_end(w->disk);
+        struct dp_disk_wait wait;
+        bool waits = dp_disk_request_end(w->disk, &wait);
         if (a != NULL)
-                dp_aq_answer_after(w, m, a, lsn);
+                dp_aq_answer_after(w, m, a, waits ? &wait : NULL);
         json_decref(r.body);
 }
 

@@ -591,10 +591,11 @@ static int dp_seglog_start(struct dp_seglog *log, uint64_t now_ns)
                 return 0;
         bool sync = dp_seglog_sync_due(log, now_ns);
         const struct dp_seglog_buf *f = &log->bufs[log->fbuf];
-        /* Under `batch` the fill buffer waits for the sync (or for being
-         * full); the other policies write it at each poll. */
-        if (log->nbusy == 1 && f->last_seq != 0 &&
-            (sync || log->closing || log->cfg.sync != DP_SEGLOG_SYNC_BATCH))
+        /* Every policy writes the fill buffer at each poll (so `batch`
+         * records reach the kernel at once); `batch` syncs on its own
+         * schedule, a sync-only job when no write carries it. */
+        (void)now_ns;
+        if (log->nbusy == 1 && f->last_seq != 0)
                 dp_seglog_buf_next(log, f->seg_first, false);
         if (log->nbusy > 1) {
                 const struct dp_seglog_buf *b = &log->bufs[log->wbuf];
@@ -664,7 +665,7 @@ uint64_t dp_seglog_next_ns(const struct dp_seglog *log)
         case DP_SEGLOG_SYNC_BATCH:
                 if (last <= log->synced_seq)
                         return UINT64_MAX;
-                if (!log->undurable_seen ||
+                if (log->bufs[log->fbuf].last_seq != 0 || !log->undurable_seen ||
                     log->stats.append_bytes - log->synced_rec_bytes >= log->cfg.batch_bytes)
                         return 0;
                 return log->undurable_since_ns + (uint64_t)log->cfg.batch_us * 1000;

@@ -228,8 +228,12 @@ int dp_worker_do_work(struct dp_worker *w)
         work += dp_worker_agents_drain(w);
         if (w->nats != NULL)
                 work += dp_nats_poll(w->nats);
-        if (w->disk != NULL)
+        if (w->disk != NULL) {
                 work += dp_disk_poll(w->disk, now_ns);
+                /* A log write or sync in flight completes without waking
+                 * us, and answers wait on it: sleep only briefly meanwhile. */
+                w->idle.sleep_cap_ns = dp_disk_busy(w->disk) ? DP_DISK_POLL_NS : 0;
+        }
         rc = dp_worker_mesh_drain(w);
         if (rc < 0)
                 err = rc;
@@ -258,10 +262,6 @@ bool dp_worker_ready(void *arg)
          * still wakes it through the notify. */
         if (w->blocked)
                 return false;
-        /* A log write or sync in flight completes without waking us: stay
-         * up for it (its answers wait on it). */
-        if (dp_disk_busy(w->disk))
-                return true;
         if (shm_mpsc_peek(&w->cmd, &cr) != 0)
                 return true;
         for (uint32_t j = 0; j < w->workers; j++)
