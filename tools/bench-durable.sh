@@ -236,13 +236,16 @@ case $nats_version in
 *v2.9.*)
         echo "JetStream ($nats_version) acks a publish once it is written to the stream's"
         echo "block file (write(2), page cache: it survives nats-server crashing, not the"
-        echo "machine) and fsyncs every 2 minutes, not configurable before 2.10. The"
-        echo "equivalent atomq policy is sync=none; batch and always are stronger."
+        echo "machine) and fsyncs every 2 minutes, not configurable before 2.10. atomq's"
+        echo "sync=batch is the equivalent and then some: acked once written to the kernel,"
+        echo "fdatasync'ed within --disk-sync-us (1 ms); always is stronger; none is weaker"
+        echo "(acked before the write)."
         ;;
 *)
         echo "JetStream ($nats_version): an acked publish is written to its block file and"
         echo "fsynced per the server's sync_interval (2.10+: default 2 minutes, 'always'"
-        echo "fsyncs each write). With the default, the equivalent atomq policy is sync=none."
+        echo "fsyncs each write). With the default, atomq's sync=batch is the equivalent"
+        echo "(acked once written, fdatasync'ed within 1 ms); none is weaker."
         ;;
 esac
 
