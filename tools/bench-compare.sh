@@ -41,75 +41,10 @@ if [ ! -x "$nats_server" ]; then
 fi
 
 tmp=$(mktemp -d /tmp/bench-compare.XXXXXX) || exit 1
-atomqd_pid=
-nats_pid=
-
-cleanup() {
-        for pid in $atomqd_pid $nats_pid; do
-                kill "$pid" 2>/dev/null
-        done
-        for pid in $atomqd_pid $nats_pid; do
-                wait "$pid" 2>/dev/null
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-# Whether something accepts connections on 127.0.0.1:$1.
-listening() {
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# A port nothing listens on; the server bound to it is checked anyway.
-free_port() {
-        local p
-        for _ in $(seq 1 50); do
-                p=$((20000 + RANDOM % 40000))
-                if ! listening "$p"; then
-                        echo "$p"
-                        return 0
-                fi
-        done
-        return 1
-}
-
-# Waits until pid $1 listens on port $2; 1 if it died or took too long.
-await_listen() {
-        local i
-        for i in $(seq 1 $((start_wait_s * 10))); do
-                kill -0 "$1" 2>/dev/null || return 1
-                listening "$2" && return 0
-                sleep 0.1
-        done
-        return 1
-}
-
-atomq_port=$(free_port) || { say "no free port"; exit 1; }
-"$atomqd" --workers 1 --max-entities 20000 --hugepages off --metrics off \
-        --control "$tmp/control.sock" --data-dir "$tmp/data" \
-        --nats "127.0.0.1:$atomq_port" --max-agents 0 ${ATOMQD_ARGS:-} \
-        >"$tmp/atomqd.log" 2>&1 &
-atomqd_pid=$!
-if ! await_listen "$atomqd_pid" "$atomq_port"; then
-        say "atomqd did not listen on 127.0.0.1:$atomq_port; its log:"
-        cat "$tmp/atomqd.log" >&2
-        exit 1
-fi
-
-nats_port=$(free_port) || { say "no free port"; exit 1; }
-while [ "$nats_port" = "$atomq_port" ]; do
-        nats_port=$(free_port) || { say "no free port"; exit 1; }
-done
-"$nats_server" -a 127.0.0.1 -p "$nats_port" >"$tmp/nats-server.log" 2>&1 &
-nats_pid=$!
-if ! await_listen "$nats_pid" "$nats_port"; then
-        say "nats-server did not listen on 127.0.0.1:$nats_port; its log:"
-        cat "$tmp/nats-server.log" >&2
-        exit 1
-fi
-
-url="nats://127.0.0.1:$atomq_port,nats://127.0.0.1:$nats_port"
+# shellcheck source=tools/bench-servers.sh
+. "$(dirname "$0")/bench-servers.sh"
+# shellcheck disable=SC2119 # nats-server takes no extra arguments here
+bench_servers_start
 say "atomqd on :$atomq_port (--workers 1), $("$nats_server" --version) on :$nats_port"
 say "atomq-bench nats CASE --url $url --json ${defaults[*]} $*"
 
@@ -129,13 +64,7 @@ for c in "${cases[@]}"; do
                 failed=1
         fi
 done
-for pid in $atomqd_pid $nats_pid; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-                say "a server exited during the runs (pid $pid); logs:"
-                cat "$tmp/atomqd.log" "$tmp/nats-server.log" >&2
-                failed=1
-        fi
-done
+bench_servers_died && failed=1
 
 # One row per figure: atomq, nats-server and their ratio; a missing figure
 # is a scenario that failed to run against that server.

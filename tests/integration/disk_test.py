@@ -293,7 +293,7 @@ def check_state(atomqd):
             if not a.get("ok"):
                 fail(f"{subj} {body}: {a}", srv)
         c.close()
-        out = srv_control(srv, "set st.moved storage=disk")
+        out = natsenv.control(os.path.join(srv.tmp, "ctl.sock"), "set st.moved storage=disk")
         if not any("storage: disk" in l for l in out):
             fail(f"set storage=disk: {out}", srv)
         time.sleep(0.5)     # st.short's TTL runs out meanwhile
@@ -331,23 +331,6 @@ def check_state(atomqd):
     shutil.rmtree(tmp, ignore_errors=True)
     print("ok state: mailbox with acks and TTLs, log with a group cursor, latest value, a "
           "mailbox moved to disk live: all back after SIGKILL; destroyed and expired ones not")
-
-
-def srv_control(srv, line):
-    """One command on the control socket: the reply's lines."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(os.path.join(srv.tmp, "ctl.sock"))
-        f = s.makefile("rb")
-        while f.readline() not in (b"\n", b""):
-            pass
-        s.sendall(line.encode() + b"\n")
-        out = []
-        for raw in f:
-            if raw == b"\n":
-                break
-            out.append(raw.decode().rstrip("\n"))
-        return out
 
 
 # ---- compaction: what is no longer live leaves the disk --------------------

@@ -36,6 +36,23 @@ def wait_port(port, proc, seconds=10):
     return False
 
 
+def control(sock_path, line):
+    """One command on the control socket at sock_path: the reply's lines."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(sock_path)
+        f = s.makefile("rb")
+        while f.readline() not in (b"\n", b""):  # the greeting
+            pass
+        s.sendall(line.encode() + b"\n")
+        out = []
+        for raw in f:
+            if raw == b"\n":
+                break
+            out.append(raw.decode().rstrip("\n"))
+        return out
+
+
 class Atomqd:
     """atomqd (and its dataplane) with --nats on a free loopback port."""
 
@@ -57,19 +74,7 @@ class Atomqd:
 
     def control(self, line):
         """One command on atomqd's control socket: the reply's lines."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(os.path.join(self.tmp, "ctl.sock"))
-            f = s.makefile("rb")
-            while f.readline() not in (b"\n", b""):  # the greeting
-                pass
-            s.sendall(line.encode() + b"\n")
-            out = []
-            for raw in f:
-                if raw == b"\n":
-                    break
-                out.append(raw.decode().rstrip("\n"))
-            return out
+        return control(os.path.join(self.tmp, "ctl.sock"), line)
 
     def dataplane_rss_kib(self):
         """VmRSS of atomq-dataplane (atomqd's child), or None."""
