@@ -155,6 +155,8 @@ void dp_bindings_release(struct dp_shard *s, struct dp_entity *e)
  * spaces around the value. */
 static bool dp_headers_match(const struct dp_binding *b, const uint8_t *h, uint32_t len)
 {
+        if (h == NULL || len == 0)
+                return false;   /* no header block: no header to match */
         const uint8_t *end = h + len, *line = memchr(h, '\n', len);
         while (line != NULL && line + 1 < end) {
                 const uint8_t *start = line + 1;
