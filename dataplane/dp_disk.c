@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "atomq/frame.h"
@@ -64,6 +65,7 @@ struct dp_disk {
         struct dp_disk_stats stats;
         char dir[4096];
         char next_dir[4096 + 8];       /* dir ".next": a compaction's new log */
+        int efd;                       /* the log's completions signal it; -1: none */
 };
 
 static uint64_t dp_disk_realtime_ns(void)
@@ -470,6 +472,10 @@ int dp_disk_compact(struct dp_disk *d)
         rc = renameat2(AT_FDCWD, d->next_dir, AT_FDCWD, d->dir, RENAME_EXCHANGE) != 0 ? -errno : 0;
         dp_disk_rmdir(d->next_dir);
         int orc = dp_seglog_open(d->log, &d->lc, NULL, NULL);
+        /* If the new ring cannot signal it, the eventfd stays (the NATS
+         * ring watches it) and goes quiet: the worker's sleep is bounded. */
+        if (orc == 0 && d->efd >= 0)
+                (void)dp_seglog_set_eventfd(d->log, d->efd);
         /* Whatever was parked is durable now: in the closed old log, and in
          * the new one. */
         dp_disk_publish_ready(d, true);
@@ -514,6 +520,7 @@ int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk
         if (d == NULL)
                 return -ENOMEM;
         d->w = w;
+        d->efd = -1;
         d->log = calloc(1, dp_seglog_size());
         d->parked = calloc(DP_DISK_PARKED_MAX, sizeof(*d->parked));
         int n = snprintf(d->dir, sizeof(d->dir), "%s/w%u", cfg->data_dir, w->index);
@@ -569,8 +576,20 @@ int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk
                 return rc;
         }
         s->hdr->journal_loaded = 1;
+        /* Completions signal an eventfd the worker's sleep can watch
+         * (dp_disk_eventfd); without one it sleeps briefly instead. */
+        d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (d->efd >= 0 && dp_seglog_set_eventfd(d->log, d->efd) != 0) {
+                close(d->efd);
+                d->efd = -1;
+        }
         *out = d;
         return 0;
+}
+
+int dp_disk_eventfd(const struct dp_disk *d)
+{
+        return d != NULL ? d->efd : -1;
 }
 
 const char *dp_disk_error(const struct dp_disk *d, char *buf, size_t len)
@@ -592,6 +611,8 @@ void dp_disk_close(struct dp_disk *d)
                 dp_shard_set_journal(&d->w->shard, NULL, NULL);
         dp_seglog_close(d->log);
         dp_disk_publish_ready(d, false);
+        if (d->efd >= 0)
+                close(d->efd);
         for (uint32_t i = 0; i < d->parked_count; i++)
                 free(d->parked[(d->parked_head + i) % DP_DISK_PARKED_MAX].data);
         free(d->parked);

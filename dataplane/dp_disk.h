@@ -104,6 +104,11 @@ int dp_disk_poll(struct dp_disk *d, uint64_t now_ns);
  * not sleep long. */
 bool dp_disk_busy(const struct dp_disk *d);
 
+/* An eventfd the log's completions signal (-1: none): a worker that
+ * sleeps on its NATS ring watches it (nic_uring_watch) and need not wake
+ * on a timer while the log works. */
+int dp_disk_eventfd(const struct dp_disk *d);
+
 /* Brackets the handling of one request: end says whether its answer must
  * wait, and for what (sync always: the records synced; batch: written). */
 void dp_disk_request_begin(struct dp_disk *d);

@@ -331,6 +331,8 @@ static int dp_engine_thread_init(struct dp_worker *w)
                 rc = dp_nats_init(&w->nats, w, nc);
                 if (rc == 0)
                         dp_idle_set_waiter(&w->idle, dp_nats_wait, w->nats);
+                if (rc == 0 && dp_disk_eventfd(w->disk) >= 0)
+                        w->disk_watched = dp_nats_watch(w->nats, dp_disk_eventfd(w->disk)) == 0;
         }
         /* Pairs with the acquire load in dp_engine_start_worker. */
         atomic_store_explicit(&w->init_rc, rc == 0 ? 1 : rc, memory_order_release);

@@ -763,3 +763,8 @@ void dp_nats_fini(struct dp_nats *n)
         }
         dp_nats_free(n);
 }
+
+int dp_nats_watch(struct dp_nats *n, int fd)
+{
+        return nic_uring_watch(n->nic, fd);
+}

@@ -105,6 +105,9 @@ bool dp_nats_endpoint_is(uint32_t endpoint);
 void dp_nats_deliver(struct dp_nats *n, const struct dp_dispatch *d);
 
 /* The idle sleep (dp_idle_wait_fn): the words, or a completion. */
+/* Makes fd's readability end the idle sleep (nic_uring_watch). */
+int dp_nats_watch(struct dp_nats *n, int fd);
+
 int dp_nats_wait(void *n, struct shm_wake *const *w, const uint32_t *seq, uint32_t count,
                  int64_t timeout_ns);
 

@@ -725,3 +725,14 @@ const struct dp_seglog_stats *dp_seglog_stats(const struct dp_seglog *log)
 {
         return &log->stats;
 }
+
+int dp_seglog_set_eventfd(struct dp_seglog *log, int fd)
+{
+        if (!log->open || fd < 0)
+                return -EBADF;
+        /* On the owner's thread: enabling binds the ring to it. */
+        int rc = dp_seglog_ring_enable(log);
+        if (rc == 0)
+                rc = io_uring_register_eventfd(&log->ring, fd);
+        return rc;
+}

@@ -305,6 +305,11 @@ int dp_seglog_append(struct dp_seglog *log, const struct dp_seglog_rec *rec, uns
  * 0 when idle, or the failed state's error (<0); -EBADF: not open. */
 int dp_seglog_poll(struct dp_seglog *log, uint64_t now_ns);
 
+/* Has the kernel signal eventfd fd at each completion of the log's I/O, so
+ * a caller asleep elsewhere (another ring watching fd) wakes for it. On the
+ * owner's thread (it binds the ring). -EBADF: not open; io_uring's -errno. */
+int dp_seglog_set_eventfd(struct dp_seglog *log, int fd);
+
 /* When the next poll has something to do: 0 while I/O is in flight or can
  * start, the batch deadline while one waits, UINT64_MAX when idle. */
 uint64_t dp_seglog_next_ns(const struct dp_seglog *log);

@@ -230,9 +230,11 @@ int dp_worker_do_work(struct dp_worker *w)
                 work += dp_nats_poll(w->nats);
         if (w->disk != NULL) {
                 work += dp_disk_poll(w->disk, now_ns);
-                /* A log write or sync in flight completes without waking
-                 * us, and answers wait on it: sleep only briefly meanwhile. */
-                w->idle.sleep_cap_ns = dp_disk_busy(w->disk) ? DP_DISK_POLL_NS : 0;
+                /* Answers wait on the log's I/O. Its completions wake a
+                 * sleep on the NATS ring (which watches the log's eventfd);
+                 * any other sleep is kept short while the log works. */
+                w->idle.sleep_cap_ns = dp_disk_busy(w->disk) && !w->disk_watched ? DP_DISK_POLL_NS
+                                                                                   : 0;
         }
         rc = dp_worker_mesh_drain(w);
         if (rc < 0)

@@ -143,6 +143,7 @@ struct dp_worker {
         void *deliver_arg;
         struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
         struct dp_disk *disk;         /* the disk tier's log; NULL: none (dp_disk.h) */
+        bool disk_watched;            /* the NATS ring's sleep wakes for the log's I/O */
         uint32_t publish_origin;      /* endpoint whose publish is being matched now */
         uint64_t pub_seq;             /* numbers this worker's network publishes (pub_id) */
         uint64_t last_pub_id;         /* the id dp_worker_publish_msg gave its last publish */

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -54,6 +55,27 @@ static void nic_accept_arm(struct nic_uring *n)
         io_uring_prep_multishot_accept(sqe, n->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         io_uring_sqe_set_data64(sqe, nic_ud(NIC_UD_ACCEPT, 0));
         n->accept_armed = true;
+}
+
+/* A multishot poll for POLLIN on the watched fd: its completions are news
+ * for nic_uring_wait and nothing more. */
+static void nic_watch_arm(struct nic_uring *n)
+{
+        struct io_uring_sqe *sqe = nic_sqe(n);
+        if (sqe == NULL)
+                return;
+        io_uring_prep_poll_multishot(sqe, n->watch_fd, POLLIN);
+        io_uring_sqe_set_data64(sqe, nic_ud(NIC_UD_WATCH, (uint32_t)n->watch_fd));
+        n->watch_armed = true;
+}
+
+int nic_uring_watch(struct nic_uring *n, int fd)
+{
+        if (fd < 0 || n->watch_fd >= 0)
+                return -EINVAL;
+        n->watch_fd = fd;
+        nic_watch_arm(n);
+        return n->watch_armed ? 0 : -EBUSY;
 }
 
 /* Hands a provided buffer back; nic_bufs_publish makes the batch visible. */
@@ -138,6 +160,11 @@ static void nic_cqe_dispatch(struct nic_uring *n, const struct nic_cqe *e)
                 break;
         case NIC_UD_CANCEL:
                 break;
+        case NIC_UD_WATCH:
+                /* The poll ended (an error, or the kernel dropped it): again. */
+                if (!(e->flags & IORING_CQE_F_MORE))
+                        n->watch_armed = false;
+                break;
         default:
                 /* Not ours; a buffer it carries is still ours to return. */
                 if (e->flags & IORING_CQE_F_BUFFER)
@@ -210,6 +237,8 @@ int nic_uring_poll(struct nic_uring *n)
         handled += nic_close_drain(n);
         if (!n->accept_armed)
                 nic_accept_arm(n);
+        if (n->watch_fd >= 0 && !n->watch_armed)
+                nic_watch_arm(n);
         return handled;
 }
 
@@ -387,6 +416,7 @@ int nic_uring_init(struct nic_uring *n, const struct nic_uring_config *cfg,
 {
         memset(n, 0, sizeof(*n));
         n->listen_fd = -1;
+        n->watch_fd = -1;
         int rc = nic_config_check(cfg, ops);
         if (rc < 0)
                 return rc;

@@ -165,6 +165,13 @@ int nic_uring_flush(struct nic_uring *n);
  * ignored. */
 void nic_uring_close(struct nic_uring *n, uint32_t conn, bool flush);
 
+/* Makes fd's readability (POLLIN) wake nic_uring_wait: another ring's
+ * eventfd, say, whose completions should end the sleep. One fd; the
+ * caller keeps it open while the nic lives and drains it. -EINVAL: a bad
+ * fd or one already watched; -EBUSY: no submission entry now (retried at
+ * the next poll). */
+int nic_uring_watch(struct nic_uring *n, int fd);
+
 /* The idle sleep: returns when a completion is ready, when a word in
  * words[] moves from seqs[] (shm_wake eventcount: the caller prepared
  * them), or after timeout_ns (< 0: no bound). Uses an io_uring futex

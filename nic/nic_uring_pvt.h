@@ -40,6 +40,7 @@ enum nic_ud_kind {
         NIC_UD_SEND = 3,
         NIC_UD_FUTEX = 4,
         NIC_UD_CANCEL = 5,
+        NIC_UD_WATCH = 6,        /* a watched fd became readable (low bits: the fd) */
 };
 
 #define NIC_POLL_BATCH 256u      /* completions copied out of the CQ at once */
@@ -104,6 +105,8 @@ struct nic_uring {
         bool accept_armed;
         bool bufs_registered;
         bool futex_unsupported;
+        int watch_fd;                    /* nic_uring_watch's fd; -1: none */
+        bool watch_armed;
         /* The provided buffer ring (bgid 0) and its buffers. */
         struct io_uring_buf_ring *br;
         size_t br_bytes;

@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -975,4 +976,26 @@ Test(nic_uring, wait_times_out)
         for (int i = 0; i < 129; i++)
                 many[i] = &w;
         cr_assert_eq(nic_uring_wait(n, many, seq, 129, 0), -EINVAL, "futex_waitv takes 128");
+}
+
+/* A watched fd (another ring's eventfd) ends the sleep when it becomes
+ * readable, every time, and a quiet one does not. */
+Test(nic_uring, wait_wakes_on_a_watched_fd)
+{
+        struct nic_uring *n = idle_nic();
+        int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        cr_assert_geq(efd, 0);
+        cr_assert_eq(nic_uring_watch(n, efd), 0);
+        cr_assert_eq(nic_uring_watch(n, efd), -EINVAL, "one fd");
+        settle(n);
+        uint64_t took;
+        cr_assert_eq(wait_once(n, NULL, 0, 30 * MS, &took), -ETIMEDOUT, "quiet: no wake-up");
+        for (int round = 0; round < 3; round++) {
+                uint64_t one = 1;
+                cr_assert_eq(write(efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+                cr_assert_eq(wait_once(n, NULL, 0, 5000 * MS, &took), 0, "round %d", round);
+                cr_assert_lt(took, 50 * MS, "woke %llu ns late", (unsigned long long)took);
+                nic_uring_poll(n);
+        }
+        close(efd);
 }
