@@ -147,11 +147,20 @@ json_t *dp_aq_ok(void)
         return DP_AQ_TEXT;
 }
 
-/* {"ok":true,"<key>":N} */
+/* {"ok":true,"<key>":N}: every send's and append's answer. */
 json_t *dp_aq_ok_num(const char *key, uint64_t v)
 {
-        dp_aq_text_len = (size_t)snprintf(dp_aq_text, sizeof(dp_aq_text),
-                                          "{\"ok\":true,\"%s\":%llu}", key, (unsigned long long)v);
+        char digits[20];
+        size_t n = 0;
+        do {
+                digits[sizeof(digits) - 1 - n++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v != 0);
+        dp_aq_text_len = 0;
+        if (!DP_AQ_TEXT_PUT("{\"ok\":true,\"") || !dp_aq_text_put(key, strlen(key)) ||
+            !DP_AQ_TEXT_PUT("\":") || !dp_aq_text_put(digits + sizeof(digits) - n, n) ||
+            !DP_AQ_TEXT_PUT("}"))
+                return json_pack("{s:b,s:I}", "ok", 1, key, (json_int_t)v); /* a key too long */
         return DP_AQ_TEXT;
 }
 
