@@ -68,21 +68,7 @@ bench_servers_died && failed=1
 
 # One row per figure: atomq, nats-server and their ratio; a missing figure
 # is a scenario that failed to run against that server.
-awk -v cases="${cases[*]}" '
-function val(line, key,    m) {
-        if (!match(line, "\"" key "\":(\"[^\"]*\"|[0-9.]+)"))
-                return ""
-        m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-        gsub(/"/, "", m)
-        return m
-}
-function rate(v) {
-        if (v == "") return "FAILED"
-        v += 0
-        if (v >= 1e6) return sprintf("%.2f M", v / 1e6)
-        if (v >= 1e3) return sprintf("%.1f k", v / 1e3)
-        return sprintf("%.0f", v)
-}
+awk -v cases="${cases[*]}" -f "$(dirname "$0")/bench-json.awk" -f /dev/stdin "$tmp/all.jsonl" <<'AWK'
 function us(v) { return v == "" ? "FAILED" : sprintf("%.1f us", v / 1e3) }
 function row(label, c, key, kind,    a, n, r, e) {
         a = fig["atomq", c, key]
@@ -121,7 +107,8 @@ END {
         row("reqrep p50 (lower=better)", "reqrep", "p50_ns", "us")
         row("reqrep p99 (lower=better)", "reqrep", "p99_ns", "us")
         row("reqrep p999 (lower=better)", "reqrep", "p999_ns", "us")
-}' "$tmp/all.jsonl"
+}
+AWK
 
 if grep -q '"errors":[1-9]' "$tmp/all.jsonl"; then
         echo

@@ -104,21 +104,7 @@ bench_servers_died && failed=1
 # One row per case, sync and size: atomq, JetStream, their ratio (the
 # issue's target is 3x) and both ack p99s; a missing figure is a case that
 # failed to run against that server.
-awk -v storage="$storage" '
-function val(line, key,    m) {
-        if (!match(line, "\"" key "\":(\"[^\"]*\"|[0-9.]+)"))
-                return ""
-        m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-        gsub(/"/, "", m)
-        return m
-}
-function rate(v) {
-        if (v == "") return "FAILED"
-        v += 0
-        if (v >= 1e6) return sprintf("%.2f M", v / 1e6)
-        if (v >= 1e3) return sprintf("%.1f k", v / 1e3)
-        return sprintf("%.0f", v)
-}
+awk -v storage="$storage" -f "$(dirname "$0")/bench-json.awk" -f /dev/stdin "$tmp/all.jsonl" <<'AWK'
 function us(v) {
         if (v == "") return "-"
         return v >= 1e6 ? sprintf("%.2f ms", v / 1e6) : sprintf("%.0f us", v / 1e3)
@@ -151,7 +137,8 @@ END {
         }
         printf "\nmsgs/s: acks read per second; p99: publish written to ack read; "
         printf "* = at least 3x JetStream (the target)\n"
-}' "$tmp/all.jsonl"
+}
+AWK
 
 # What an acked publish means on each side (docs/benchmarks.md).
 echo

@@ -462,17 +462,25 @@ Test(dp_seglog, direct_pads_blocks_rewrites_the_tail_and_reads_back_buffered)
 
 /* --- durability ---------------------------------------------------------------- */
 
+/* A buffered log in a fresh temp directory, reporting durability to dl. */
+static struct dp_seglog *durable_log_open(struct dp_seglog_config *cfg, struct durable_log *dl,
+                                          enum dp_seglog_sync sync)
+{
+        struct seen s;
+        tmp_make("/tmp");
+        cfg_small(cfg, tmp_root, DP_SEGLOG_IO_BUFFERED, sync);
+        cfg->on_durable = on_durable;
+        cfg->durable_arg = dl;
+        struct dp_seglog *log = log_new();
+        open_ok(log, cfg, &s, 0);
+        return log;
+}
+
 Test(dp_seglog, always_reports_durable_only_after_a_poll_reaps_the_fdatasync)
 {
-        tmp_make("/tmp");
         struct dp_seglog_config cfg;
         struct durable_log dl = { 0 };
-        cfg_small(&cfg, tmp_root, DP_SEGLOG_IO_BUFFERED, DP_SEGLOG_SYNC_ALWAYS);
-        cfg.on_durable = on_durable;
-        cfg.durable_arg = &dl;
-        struct dp_seglog *log = log_new();
-        struct seen s;
-        open_ok(log, &cfg, &s, 0);
+        struct dp_seglog *log = durable_log_open(&cfg, &dl, DP_SEGLOG_SYNC_ALWAYS);
         uint32_t pmax = payload_max_of(&cfg);
         for (uint64_t seq = 1; seq <= 3; seq++)
                 append_gen(log, seq, pmax, 0);
@@ -542,15 +550,9 @@ Test(dp_seglog, written_is_not_durable_until_the_fdatasync)
  * its completion must not report the record durable. */
 Test(dp_seglog, a_sync_covers_only_what_was_written_before_it)
 {
-        tmp_make("/tmp");
         struct dp_seglog_config cfg;
         struct durable_log dl = { 0 };
-        cfg_small(&cfg, tmp_root, DP_SEGLOG_IO_BUFFERED, DP_SEGLOG_SYNC_ALWAYS);
-        cfg.on_durable = on_durable;
-        cfg.durable_arg = &dl;
-        struct dp_seglog *log = log_new();
-        struct seen s;
-        open_ok(log, &cfg, &s, 0);
+        struct dp_seglog *log = durable_log_open(&cfg, &dl, DP_SEGLOG_SYNC_ALWAYS);
         uint64_t seq;
         cr_assert_eq(append_sized(log, 64, 0, &seq), 0);
         cr_assert_gt(dp_seglog_poll(log, shm_clock_ns()), 0);
@@ -694,15 +696,9 @@ Test(dp_seglog, a_sync_flagged_record_overrides_a_lazy_policy)
 
 Test(dp_seglog, none_writes_without_syncing)
 {
-        tmp_make("/tmp");
         struct dp_seglog_config cfg;
         struct durable_log dl = { 0 };
-        cfg_small(&cfg, tmp_root, DP_SEGLOG_IO_BUFFERED, DP_SEGLOG_SYNC_NONE);
-        cfg.on_durable = on_durable;
-        cfg.durable_arg = &dl;
-        struct dp_seglog *log = log_new();
-        struct seen s;
-        open_ok(log, &cfg, &s, 0);
+        struct dp_seglog *log = durable_log_open(&cfg, &dl, DP_SEGLOG_SYNC_NONE);
         uint64_t seq;
         for (int i = 0; i < 100; i++) {
                 cr_assert_eq(append_sized(log, 512, 0, &seq), 0);
