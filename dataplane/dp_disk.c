@@ -17,6 +17,7 @@
 #include "dataplane/dp_shard_pvt.h"
 #include "dataplane/dp_worker_pvt.h"
 #include "shm/shm_clock.h"
+#include "shm/shm_log.h"
 
 /* A CREATE record's payload: the entity's options, little-endian. */
 struct dp_disk_create {
@@ -442,6 +443,8 @@ static int dp_disk_restate(struct dp_disk *d)
 
 int dp_disk_compact(struct dp_disk *d)
 {
+        uint64_t t0 = shm_clock_ns();
+        uint32_t segs_before = dp_seglog_segments(d->log, NULL, 0);
         struct dp_seglog *nl = calloc(1, dp_seglog_size());
         if (nl == NULL)
                 return -ENOMEM;
@@ -492,6 +495,11 @@ int dp_disk_compact(struct dp_disk *d)
         d->stats.compactions++;
         uint32_t n = dp_seglog_segments(d->log, NULL, 0);
         d->compact_after = 2 * n > DP_DISK_COMPACT_SEGMENTS ? 2 * n : DP_DISK_COMPACT_SEGMENTS;
+        /* Rare (the log doubled since the last one) and blocking: worth a
+         * line with what it took. */
+        shm_log(SHM_LOG_INFO, "worker %u: disk log compacted from %u segments to %u in %llu ms",
+                d->w->index, segs_before, n,
+                (unsigned long long)((shm_clock_ns() - t0) / 1000000));
         return 0;
 }
 
