@@ -229,6 +229,12 @@ static int dp_disk_journal(void *arg, const struct dp_journal *j)
         case DP_JOURNAL_DESTROY:
         case DP_JOURNAL_FORGET:
                 break;
+        case DP_JOURNAL_TTL:
+                /* An absolute TTL keeps its deadline across restarts. */
+                rec.entity = j->ttl_ms;
+                if (j->ttl_ms != 0 && !(j->e->lifecycle & DP_LIFE_TTL_IDLE))
+                        rec.expiry_ns = dp_disk_realtime_ns() + (uint64_t)j->ttl_ms * 1000000;
+                break;
         default:
                 return -EINVAL;
         }
@@ -358,6 +364,19 @@ static int dp_disk_replay(void *arg, const struct dp_seglog_rec *rec)
                  * not survive. */
                 dp_shard_destroy(s, h);
                 break;
+        case DP_JOURNAL_TTL: {
+                uint64_t ttl = rec->entity;
+                if (rec->expiry_ns != 0) {
+                        if (rec->expiry_ns <= now_real) {
+                                dp_shard_destroy(s, h);   /* it ran out while we were down */
+                                break;
+                        }
+                        uint64_t left_ms = (rec->expiry_ns - now_real) / 1000000 + 1;
+                        ttl = left_ms < ttl ? left_ms : ttl;
+                }
+                (void)dp_shard_set_ttl(s, h, (uint32_t)ttl);
+                break;
+        }
         case DP_DISK_REC_CURSOR: {
                 uint64_t gh;
                 if (rec->payload_len != sizeof(gh))

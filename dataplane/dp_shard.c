@@ -398,6 +398,10 @@ int dp_shard_set_ttl(struct dp_shard *s, uint64_t handle, uint32_t ttl_ms)
                 dp_entity_disarm(s, e);
         e->ttl_ms = ttl_ms;
         dp_entity_arm(s, e);
+        if (e->storage == DP_STORAGE_DISK) {
+                struct dp_journal j = { .kind = DP_JOURNAL_TTL, .ttl_ms = ttl_ms };
+                (void)dp_journal_tell(s, e, &j); /* it counts its own failures */
+        }
         return 0;
 }
 

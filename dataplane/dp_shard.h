@@ -242,6 +242,7 @@ enum dp_journal_kind {
         DP_JOURNAL_COMMIT = 4,
         DP_JOURNAL_DESTROY = 5,
         DP_JOURNAL_FORGET = 6,
+        DP_JOURNAL_TTL = 7,      /* the entity's TTL set anew (ttl_ms; 0: none) */
 };
 
 struct dp_journal {

@@ -293,9 +293,22 @@ def check_state(atomqd):
             if not a.get("ok"):
                 fail(f"{subj} {body}: {a}", srv)
         c.close()
-        out = natsenv.control(os.path.join(srv.tmp, "ctl.sock"), "set st.moved storage=disk")
+        ctl = os.path.join(srv.tmp, "ctl.sock")
+        out = natsenv.control(ctl, "set st.moved storage=disk")
         if not any("storage: disk" in l for l in out):
             fail(f"set storage=disk: {out}", srv)
+        # A TTL set later is kept too: st.box loses its TTL, st.later gets one
+        # that runs out while atomq is down.
+        c = Nats(srv.port)
+        for body in (b'{"name":"st.later","storage":"disk"}',):
+            a = c.req(b"$AQ.MAILBOX.CREATE", body)
+            if not a.get("ok"):
+                fail(f"create st.later: {a}", srv)
+        c.close()
+        for line in ("set st.box ttl=0", "set st.later ttl=300ms"):
+            out = natsenv.control(ctl, line)
+            if not any(l.startswith("ok") for l in out):
+                fail(f"{line}: {out}", srv)
         time.sleep(0.5)     # st.short's TTL runs out meanwhile
         srv.kill9()
         srv.start()
@@ -304,7 +317,7 @@ def check_state(atomqd):
                c.req(b"$AQ.MAILBOX.FETCH.st.box", b'{"batch":10}')["messages"]]
         if box != [b"two", b"three"]:
             fail(f"st.box after restart: {box}", srv)
-        for gone in (b"st.short", b"st.gone"):
+        for gone in (b"st.short", b"st.gone", b"st.later"):
             a = c.req(b"$AQ.MAILBOX.FETCH." + gone, b"")
             if a.get("error") != "NOT_FOUND":
                 fail(f"{gone} should be gone: {a}", srv)
