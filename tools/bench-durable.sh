@@ -37,12 +37,6 @@ start_wait_s=10
 
 say() { printf 'bench-durable: %s\n' "$*" >&2; }
 
-for f in "$bench" "$atomqd"; do
-        if [ ! -x "$f" ]; then
-                say "$f is missing: build the release tree first (ninja -C $build)"
-                exit 2
-        fi
-done
 for s in "${syncs[@]}"; do
         case $s in
         always | batch | none) ;;
@@ -52,10 +46,6 @@ for s in "${syncs[@]}"; do
                 ;;
         esac
 done
-if [ ! -x "$nats_server" ]; then
-        say "nats-server not found (apt-get install nats-server, or NATS_SERVER=PATH)"
-        exit 1
-fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX") || exit 1
 # shellcheck source=tools/bench-servers.sh

@@ -1,15 +1,17 @@
-# shellcheck shell=bash disable=SC2154 # tmp, start_wait_s, atomqd, nats_server, say: the sourcing script's
+# shellcheck shell=bash disable=SC2154 # build, bench, tmp, start_wait_s, atomqd, nats_server: the sourcing script's
 # tools/bench-servers.sh - sourced by bench-compare.sh and bench-durable.sh:
 # atomqd and nats-server started side by side on free loopback ports in
 # $tmp, stopped (and $tmp removed) when the script exits.
 #
-# The sourcing script sets: atomqd, nats_server (binaries), tmp (a fresh
-# directory), start_wait_s, and say(). Then:
+# The sourcing script sets: build, bench, atomqd, nats_server (binaries),
+# tmp (a fresh directory), start_wait_s, and say(). Then:
 #
 #   bench_servers_start [nats-server arguments ...]
 #
-# starts both (atomqd with ATOMQD_ARGS added) or exits 1 with a server's
-# log, and sets atomq_port, nats_port and url (both, atomq first).
+# starts both (atomqd with ATOMQD_ARGS added) or exits with a reason (2: a
+# binary of the build is missing, 1: no nats-server or a server did not
+# start, with its log), and sets atomq_port, nats_port and url (both,
+# atomq first).
 
 atomqd_pid=
 nats_pid=
@@ -55,6 +57,16 @@ await_listen() {
 }
 
 bench_servers_start() {
+        for f in "$bench" "$atomqd"; do
+                if [ ! -x "$f" ]; then
+                        say "$f is missing: build the release tree first (ninja -C $build)"
+                        exit 2
+                fi
+        done
+        if [ ! -x "$nats_server" ]; then
+                say "nats-server not found (apt-get install nats-server, or NATS_SERVER=PATH)"
+                exit 1
+        fi
         atomq_port=$(free_port) || { say "no free port"; exit 1; }
         # shellcheck disable=SC2086 # ATOMQD_ARGS is a list of flags
         "$atomqd" --workers 1 --max-entities 20000 --hugepages off --metrics off \
