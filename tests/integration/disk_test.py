@@ -6,6 +6,7 @@ byte keeps every complete record and drops the torn one; disk limits give a
 clear error.
 
     disk_test.py ATOMQD [crash|state|compaction|torn|limits|all] [--rounds N] [--seed S]
+                 [--workers N]
 
 Prints "ok <check>" per check; exits 1 with the reason on the first failure.
 """
@@ -23,6 +24,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import natsenv  # noqa: E402
+
+
+# --workers for every atomqd started here (--workers on the command line).
+WORKERS = 1
 
 
 def fail(why, srv=None):
@@ -45,7 +50,7 @@ class Server:
         self.proc = None
 
     def start(self):
-        args = [self.atomqd, "--workers", "1", "--max-entities", "20000", "--hugepages", "off",
+        args = [self.atomqd, "--workers", str(WORKERS), "--max-entities", "20000", "--hugepages", "off",
                 "--metrics", "off", "--control", os.path.join(self.tmp, "ctl.sock"),
                 "--data-dir", os.path.join(self.tmp, "data"),
                 "--nats", f"127.0.0.1:{self.port}", "--max-agents", "0", *self.extra]
@@ -565,6 +570,9 @@ def main():
         rounds = int(args[args.index("--rounds") + 1])
     if "--seed" in args:
         seed = int(args[args.index("--seed") + 1])
+    if "--workers" in args:
+        global WORKERS
+        WORKERS = int(args[args.index("--workers") + 1])
     print(f"seed {seed}")
     rng = random.Random(seed)
     if what in ("crash", "all"):
