@@ -180,6 +180,29 @@ static int dp_disk_append(struct dp_disk *d, const struct dp_seglog_rec *rec, un
         return rc;
 }
 
+/* A CREATE record: the entity's options as its payload (c holds them). */
+static void dp_disk_create_rec(const struct dp_journal *j, struct dp_disk_create *c,
+                               struct dp_seglog_rec *rec)
+{
+        const struct dp_entity *e = j->e;
+        bool idle = (e->lifecycle & DP_LIFE_TTL_IDLE) != 0;
+        *c = (struct dp_disk_create){
+                .version = DP_DISK_CREATE_VERSION, .mode = e->mode, .overflow = e->overflow,
+                .flags = (uint8_t)((idle ? DP_DISK_CREATE_F_TTL_IDLE : 0) |
+                                   ((e->flags & DP_ENT_F_LEAST_LOADED) ? DP_DISK_CREATE_F_LEAST_LOADED
+                                                                       : 0)),
+                .sync = (uint8_t)((e->flags & DP_ENT_F_SYNC_MASK) >> DP_ENT_F_SYNC_SHIFT),
+                .ttl_ms = e->ttl_ms, .max_msgs = e->max_msgs, .max_bytes = e->max_bytes,
+        };
+        rec->payload = c;
+        rec->payload_len = sizeof(*c);
+        /* An absolute TTL runs on across restarts: keep its deadline (a
+         * compaction's restatement passes what is left of it). */
+        if (e->ttl_ms != 0 && !idle)
+                rec->expiry_ns = dp_disk_realtime_ns() +
+                                 (uint64_t)(j->ttl_ms != 0 ? j->ttl_ms : e->ttl_ms) * 1000000;
+}
+
 static int dp_disk_journal(void *arg, const struct dp_journal *j)
 {
         struct dp_disk *d = arg;
@@ -190,25 +213,9 @@ static int dp_disk_journal(void *arg, const struct dp_journal *j)
         if (j->name == NULL || j->name_len == 0 || j->name_len > UINT16_MAX)
                 return -EINVAL;
         switch (j->kind) {
-        case DP_JOURNAL_CREATE: {
-                const struct dp_entity *e = j->e;
-                c = (struct dp_disk_create){
-                        .version = DP_DISK_CREATE_VERSION, .mode = e->mode,
-                        .overflow = e->overflow,
-                        .flags = (uint8_t)(((e->lifecycle & DP_LIFE_TTL_IDLE) ? DP_DISK_CREATE_F_TTL_IDLE : 0) |
-                                           ((e->flags & DP_ENT_F_LEAST_LOADED) ? DP_DISK_CREATE_F_LEAST_LOADED : 0)),
-                        .sync = (uint8_t)((e->flags & DP_ENT_F_SYNC_MASK) >> DP_ENT_F_SYNC_SHIFT),
-                        .ttl_ms = e->ttl_ms, .max_msgs = e->max_msgs, .max_bytes = e->max_bytes,
-                };
-                rec.payload = &c;
-                rec.payload_len = sizeof(c);
-                /* An absolute TTL runs on across restarts: keep its deadline
-                 * (a compaction's restatement passes what is left of it). */
-                if (e->ttl_ms != 0 && !(e->lifecycle & DP_LIFE_TTL_IDLE))
-                        rec.expiry_ns = dp_disk_realtime_ns() +
-                                        (uint64_t)(j->ttl_ms != 0 ? j->ttl_ms : e->ttl_ms) * 1000000;
+        case DP_JOURNAL_CREATE:
+                dp_disk_create_rec(j, &c, &rec);
                 break;
-        }
         case DP_JOURNAL_MSG: {
                 uint32_t len = 0;
                 rec.payload = shm_slab_data(&s->bufs, j->buf, &len);
@@ -541,6 +548,25 @@ static int dp_disk_compact_now(struct dp_disk *d)
 
 /* ---- life ------------------------------------------------------------------------- */
 
+/* The worker's log: batch policy (records written at each poll, synced on
+ * the group-commit timer or when a record asks), in d->dir. */
+static void dp_disk_log_config(struct dp_disk *d, const struct dp_disk_config *cfg,
+                               struct dp_seglog_config *lc)
+{
+        dp_seglog_config_default(lc);
+        lc->dir = d->dir;
+        lc->io = cfg->direct ? DP_SEGLOG_IO_DIRECT : DP_SEGLOG_IO_BUFFERED;
+        lc->sync = DP_SEGLOG_SYNC_BATCH;
+        lc->batch_us = cfg->batch_us != 0 ? cfg->batch_us : DP_DISK_BATCH_US_DEFAULT;
+        lc->dir_bytes_max = cfg->dir_bytes_max;
+        if (cfg->segment_bytes != 0)
+                lc->segment_bytes = cfg->segment_bytes;
+        if (lc->dir_bytes_max != 0 && lc->dir_bytes_max < lc->segment_bytes)
+                lc->segment_bytes = lc->dir_bytes_max;
+        lc->on_durable = dp_disk_on_durable;
+        lc->durable_arg = d;
+}
+
 int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk_config *cfg)
 {
         struct dp_disk *d = calloc(1, sizeof(*d));
@@ -558,18 +584,7 @@ int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk
                 return n < 0 || (size_t)n >= sizeof(d->dir) ? -ENAMETOOLONG : -ENOMEM;
         }
         struct dp_seglog_config lc;
-        dp_seglog_config_default(&lc);
-        lc.dir = d->dir;
-        lc.io = cfg->direct ? DP_SEGLOG_IO_DIRECT : DP_SEGLOG_IO_BUFFERED;
-        lc.sync = DP_SEGLOG_SYNC_BATCH;
-        lc.batch_us = cfg->batch_us != 0 ? cfg->batch_us : DP_DISK_BATCH_US_DEFAULT;
-        lc.dir_bytes_max = cfg->dir_bytes_max;
-        if (cfg->segment_bytes != 0)
-                lc.segment_bytes = cfg->segment_bytes;
-        if (lc.dir_bytes_max != 0 && lc.dir_bytes_max < lc.segment_bytes)
-                lc.segment_bytes = lc.dir_bytes_max;
-        lc.on_durable = dp_disk_on_durable;
-        lc.durable_arg = d;
+        dp_disk_log_config(d, cfg, &lc);
         d->lc = lc;
         d->target = d->log;
         d->compact_after = DP_DISK_COMPACT_SEGMENTS;
