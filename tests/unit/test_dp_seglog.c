@@ -1019,14 +1019,21 @@ Test(dp_seglog, replay_can_stop_recovery)
 
 /* --- segments -------------------------------------------------------------------- */
 
-Test(dp_seglog, rolls_recover_across_segments_and_drop_only_whole_ones)
+/* A buffered log in a fresh temp directory whose 8 KiB segments take a few
+ * records each: rolls come quickly. */
+static void cfg_tiny(struct dp_seglog_config *cfg, enum dp_seglog_sync sync)
 {
         tmp_make("/tmp");
+        cfg_small(cfg, tmp_root, DP_SEGLOG_IO_BUFFERED, sync);
+        cfg->record_bytes_max = 4096;
+        cfg->buffer_bytes = 8192;
+        cfg->segment_bytes = 8192;
+}
+
+Test(dp_seglog, rolls_recover_across_segments_and_drop_only_whole_ones)
+{
         struct dp_seglog_config cfg;
-        cfg_small(&cfg, tmp_root, DP_SEGLOG_IO_BUFFERED, DP_SEGLOG_SYNC_NONE);
-        cfg.record_bytes_max = 4096;
-        cfg.buffer_bytes = 8192;
-        cfg.segment_bytes = 8192;
+        cfg_tiny(&cfg, DP_SEGLOG_SYNC_NONE);
         const uint32_t pmax = 1000;
         struct dp_seglog *log = log_new();
         struct seen s;
@@ -1142,12 +1149,8 @@ Test(dp_seglog, the_iterator_sees_only_written_records)
 
 Test(dp_seglog, the_directory_limit_refuses_a_roll_and_writes_nothing)
 {
-        tmp_make("/tmp");
         struct dp_seglog_config cfg;
-        cfg_small(&cfg, tmp_root, DP_SEGLOG_IO_BUFFERED, DP_SEGLOG_SYNC_ALWAYS);
-        cfg.record_bytes_max = 4096;
-        cfg.buffer_bytes = 8192;
-        cfg.segment_bytes = 8192;
+        cfg_tiny(&cfg, DP_SEGLOG_SYNC_ALWAYS);
         cfg.dir_bytes_max = 3 * 8192;
         struct dp_seglog *log = log_new();
         struct seen s;
