@@ -305,13 +305,11 @@ int dp_shard_create(struct dp_shard *s, const struct dp_create_opts *o,
         struct dp_entity *e = &s->table.slots[dp_handle_slot(*handle)];
         /* dp_table_create keeps only LIVE/NAMED; put the option flags back. */
         e->flags |= proto.flags & (DP_ENT_F_LEAST_LOADED | DP_ENT_F_SYNC_MASK);
-        if (e->storage == DP_STORAGE_DISK) {
-                struct dp_journal j = { .kind = DP_JOURNAL_CREATE };
-                rc = dp_journal_tell(s, e, &j);
-                if (rc != 0) {
-                        dp_table_destroy(&s->table, *handle);
-                        return rc;
-                }
+        struct dp_journal j = { .kind = DP_JOURNAL_CREATE };
+        rc = dp_journal_tell(s, e, &j);
+        if (rc != 0) {
+                dp_table_destroy(&s->table, *handle);
+                return rc;
         }
         dp_entity_arm(s, e);
         s->stats->creates++;
@@ -333,10 +331,8 @@ int dp_entity_destroy(struct dp_shard *s, struct dp_entity *e)
         dp_bindings_release(s, e);
         dp_cursors_release(s, e);
         dp_entity_disarm(s, e);
-        if (e->storage == DP_STORAGE_DISK) {
-                struct dp_journal j = { .kind = DP_JOURNAL_DESTROY };
-                (void)dp_journal_tell(s, e, &j); /* it counts its own failures */
-        }
+        struct dp_journal j = { .kind = DP_JOURNAL_DESTROY };
+        (void)dp_journal_tell(s, e, &j); /* it counts its own failures */
         s->stats->destroys++;
         return dp_table_destroy(&s->table, handle);
 }
@@ -380,10 +376,8 @@ int dp_shard_set_storage(struct dp_shard *s, uint64_t handle, uint8_t storage)
                 }
                 return rc;
         }
-        if (e->storage == DP_STORAGE_DISK) {
-                struct dp_journal f = { .kind = DP_JOURNAL_FORGET };
-                (void)dp_journal_tell(s, e, &f);
-        }
+        struct dp_journal f = { .kind = DP_JOURNAL_FORGET };
+        (void)dp_journal_tell(s, e, &f);
         e->storage = storage;
         return 0;
 }
@@ -398,10 +392,8 @@ int dp_shard_set_ttl(struct dp_shard *s, uint64_t handle, uint32_t ttl_ms)
                 dp_entity_disarm(s, e);
         e->ttl_ms = ttl_ms;
         dp_entity_arm(s, e);
-        if (e->storage == DP_STORAGE_DISK) {
-                struct dp_journal j = { .kind = DP_JOURNAL_TTL, .ttl_ms = ttl_ms };
-                (void)dp_journal_tell(s, e, &j); /* it counts its own failures */
-        }
+        struct dp_journal j = { .kind = DP_JOURNAL_TTL, .ttl_ms = ttl_ms };
+        (void)dp_journal_tell(s, e, &j); /* it counts its own failures */
         return 0;
 }
 
@@ -453,7 +445,7 @@ uint8_t dp_journal_sync(const struct dp_entity *e, const struct dp_msg_in *m)
 
 int dp_journal_tell(struct dp_shard *s, struct dp_entity *e, struct dp_journal *j)
 {
-        if (s->journal == NULL || s->replaying)
+        if (s->journal == NULL || s->replaying || e->storage != DP_STORAGE_DISK)
                 return 0;
         j->e = e;
         j->name = dp_table_name(&s->table, e, &j->name_len);

@@ -57,8 +57,9 @@ void dp_deliver_status(struct dp_shard *s, struct dp_entity *e, uint64_t handle,
 /* dp_shard.c */
 void dp_entity_touch(struct dp_shard *s, struct dp_entity *e);
 int dp_entity_destroy(struct dp_shard *s, struct dp_entity *e);
-/* Tells the journal about a disk entity's change (name, sync and e filled
- * in here); 0 when there is no journal to tell or it is being replayed. */
+/* Tells the journal about an entity's change (name, sync and e filled in
+ * here); 0 when e is not on the disk tier, there is no journal, or it is
+ * being replayed. */
 int dp_journal_tell(struct dp_shard *s, struct dp_entity *e, struct dp_journal *j);
 /* The sync policy in force for a message m (or an entity change: m NULL). */
 uint8_t dp_journal_sync(const struct dp_entity *e, const struct dp_msg_in *m);

@@ -434,10 +434,8 @@ int dp_shard_ack(struct dp_shard *s, uint64_t handle, uint64_t seq)
                 struct dp_msg *r = dp_msgs_get(&s->msgs, idx);
                 if (r->seq == seq) {
                         dp_msg_remove(s, e, prev, idx, false);
-                        if (e->storage == DP_STORAGE_DISK) {
-                                struct dp_journal j = { .kind = DP_JOURNAL_ACK, .seq = seq };
-                                (void)dp_journal_tell(s, e, &j);
-                        }
+                        struct dp_journal j = { .kind = DP_JOURNAL_ACK, .seq = seq };
+                        (void)dp_journal_tell(s, e, &j);
                         return 0;
                 }
                 if (r->seq > seq)
@@ -549,11 +547,9 @@ int dp_shard_commit(struct dp_shard *s, uint64_t handle, const char *group, uint
         if (c == NULL)
                 return -ENOSPC;
         c->offset = offset;
-        if (e->storage == DP_STORAGE_DISK) {
-                struct dp_journal j = { .kind = DP_JOURNAL_COMMIT, .seq = offset, .group = group,
-                                        .group_len = (uint32_t)strlen(group) };
-                (void)dp_journal_tell(s, e, &j);
-        }
+        struct dp_journal j = { .kind = DP_JOURNAL_COMMIT, .seq = offset, .group = group,
+                                .group_len = (uint32_t)strlen(group) };
+        (void)dp_journal_tell(s, e, &j);
         return 0;
 }
 

@@ -18,21 +18,15 @@ set -u
 
 build=${1:-build-release}
 [ $# -gt 0 ] && shift
-bench=$build/bench/atomq-bench
-atomqd=$build/control/atomqd
-nats_server=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
+# shellcheck source=tools/bench-servers.sh
+. "$(dirname "$0")/bench-servers.sh"
 # 5 cases x 5 runs x 2 servers x ~1.4 s: about 70 s in all.
 defaults=(--runs 5 --duration 1 --warmup 0.3)
 cases=(pub pubsub fanout queue reqrep)
-# How long a server may take to listen.
-start_wait_s=10
 
 say() { printf 'bench-compare: %s\n' "$*" >&2; }
 
-
 tmp=$(mktemp -d /tmp/bench-compare.XXXXXX) || exit 1
-# shellcheck source=tools/bench-servers.sh
-. "$(dirname "$0")/bench-servers.sh"
 # shellcheck disable=SC2119 # nats-server takes no extra arguments here
 bench_servers_start
 say "atomqd on :$atomq_port (--workers 1), $("$nats_server" --version) on :$nats_port"

@@ -25,15 +25,12 @@ set -u
 
 build=${1:-build-release}
 [ $# -gt 0 ] && shift
-bench=$build/bench/atomq-bench
-atomqd=$build/control/atomqd
-nats_server=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
+# shellcheck source=tools/bench-servers.sh
+. "$(dirname "$0")/bench-servers.sh"
 # 2 cases x 2 policies x 5 runs x 2 servers x ~1.4 s: about 2 minutes.
 defaults=(--runs 5 --duration 1 --warmup 0.3)
 cases=(send append)
 read -r -a syncs <<<"${SYNCS:-batch always}"
-# How long a server may take to listen.
-start_wait_s=10
 
 say() { printf 'bench-durable: %s\n' "$*" >&2; }
 
@@ -48,8 +45,6 @@ for s in "${syncs[@]}"; do
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-durable.XXXXXX") || exit 1
-# shellcheck source=tools/bench-servers.sh
-. "$(dirname "$0")/bench-servers.sh"
 bench_servers_start -js -sd "$tmp/jetstream"
 
 nats_version=$("$nats_server" --version 2>&1)

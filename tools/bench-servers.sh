@@ -1,10 +1,11 @@
-# shellcheck shell=bash disable=SC2154 # build, bench, tmp, start_wait_s, atomqd, nats_server: the sourcing script's
+# shellcheck shell=bash disable=SC2154 # build and say: the sourcing script's
 # tools/bench-servers.sh - sourced by bench-compare.sh and bench-durable.sh:
 # atomqd and nats-server started side by side on free loopback ports in
 # $tmp, stopped (and $tmp removed) when the script exits.
 #
-# The sourcing script sets: build, bench, atomqd, nats_server (binaries),
-# tmp (a fresh directory), start_wait_s, and say(). Then:
+# The sourcing script sets build (the release tree) before sourcing, which
+# names the binaries here (bench, atomqd; nats_server from NATS_SERVER or
+# the PATH), and later tmp (a fresh directory) and say(). Then:
 #
 #   bench_servers_start [nats-server arguments ...]
 #
@@ -13,8 +14,14 @@
 # start, with its log), and sets atomq_port, nats_port and url (both,
 # atomq first).
 
+bench=$build/bench/atomq-bench
+atomqd=$build/control/atomqd
+nats_server=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
+# How long a server may take to listen.
+start_wait_s=10
 atomqd_pid=
 nats_pid=
+tmp=
 
 bench_servers_cleanup() {
         for pid in $atomqd_pid $nats_pid; do
@@ -23,7 +30,9 @@ bench_servers_cleanup() {
         for pid in $atomqd_pid $nats_pid; do
                 wait "$pid" 2>/dev/null
         done
-        rm -rf "$tmp"
+        if [ -n "$tmp" ]; then
+                rm -rf "$tmp"
+        fi
 }
 trap bench_servers_cleanup EXIT
 trap 'exit 1' INT TERM HUP

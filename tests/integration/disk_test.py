@@ -30,12 +30,7 @@ import natsenv  # noqa: E402
 WORKERS = 1
 
 
-def fail(why, srv=None):
-    print(f"FAIL: {why}")
-    if srv is not None:
-        print("--- atomqd log ---")
-        print(srv.log())
-    sys.exit(1)
+fail = natsenv.fail
 
 
 class Server:

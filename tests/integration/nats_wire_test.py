@@ -27,12 +27,7 @@ import time
 import natsenv
 
 
-def fail(why, server=None):
-    print(f"FAIL: {why}")
-    if server is not None:
-        print("--- atomqd log ---")
-        print(server.log())
-    sys.exit(1)
+fail = natsenv.fail
 
 
 class Conn:

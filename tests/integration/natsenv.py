@@ -5,8 +5,19 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+
+def fail(why, server=None):
+    """Ends a test: the reason, and the log of the server (anything with a
+    log() method) when there is one."""
+    print(f"FAIL: {why}")
+    if server is not None:
+        print("--- atomqd log ---")
+        print(server.log())
+    sys.exit(1)
 
 
 def free_port():
