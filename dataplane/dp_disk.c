@@ -110,16 +110,17 @@ int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char 
 {
         /* Full: wait for the oldest to become durable (the log is busy; so
          * is the client that filled it). Bounded by the log's own sync. */
-        uint64_t give_up = shm_clock_ns() + DP_DISK_BUSY_WAIT_NS;
-        if (d->parked_count == DP_DISK_PARKED_MAX)
+        if (d->parked_count == DP_DISK_PARKED_MAX) {
                 d->stats.parked_full++;
-        while (d->parked_count == DP_DISK_PARKED_MAX && shm_clock_ns() < give_up) {
-                if (dp_seglog_poll(d->log, shm_clock_ns()) < 0)
-                        break;
-                dp_disk_publish_ready(d, false);
+                uint64_t give_up = shm_clock_ns() + DP_DISK_BUSY_WAIT_NS;
+                while (d->parked_count == DP_DISK_PARKED_MAX && shm_clock_ns() < give_up) {
+                        if (dp_seglog_poll(d->log, shm_clock_ns()) < 0)
+                                break;
+                        dp_disk_publish_ready(d, false);
+                }
+                if (d->parked_count == DP_DISK_PARKED_MAX)
+                        return -ENOBUFS;
         }
-        if (d->parked_count == DP_DISK_PARKED_MAX)
-                return -ENOBUFS;
         char *data = malloc((size_t)subject_len + payload_len);
         if (data == NULL)
                 return -ENOMEM;
@@ -131,6 +132,14 @@ int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char 
         d->parked_count++;
         d->stats.parked++;
         return 0;
+}
+
+void dp_disk_settle(struct dp_disk *d)
+{
+        if (d == NULL || d->parked_count == 0)
+                return;
+        if (dp_seglog_poll(d->log, shm_clock_ns()) >= 0)
+                dp_disk_publish_ready(d, false);
 }
 
 void dp_disk_request_begin(struct dp_disk *d)

@@ -109,6 +109,13 @@ bool dp_disk_busy(const struct dp_disk *d);
  * on a timer while the log works. */
 int dp_disk_eventfd(const struct dp_disk *d);
 
+/* A read's requests are handled: polls the log, which writes what they
+ * appended (buffered logs write inline), and publishes the answers that
+ * waited only for that, so they leave with the read's other answers rather
+ * than after the rest of the worker's pass. Nothing to do without parked
+ * answers; NULL is a no-op. */
+void dp_disk_settle(struct dp_disk *d);
+
 /* Brackets the handling of one request: end says whether its answer must
  * wait, and for what (sync always: the records synced; batch: written). */
 void dp_disk_request_begin(struct dp_disk *d);

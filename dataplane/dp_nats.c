@@ -541,6 +541,7 @@ static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t 
         if (c == NULL)
                 return;
         dp_nats_ahead_run(n, c, &ahead);
+        dp_disk_settle(n->w->disk);
         /* A read of many pipelined requests: its answers go out now rather
          * than after the rest of this pass, so the client reads them (and
          * sends more) while we go on; otherwise the two take turns. */

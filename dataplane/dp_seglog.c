@@ -2,13 +2,19 @@
  * and the write path on io_uring. Segment files, recovery, the iterator,
  * the segment list and reclaiming are in dp_seglog_recover.c.
  *
- * The write path is one job at a time (struct dp_seglog_job): a write of
- * the oldest busy buffer, with an fdatasync linked behind it when the policy
- * wants durability and the buffer carries the last record appended; or an
- * fdatasync alone. dp_seglog_poll reaps the job's completions and, once it
- * is done, starts the next one. A segment change is a step of its own
- * between two jobs: sync the finished segment (a job), then create the next
- * file (blocking, in poll: once per segment_bytes).
+ * The write path. Buffered logs write inline: each poll pwrite()s the
+ * busy buffers (a page-cache copy of a few KiB), and an fdatasync, when the
+ * policy wants one, goes to the io_uring and runs while later polls go on
+ * writing; it covers what was written before it was submitted. io_uring
+ * would hand every buffered write on ext4 to an io-wq thread, a wake-up
+ * and a second CPU for a memcpy (docs/architecture.md has the figures).
+ * O_DIRECT logs write through the io_uring, one job at a time (struct
+ * dp_seglog_job): a write of the oldest busy buffer, with an fdatasync
+ * linked behind it when the policy wants durability and the buffer carries
+ * the last record appended; or an fdatasync alone. dp_seglog_poll reaps the
+ * job's completions and, once it is done, starts the next one. A segment
+ * change is a step of its own: sync the finished segment (a job), then
+ * create the next file (blocking, in poll: once per segment_bytes).
  */
 #include "dataplane/dp_seglog_pvt.h"
 
@@ -439,10 +445,14 @@ static int dp_seglog_issue(struct dp_seglog *log)
 static int dp_seglog_submit(struct dp_seglog *log, uint32_t bi, bool sync, uint64_t now_ns)
 {
         struct dp_seglog_job *j = &log->job;
-        *j = (struct dp_seglog_job){ .active = true, .sync = sync, .buf = bi, .start_ns = now_ns };
+        *j = (struct dp_seglog_job){ .active = true, .sync = sync, .buf = bi, .start_ns = now_ns,
+                                     .cover_seq = log->written_seq,
+                                     .cover_rec_bytes = log->written_rec_bytes };
         if (bi != DP_SEGLOG_NOBUF) {
                 struct dp_seglog_buf *b = &log->bufs[bi];
                 DP_ASSERT(b->last_seq != 0);
+                j->cover_seq = b->last_seq;
+                j->cover_rec_bytes += b->rec_bytes;
                 j->end = b->len;
                 if (log->cfg.io == DP_SEGLOG_IO_DIRECT) {
                         j->end = (uint32_t)shm_align_up(b->len, DP_SEGLOG_ALIGN);
@@ -451,6 +461,11 @@ static int dp_seglog_submit(struct dp_seglog *log, uint32_t bi, bool sync, uint6
                 DP_ASSERT(j->end <= log->cfg.buffer_bytes);
         }
         return dp_seglog_issue(log);
+}
+
+static void dp_seglog_durable_set(struct dp_seglog *log)
+{
+        log->durable_seq = log->cfg.sync == DP_SEGLOG_SYNC_NONE ? log->written_seq : log->synced_seq;
 }
 
 /* Buffer b is on disk (not necessarily durable): account and free it. */
@@ -467,6 +482,7 @@ static void dp_seglog_written(struct dp_seglog *log, struct dp_seglog_buf *b)
         b->last_seq = 0;
         log->wbuf = log->wbuf + 1 == log->cfg.buffers ? 0 : log->wbuf + 1;
         log->nbusy--;
+        dp_seglog_durable_set(log);
 }
 
 /* Every completion of the job's round is in. */
@@ -495,16 +511,17 @@ static void dp_seglog_job_done(struct dp_seglog *log, uint64_t now_ns)
         if (has_buf)
                 dp_seglog_written(log, &log->bufs[j->buf]);
         if (j->sync) {
-                log->synced_seq = log->written_seq;
-                log->synced_rec_bytes = log->written_rec_bytes;
-                log->wseg_dirty = false;
+                /* Inline writes may have gone on meanwhile: not covered. */
+                log->synced_seq = j->cover_seq;
+                log->synced_rec_bytes = j->cover_rec_bytes;
+                log->wseg_dirty = log->written_seq > j->cover_seq;
                 log->undurable_seen = false;
                 log->stats.syncs++;
                 uint64_t ns = now_ns > j->start_ns ? now_ns - j->start_ns : 0;
                 if (ns > log->stats.sync_ns_max)
                         log->stats.sync_ns_max = ns;
         }
-        log->durable_seq = log->cfg.sync == DP_SEGLOG_SYNC_NONE ? log->written_seq : log->synced_seq;
+        dp_seglog_durable_set(log);
 }
 
 static void dp_seglog_on_cqe(struct dp_seglog *log, uint64_t ud, int res)
@@ -584,9 +601,64 @@ static int dp_seglog_switch(struct dp_seglog *log, uint64_t seg_first)
         return 0;
 }
 
-/* Starts the next job, if the job slot is free and there is one. */
+/* Writes buffer b whole with pwrite(2) (buffered logs). A short write goes
+ * on from where it stopped; one that cannot progress fails the log. */
+static int dp_seglog_pwrite(struct dp_seglog *log, struct dp_seglog_buf *b)
+{
+        DP_ASSERT(b->keep == 0);
+        uint32_t pos = 0;
+        log->stats.writes++;
+        while (pos < b->len) {
+                ssize_t n = pwrite(log->wfd, b->mem + pos, b->len - pos, (off_t)(b->off + pos));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return dp_seglog_fail(log, n < 0 ? -errno : -EIO, "a segment write failed",
+                                              b->off + pos);
+                pos += (uint32_t)n;
+                log->stats.write_bytes += (uint64_t)n;
+        }
+        dp_seglog_written(log, b);
+        return 1;
+}
+
+/* Buffered logs: writes every busy buffer now, sealing the fill buffer
+ * first. At a roll it stops until the finished segment is synced: a sync
+ * job in flight may be the one that does it, else it submits one. */
+static int dp_seglog_write_inline(struct dp_seglog *log, uint64_t now_ns)
+{
+        int work = 0;
+        for (;;) {
+                const struct dp_seglog_buf *f = &log->bufs[log->fbuf];
+                if (log->nbusy == 1 && f->last_seq != 0)
+                        dp_seglog_buf_next(log, f->seg_first, false);
+                if (log->nbusy == 1)
+                        return work;
+                struct dp_seglog_buf *b = &log->bufs[log->wbuf];
+                if (b->seg_first != log->wseg_first) {
+                        if (log->job.active)
+                                return work;
+                        if (log->wseg_dirty)
+                                return work + dp_seglog_submit(log, DP_SEGLOG_NOBUF, true, now_ns);
+                        if (dp_seglog_switch(log, b->seg_first) < 0)
+                                return work + 1;
+                }
+                if (dp_seglog_pwrite(log, b) < 0)
+                        return work + 1;
+                work++;
+        }
+}
+
+/* Starts the next job, if the job slot is free and there is one; a
+ * buffered log writes first. */
 static int dp_seglog_start(struct dp_seglog *log, uint64_t now_ns)
 {
+        if (log->cfg.io == DP_SEGLOG_IO_BUFFERED) {
+                int work = dp_seglog_write_inline(log, now_ns);
+                if (log->failed != 0 || log->job.active || !dp_seglog_sync_due(log, now_ns))
+                        return work;
+                return work + dp_seglog_submit(log, DP_SEGLOG_NOBUF, true, now_ns);
+        }
         if (log->job.active)
                 return 0;
         bool sync = dp_seglog_sync_due(log, now_ns);

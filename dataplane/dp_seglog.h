@@ -34,14 +34,18 @@
  *
  * Writes. dp_seglog_append only copies the record into an in-memory write
  * buffer; it never blocks and never enters the kernel. dp_seglog_poll, called
- * from the owner's loop, submits the buffered bytes as one write at their
- * file offset, with an fdatasync linked behind it (IOSQE_IO_LINK) when the
- * sync policy asks, and reaps completions. One write (and its fdatasync) is
- * in flight at a time; records appended meanwhile collect in the next buffer
- * and go out together: that is the group commit. There are `buffers` write
- * buffers of buffer_bytes; when all hold unwritten records, append returns
- * -ENOBUFS and the caller polls and retries (back-pressure, not an error of
- * the log).
+ * from the owner's loop, writes the buffered bytes at their file offset and
+ * starts an fdatasync through the io_uring when the sync policy asks; later
+ * polls reap it. Buffered logs write with pwrite(2) in the poll itself (a
+ * page-cache copy), also while an fdatasync is in flight; a sync covers what
+ * was written before it was submitted, and records written meanwhile wait
+ * for the next one: that is the group commit. O_DIRECT logs submit the
+ * write to the io_uring too, with the fdatasync linked behind it
+ * (IOSQE_IO_LINK); one write (and its fdatasync) is in flight at a time and
+ * records appended meanwhile collect in the next buffer. There are `buffers`
+ * write buffers of buffer_bytes; when all hold unwritten records, append
+ * returns -ENOBUFS and the caller polls and retries (back-pressure, not an
+ * error of the log).
  *
  * I/O modes. DP_SEGLOG_IO_BUFFERED: page-cache writes of exactly the new
  * bytes. DP_SEGLOG_IO_DIRECT: O_DIRECT writes from 4096-aligned buffers of

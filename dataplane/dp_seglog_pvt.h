@@ -37,10 +37,14 @@ struct dp_seglog_buf {
         uint64_t rec_bytes;      /* record bytes it adds */
 };
 
-/* The one write (and/or fdatasync) in flight. */
+/* The one io_uring job in flight: a write (O_DIRECT) and/or an fdatasync.
+ * Buffered writes are not jobs: they run inline, also while a sync job is
+ * in flight. */
 struct dp_seglog_job {
         bool active;
         bool sync;               /* an fdatasync follows the write (or is the job) */
+        uint64_t cover_seq;      /* the sync makes the records up to here durable */
+        uint64_t cover_rec_bytes;  /* ... and written_rec_bytes up to here */
         uint32_t buf;            /* buffer written, DP_SEGLOG_NOBUF: a lone sync */
         uint32_t pos;            /* bytes of it written so far */
         uint32_t end;            /* bytes to write: len, padded under O_DIRECT */
