@@ -172,19 +172,24 @@ def fetch_all(c, name):
 # ---- crash: acknowledged sends survive SIGKILL ---------------------------
 
 def check_crash(atomqd, rounds, rng):
+    """Sends alternate between a sync=always and a sync=batch mailbox: an
+    answer from either means the message survives the process (batch
+    answers once the record is written to the kernel)."""
     tmp = tempfile.mkdtemp(prefix="atomq-disk-")
     srv = Server(atomqd, tmp)
-    name = b"crash.box"
-    acked = {}          # id -> seq
-    sent_order = []     # ids in the order sent
+    boxes = (b"crash.box", b"crash.batch")
+    acked = {}          # id -> (mailbox, seq)
     next_id = 0
+    got = {}
     try:
         srv.start()
         c = Nats(srv.port)
-        a = c.req(b"$AQ.MAILBOX.CREATE",
-                  b'{"name":"crash.box","storage":"disk","sync":"always","max_msgs":1000000}')
-        if not a.get("ok"):
-            fail(f"create: {a}", srv)
+        for name, sync in zip(boxes, (b"always", b"batch")):
+            a = c.req(b"$AQ.MAILBOX.CREATE",
+                      b'{"name":"%s","storage":"disk","sync":"%s","max_msgs":1000000}'
+                      % (name, sync))
+            if not a.get("ok"):
+                fail(f"create {name}: {a}", srv)
         c.close()
         for r in range(rounds):
             c = Nats(srv.port)
@@ -193,7 +198,7 @@ def check_crash(atomqd, rounds, rng):
             deadline = time.monotonic() + rng.uniform(0.05, 0.4)
             inflight = {}
             window = 32
-            # At most this many a round: the mailbox keeps them all, in a
+            # At most this many a round: the mailboxes keep them all, in a
             # shard sized by --max-entities.
             budget = next_id + 1000
             try:
@@ -202,14 +207,14 @@ def check_crash(atomqd, rounds, rng):
                         i = next_id
                         next_id += 1
                         reply = b"_R.%d" % i
-                        c.pub(b"$AQ.MAILBOX.SEND." + name, b"m%d" % i, reply=reply)
+                        box = boxes[i % 2]
+                        c.pub(b"$AQ.MAILBOX.SEND." + box, b"m%d" % i, reply=reply)
                         inflight[reply] = i
-                        sent_order.append(i)
                     subj, ans = c.answer()
                     i = inflight.pop(subj)
                     if not ans.get("ok"):
                         fail(f"send {i}: {ans}", srv)
-                    acked[i] = ans["seq"]
+                    acked[i] = (boxes[i % 2], ans["seq"])
                 srv.kill9()
                 # Answers already in the socket were sent before the kill:
                 # they count as acknowledged too.
@@ -219,41 +224,52 @@ def check_crash(atomqd, rounds, rng):
                         subj, ans = c.answer()
                         i = inflight.pop(subj)
                         if ans.get("ok"):
-                            acked[i] = ans["seq"]
+                            acked[i] = (boxes[i % 2], ans["seq"])
                 except (OSError, EOFError, ValueError):
                     pass
             finally:
                 c.close()
             srv.start()
         c = Nats(srv.port)
-        got = fetch_all(c, name)
+        for name in boxes:
+            got[name] = fetch_all(c, name)
         c.close()
     finally:
         srv.stop()
+    present = 0
+    for name in boxes:
+        check_crash_box(srv, name, got[name],
+                        {i: seq for i, (box, seq) in acked.items() if box == name})
+        present += len(got[name])
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"ok crash: {rounds} SIGKILLs, {len(acked)} acknowledged of {next_id} sent "
+          f"(always and batch), {present} present, all acknowledged ones exactly once "
+          f"and in order")
+
+
+def check_crash_box(srv, name, got, acked):
+    """got: mailbox name's messages after the crashes; acked: id -> seq."""
     ids = []
     for seq, payload in got:
         if not payload.startswith(b"m"):
-            fail(f"a stranger message {payload!r}", srv)
+            fail(f"{name}: a stranger message {payload!r}", srv)
         ids.append(int(payload[1:]))
     if len(ids) != len(set(ids)):
         dup = sorted(i for i in set(ids) if ids.count(i) > 1)[:10]
-        fail(f"messages present twice: {dup}", srv)
+        fail(f"{name}: messages present twice: {dup}", srv)
     if ids != sorted(ids):
-        fail("messages out of order", srv)
+        fail(f"{name}: messages out of order", srv)
     present = set(ids)
     lost = sorted(i for i in acked if i not in present)
     if lost:
-        fail(f"{len(lost)} acknowledged messages lost, first {lost[:10]}", srv)
+        fail(f"{name}: {len(lost)} acknowledged messages lost, first {lost[:10]}", srv)
     seqs = [s for s, _ in got]
     if seqs != sorted(seqs):
-        fail("sequence numbers out of order", srv)
+        fail(f"{name}: sequence numbers out of order", srv)
     for seq, payload in got:
         i = int(payload[1:])
         if i in acked and acked[i] != seq:
-            fail(f"message {i} acknowledged as seq {acked[i]}, found as {seq}", srv)
-    shutil.rmtree(tmp, ignore_errors=True)
-    print(f"ok crash: {rounds} SIGKILLs, {len(acked)} acknowledged of {next_id} sent, "
-          f"{len(ids)} present, all acknowledged ones exactly once and in order")
+            fail(f"{name}: message {i} acknowledged as seq {acked[i]}, found as {seq}", srv)
 
 
 # ---- state: every kind of disk entity comes back --------------------------
