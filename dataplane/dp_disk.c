@@ -134,6 +134,29 @@ int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char 
         return 0;
 }
 
+static bool dp_disk_reached(const struct dp_disk *d, const struct dp_disk_wait *wait)
+{
+        return wait->written <= dp_seglog_written_seq(d->log) &&
+               wait->durable <= dp_seglog_durable_seq(d->log);
+}
+
+int dp_disk_wait(struct dp_disk *d, const struct dp_disk_wait *wait)
+{
+        uint64_t give_up = shm_clock_ns() + DP_DISK_BUSY_WAIT_NS;
+        for (;;) {
+                uint64_t now = shm_clock_ns();
+                int rc = dp_seglog_poll(d->log, now);
+                if (rc < 0)
+                        return rc;
+                if (dp_disk_reached(d, wait))
+                        return 0;
+                if (now >= give_up)
+                        return -ETIMEDOUT;
+                /* Bounded so that a batch deadline falling due is polled. */
+                dp_seglog_wait(d->log, 100000);
+        }
+}
+
 void dp_disk_settle(struct dp_disk *d)
 {
         if (d == NULL || d->parked_count == 0)
@@ -157,8 +180,7 @@ bool dp_disk_request_end(struct dp_disk *d, struct dp_disk_wait *wait)
         d->in_request = false;
         *wait = d->wait;
         /* Already where it must be (a sync that raced ahead): no wait. */
-        return wait->written > dp_seglog_written_seq(d->log) ||
-               wait->durable > dp_seglog_durable_seq(d->log);
+        return !dp_disk_reached(d, wait);
 }
 
 /* ---- the journal ---------------------------------------------------------------- */

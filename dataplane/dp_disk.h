@@ -121,6 +121,13 @@ void dp_disk_settle(struct dp_disk *d);
 void dp_disk_request_begin(struct dp_disk *d);
 bool dp_disk_request_end(struct dp_disk *d, struct dp_disk_wait *wait);
 
+/* Waits, polling the log, until it has done what wait asks: for an answer
+ * that cannot be parked (an agent's or the control socket's completion,
+ * which its reader sees the moment it is committed). batch costs the write
+ * of the log's buffer, now; always blocks the worker for the fdatasync.
+ * 0, the log's error, or -ETIMEDOUT after DP_DISK_BUSY_WAIT_NS. */
+int dp_disk_wait(struct dp_disk *d, const struct dp_disk_wait *wait);
+
 /* Publishes payload on subject once the log has done what wait asks. 0,
  * or -ENOMEM / -ENOBUFS (the caller answers at once). With
  * DP_DISK_PARKED_MAX parked, it first waits (polling the log, bounded) for

@@ -745,6 +745,16 @@ uint64_t dp_seglog_next_ns(const struct dp_seglog *log)
         return 0;
 }
 
+void dp_seglog_wait(struct dp_seglog *log, uint64_t wait_ns)
+{
+        if (!log->open || !log->job.active)
+                return;
+        struct __kernel_timespec ts = { .tv_sec = (long long)(wait_ns / 1000000000u),
+                                        .tv_nsec = (long long)(wait_ns % 1000000000u) };
+        struct io_uring_cqe *cqe;
+        (void)io_uring_wait_cqe_timeout(&log->ring, &cqe, &ts);
+}
+
 int dp_seglog_close(struct dp_seglog *log)
 {
         if (!log->open)
@@ -764,12 +774,8 @@ int dp_seglog_close(struct dp_seglog *log)
                         break;
                 }
                 uint64_t wait_ns = deadline_ns - now_ns;
-                if (wait_ns > DP_SEGLOG_CLOSE_WAIT_NS)
-                        wait_ns = DP_SEGLOG_CLOSE_WAIT_NS;
-                struct __kernel_timespec ts = { .tv_sec = (long long)(wait_ns / 1000000000u),
-                                                .tv_nsec = (long long)(wait_ns % 1000000000u) };
-                struct io_uring_cqe *cqe;
-                (void)io_uring_wait_cqe_timeout(&log->ring, &cqe, &ts);
+                dp_seglog_wait(log, wait_ns < DP_SEGLOG_CLOSE_WAIT_NS ? wait_ns
+                                                                      : DP_SEGLOG_CLOSE_WAIT_NS);
         }
         int rc = timed_out ? -ETIMEDOUT : log->failed;
         dp_seglog_release(log, timed_out);

@@ -314,6 +314,11 @@ int dp_seglog_poll(struct dp_seglog *log, uint64_t now_ns);
  * owner's thread (it binds the ring). -EBADF: not open; io_uring's -errno. */
 int dp_seglog_set_eventfd(struct dp_seglog *log, int fd);
 
+/* Sleeps until the I/O in flight completes or wait_ns pass (at most); the
+ * next poll reaps it. Returns at once when nothing is in flight. For a
+ * caller that must not go on before the log is where it asked. */
+void dp_seglog_wait(struct dp_seglog *log, uint64_t wait_ns);
+
 /* When the next poll has something to do: 0 while I/O is in flight or can
  * start, the batch deadline while one waits, UINT64_MAX when idle. */
 uint64_t dp_seglog_next_ns(const struct dp_seglog *log);

@@ -11,6 +11,7 @@
  * than handle is resolved here, on the owner (dp_exec_target).
  */
 #include "dataplane/dp_worker_pvt.h"
+#include "dataplane/dp_disk.h"
 #include "dataplane/dp_subject.h"
 
 #include <errno.h>
@@ -478,11 +479,23 @@ enum dp_take dp_worker_exec(struct dp_worker *w, const struct dp_cmd_view *v)
                 memset(c + 1, 0, sizeof(struct dp_cpl_stat));
                 c->status = dp_exec_stat(w, v, c);
         } else {
+                dp_disk_request_begin(w->disk);
                 c->status = dp_exec_simple(w, v, c);
+                struct dp_disk_wait wait;
+                bool waits = dp_disk_request_end(w->disk, &wait);
                 /* The reservation is simply not committed: the next
                  * reserve on this ring takes its place. */
                 if (c->status == 0 && (h->flags & DP_CMD_F_QUIET))
                         return DP_TAKE_DONE;
+                /* A completion is read the moment it is committed, and the
+                 * ring holds one reservation at a time: no parking it, as
+                 * NATS answers are, so the records it reports go where
+                 * their sync asks first. */
+                if (waits) {
+                        int rc = dp_disk_wait(w->disk, &wait);
+                        if (rc < 0 && c->status == 0)
+                                c->status = rc;
+                }
         }
         dp_cpl_commit(w, r, h->client);
         return DP_TAKE_DONE;
