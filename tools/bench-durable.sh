@@ -14,8 +14,8 @@
 #
 # Arguments after the build directory go to atomq-bench after the defaults
 # below (so they win). SYNCS lists atomq's policies (default "batch
-# always"; "none" is the one closest to JetStream 2.9, see the note printed
-# at the end); ATOMQD_ARGS adds atomqd flags; NATS_SERVER names the
+# always"; see the note printed at the end for what each means against
+# JetStream 2.9); CASES the cases (default "send append"); ATOMQD_ARGS adds atomqd flags; NATS_SERVER names the
 # nats-server binary; TMPDIR picks where both keep their data (a tmpfs there
 # makes every fsync free: the script says which filesystem it is). Exit
 # status: 0 when every case ran against both servers (counted errors are
@@ -29,11 +29,20 @@ build=${1:-build-release}
 . "$(dirname "$0")/bench-servers.sh"
 # 2 cases x 2 policies x 5 runs x 2 servers x ~1.4 s: about 2 minutes.
 defaults=(--runs 5 --duration 1 --warmup 0.3)
-cases=(send append)
+read -r -a cases <<<"${CASES:-send append}"
 read -r -a syncs <<<"${SYNCS:-batch always}"
 
 say() { printf 'bench-durable: %s\n' "$*" >&2; }
 
+for c in "${cases[@]}"; do
+        case $c in
+        send | append) ;;
+        *)
+                say "CASES: '$c' is not send or append"
+                exit 2
+                ;;
+        esac
+done
 for s in "${syncs[@]}"; do
         case $s in
         always | batch | none) ;;
