@@ -237,6 +237,17 @@ static const struct ctl_ctr worker_ctrs[] = {
         { "nats_aq_requests", "nats_aq_requests", "$AQ requests from NATS clients.", WCTR(nats.aq_requests) },
         { "nats_aq_lost", "nats_aq_lost", "$AQ answers that could not be sent.", WCTR(nats.aq_lost) },
         { "nats_aq_parked", "nats_aq_parked", "$AQ fetches that waited for a message.", WCTR(nats.aq_parked) },
+        { "disk_records", "disk_records", "Records appended to the worker's disk log.", WCTR(disk.records) },
+        { "disk_writes", "disk_writes", "Writes of the disk log's buffers.", WCTR(disk.writes) },
+        { "disk_write_bytes", "disk_write_bytes", "Bytes written to the disk log.", WCTR(disk.write_bytes) },
+        { "disk_syncs", "disk_syncs", "fdatasyncs of the disk log completed.", WCTR(disk.syncs) },
+        { "disk_io_errors", "disk_io_errors", "Disk log write or fdatasync errors (each stops the log).", WCTR(disk.io_errors) },
+        { "disk_refused", "disk_refused", "Disk log appends refused: too large, --disk-max, buffers busy.", WCTR(disk.refused) },
+        { "disk_journal_errors", "disk_journal_errors", "Changes to disk entities the log refused (kept in memory only).", WCTR(disk.journal_errors) },
+        { "disk_answers_parked", "disk_answers_parked", "NATS answers that waited for the disk log.", WCTR(disk.parked) },
+        { "disk_completions_waited", "disk_completions_waited", "Agent and control-socket completions that waited for the disk log.", WCTR(disk.waited) },
+        { "disk_compactions", "disk_compactions", "Disk logs rewritten with only their live records.", WCTR(disk.compactions) },
+        { "disk_compact_errors", "disk_compact_errors", "Disk log compactions that failed.", WCTR(disk.compact_errors) },
 };
 
 #define SCTR(f) .off = offsetof(struct dp_shard_stats, f)

@@ -64,6 +64,7 @@ struct dp_disk {
         struct dp_disk_parked *parked; /* a FIFO ring of DP_DISK_PARKED_MAX */
         uint32_t parked_head, parked_count;
         struct dp_disk_stats stats;
+        struct dp_seglog_stats told;   /* log's counts already in the worker's counters */
         char dir[4096];
         char next_dir[4096 + 8];       /* dir ".next": a compaction's new log */
         int efd;                       /* the log's completions signal it; -1: none */
@@ -74,6 +75,27 @@ static uint64_t dp_disk_realtime_ns(void)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct dp_disk_counters *dp_disk_ctr(const struct dp_disk *d)
+{
+        return &d->w->stats->disk;
+}
+
+/* Adds what a log counted since told to the worker's counters. */
+static void dp_disk_count(struct dp_disk *d, const struct dp_seglog_stats *now,
+                          struct dp_seglog_stats *told)
+{
+        struct dp_disk_counters *c = dp_disk_ctr(d);
+        dp_counter_add(&c->records, now->appends - told->appends);
+        dp_counter_add(&c->writes, now->writes - told->writes);
+        dp_counter_add(&c->write_bytes, now->write_bytes - told->write_bytes);
+        dp_counter_add(&c->syncs, now->syncs - told->syncs);
+        dp_counter_add(&c->io_errors, now->errors - told->errors);
+        dp_counter_add(&c->refused, now->refused_size + now->refused_space + now->refused_busy -
+                                            told->refused_size - told->refused_space -
+                                            told->refused_busy);
+        *told = *now;
 }
 
 /* ---- answers that wait ------------------------------------------------------ */
@@ -131,6 +153,7 @@ int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char 
                                                  .payload_len = payload_len, .data = data };
         d->parked_count++;
         d->stats.parked++;
+        dp_counter_inc(&dp_disk_ctr(d)->parked);
         return 0;
 }
 
@@ -142,6 +165,7 @@ static bool dp_disk_reached(const struct dp_disk *d, const struct dp_disk_wait *
 
 int dp_disk_wait(struct dp_disk *d, const struct dp_disk_wait *wait)
 {
+        dp_counter_inc(&dp_disk_ctr(d)->waited);
         uint64_t give_up = shm_clock_ns() + DP_DISK_BUSY_WAIT_NS;
         for (;;) {
                 uint64_t now = shm_clock_ns();
@@ -281,6 +305,7 @@ static int dp_disk_journal(void *arg, const struct dp_journal *j)
                                 &lsn);
         if (rc != 0) {
                 d->stats.journal_errors++;
+                dp_counter_inc(&dp_disk_ctr(d)->journal_errors);
                 /* The directory limit is the disk tier's "full", not the
                  * table's -ENOSPC. */
                 return rc == -ENOSPC ? -EDQUOT : rc;
@@ -518,10 +543,13 @@ int dp_disk_compact(struct dp_disk *d)
                 d->target = d->log;
                 int crc = dp_seglog_close(nl);
                 rc = rc != 0 ? rc : crc;
+                struct dp_seglog_stats none = { 0 };
+                dp_disk_count(d, dp_seglog_stats(nl), &none);
         }
         free(nl);
         if (rc != 0) {
                 d->stats.compact_errors++;
+                dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
                 dp_disk_rmdir(d->next_dir);
                 return rc;
         }
@@ -529,9 +557,11 @@ int dp_disk_compact(struct dp_disk *d)
          * swap, and the log at dir (the new one, or the old one if the swap
          * failed) opens again. */
         (void)dp_seglog_close(d->log);
+        dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         rc = renameat2(AT_FDCWD, d->next_dir, AT_FDCWD, d->dir, RENAME_EXCHANGE) != 0 ? -errno : 0;
         dp_disk_rmdir(d->next_dir);
         int orc = dp_seglog_open(d->log, &d->lc, NULL, NULL);
+        d->told = *dp_seglog_stats(d->log);
         /* If the new ring cannot signal it, the eventfd stays (the NATS
          * ring watches it) and goes quiet: the worker's sleep is bounded. */
         if (orc == 0 && d->efd >= 0)
@@ -543,13 +573,16 @@ int dp_disk_compact(struct dp_disk *d)
                 /* No log to journal into: storage disk is refused from now. */
                 dp_shard_set_journal(&d->w->shard, NULL, NULL);
                 d->stats.compact_errors++;
+                dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
                 return orc;
         }
         if (rc != 0) {
                 d->stats.compact_errors++;
+                dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
                 return rc;
         }
         d->stats.compactions++;
+        dp_counter_inc(&dp_disk_ctr(d)->compactions);
         uint32_t n = dp_seglog_segments(d->log, NULL, 0);
         d->compact_after = 2 * n > DP_DISK_COMPACT_SEGMENTS ? 2 * n : DP_DISK_COMPACT_SEGMENTS;
         /* Rare (the log doubled since the last one) and blocking: worth a
@@ -649,6 +682,7 @@ int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk
                 return rc;
         }
         s->hdr->journal_loaded = 1;
+        d->told = *dp_seglog_stats(d->log);
         /* Completions signal an eventfd the worker's sleep can watch
          * (dp_disk_eventfd); without one it sleeps briefly instead. */
         d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -683,6 +717,7 @@ void dp_disk_close(struct dp_disk *d)
         if (d->w->shard.journal_arg == d)
                 dp_shard_set_journal(&d->w->shard, NULL, NULL);
         dp_seglog_close(d->log);
+        dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         dp_disk_publish_ready(d, false);
         if (d->efd >= 0)
                 close(d->efd);
@@ -696,6 +731,7 @@ void dp_disk_close(struct dp_disk *d)
 int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
 {
         int rc = dp_seglog_poll(d->log, now_ns);
+        dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         if (d->parked_count > 0)
                 dp_disk_publish_ready(d, false);
         /* Between requests, with no I/O in flight or due: a log grown to

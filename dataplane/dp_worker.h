@@ -71,6 +71,22 @@ struct dp_nats_stats {
         dp_counter aq_parked;         /* fetches that waited for a message */
 };
 
+/* The disk tier's counters of a worker (dataplane/dp_disk.c): the log's
+ * own counted as it goes, the answers that waited for it. */
+struct dp_disk_counters {
+        dp_counter records;           /* records appended to the log */
+        dp_counter writes;            /* writes of the log's buffers */
+        dp_counter write_bytes;
+        dp_counter syncs;             /* fdatasyncs completed */
+        dp_counter io_errors;         /* write or fdatasync errors (each stops the log) */
+        dp_counter refused;           /* appends refused: too large, --disk-max, buffers busy */
+        dp_counter journal_errors;    /* changes the log refused (they stayed in memory) */
+        dp_counter parked;            /* NATS answers that waited for the log */
+        dp_counter waited;            /* agent and control completions that waited in place */
+        dp_counter compactions;
+        dp_counter compact_errors;
+};
+
 /* A worker's counters: in the arena, one writer (the worker), read by
  * anyone with dp_counter_get. Two cache lines of their own per worker, so
  * the adjacent-line prefetcher does not pair them with a neighbour's. */
@@ -94,6 +110,7 @@ struct dp_worker_stats {
         dp_counter timers;         /* timers fired */
         struct dp_idle_counters idle;
         struct dp_nats_stats nats;
+        struct dp_disk_counters disk;
 };
 #define DP_WORKER_STATS_BYTES 384u
 _Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats fit their lines");

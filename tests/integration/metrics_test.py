@@ -97,10 +97,9 @@ def wait_listening(proc, port, log_path, seconds=10):
          "(ctl_main.c does not open the metrics listener yet)")
 
 
-def try_create_entities(sock_path, names):
-    """Best effort through the control socket (its grammar belongs to the
-    control-socket issue): True when every create was answered without an
-    error word."""
+def ctl_commands(sock_path, commands):
+    """Runs commands on the control socket; their replies, each one line
+    (its lines joined), or None when the socket is not there."""
     try:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(2)
@@ -116,16 +115,54 @@ def try_create_entities(sock_path, names):
             return " ".join(lines)
 
         reply()  # the greeting
-        ok = True
-        for n in names:
-            f.write(f"create mailbox {n}\n")
+        out = []
+        for c in commands:
+            f.write(c + "\n")
             f.flush()
-            r = reply().lower()
-            ok = ok and not any(w in r for w in ("error", "err", "unknown", "usage"))
+            out.append(reply())
         s.close()
-        return ok
+        return out
     except OSError:
-        return False
+        return None
+
+
+def try_create_entities(sock_path, names):
+    """Best effort through the control socket: True when every create was
+    answered without an error word."""
+    replies = ctl_commands(sock_path, [f"create mailbox {n}" for n in names])
+    return replies is not None and not any(
+        w in r.lower() for r in replies for w in ("error", "err", "unknown", "usage"))
+
+
+def check_disk_counters(port, sock_path, log):
+    """A sync=always disk mailbox and five sends through the control socket
+    move the disk counters: records, writes, syncs, completions that
+    waited; no I/O error."""
+    replies = ctl_commands(sock_path, ["create mailbox metrics.disk storage=disk sync=always"] +
+                           [f"send metrics.disk m{i}" for i in range(5)])
+    if replies is None or not all(r.startswith("ok") for r in replies):
+        fail(f"disk mailbox and sends through the control socket: {replies}", log())
+    want = {"atomq_disk_records_total": 6, "atomq_disk_writes_total": 1,
+            "atomq_disk_write_bytes_total": 6 * 40, "atomq_disk_syncs_total": 1,
+            "atomq_disk_completions_waited_total": 5}
+    deadline = time.monotonic() + 5
+    while True:
+        _, _, body = fetch(port, "/metrics")
+        _, samples = parse_prometheus(body.decode("utf-8"))
+        sums = {}
+        for n, _, v in samples:
+            if n.startswith("atomq_disk_"):
+                sums[n] = sums.get(n, 0) + v
+        short = {n: (sums.get(n), v) for n, v in want.items() if sums.get(n, 0) < v}
+        if not short:
+            break
+        if time.monotonic() > deadline:
+            fail(f"disk counters below what was done (got, want): {short}", log())
+        time.sleep(0.1)
+    for n in ("atomq_disk_io_errors_total", "atomq_disk_journal_errors_total",
+              "atomq_disk_refused_total", "atomq_disk_compact_errors_total"):
+        if sums.get(n) != 0:
+            fail(f"{n} is {sums.get(n)}, want 0", log())
 
 
 def main():
@@ -191,6 +228,8 @@ def main():
                 fail(f"idle ratio {v} of worker {l['worker']}")
             if types.get(n) == "counter" and v < 0:
                 fail(f"negative counter {n} {l}")
+
+        check_disk_counters(port, sock_path, log)
 
         # /info
         status, ctype, body = fetch(port, "/info")
