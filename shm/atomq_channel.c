@@ -356,7 +356,7 @@ int atomq_channel_commit(struct atomq_channel *ch)
         if (shm_unlikely(ch->map == NULL))
                 return -EBADF;
         struct shm_vring *tx = atomq_channel_tx(ch);
-        if (shm_unlikely(tx->resv_end == 0))
+        if (shm_unlikely(!tx->reserved))
                 return -ENOENT;
         shm_vring_commit(tx, ATOMQ_CHANNEL_REC_TYPE);
         return 0;
@@ -472,7 +472,7 @@ int atomq_channel_release(struct atomq_channel *ch)
         if (shm_unlikely(ch->map == NULL))
                 return -EBADF;
         struct shm_vring *rx = atomq_channel_rx(ch);
-        if (shm_unlikely(rx->peek_end == 0))
+        if (shm_unlikely(!rx->peeked))
                 return -ENOENT;
         shm_vring_release(rx);
         return 0;

@@ -296,6 +296,7 @@ int shm_mpsc_peek(struct shm_mpsc *r, struct shm_mpsc_rec *out)
                         out->len = len;
                         out->type = type;
                         r->peek_end = r->tail + total;
+                        r->peeked = true;
                         return 1;
                 }
                 shm_mpsc_consume(r, total);
@@ -306,9 +307,9 @@ int shm_mpsc_peek(struct shm_mpsc *r, struct shm_mpsc_rec *out)
 
 void shm_mpsc_release(struct shm_mpsc *r)
 {
-        DP_VERIFY(r->peek_end != 0);
+        DP_VERIFY(r->peeked);
         shm_mpsc_consume(r, r->peek_end - r->tail);
-        r->peek_end = 0;
+        r->peeked = false;
         shm_mpsc_tail_publish(r);
 }
 
@@ -326,7 +327,7 @@ int shm_mpsc_read_burst(struct shm_mpsc *r,
                         break;
                 fn(arg, &rec);
                 shm_mpsc_consume(r, r->peek_end - r->tail);
-                r->peek_end = 0;
+                r->peeked = false;
                 n++;
         }
         if (n == 0)

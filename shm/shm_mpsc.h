@@ -43,6 +43,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "shm/shm_base.h"
@@ -97,7 +98,8 @@ struct shm_mpsc {
         uint32_t rec_max;  /* largest payload: capacity / 2 - header */
         uint64_t head;     /* consumer: cached head, to bounds-check records */
         uint64_t tail;     /* consumer: own tail */
-        uint64_t peek_end; /* consumer: tail after the peeked record, 0: none */
+        uint64_t peek_end; /* consumer: tail after the peeked record */
+        bool peeked;       /* a record is peeked (not peek_end == 0: it can wrap to 0) */
 };
 
 /* A claimed, not yet committed record: the token shm_mpsc_commit needs. */

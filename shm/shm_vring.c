@@ -169,13 +169,14 @@ void *shm_vring_reserve(struct shm_vring *r, uint32_t len)
         r->resv_pad = (uint32_t)pad;
         r->resv_len = len;
         r->resv_end = head + pad + total;
+        r->reserved = true;
         r->reserve_err = 0;
         return r->data + r->resv_off + SHM_VRING_HDR_BYTES;
 }
 
 void shm_vring_commit(struct shm_vring *r, uint32_t type)
 {
-        DP_VERIFY(r->resv_end != 0);
+        DP_VERIFY(r->reserved);
         DP_ASSERT(type != SHM_VRING_TYPE_PAD);
         struct shm_vring_rec_hdr *next = shm_vring_rec_at(r, r->resv_end & r->mask);
         atomic_store_explicit(&next->len, 0, memory_order_relaxed);
@@ -195,7 +196,7 @@ void shm_vring_commit(struct shm_vring *r, uint32_t type)
                                       memory_order_release);
         }
         r->head = r->resv_end;
-        r->resv_end = 0;
+        r->reserved = false;
         /* For a producer that attaches after us; the consumer never reads it. */
         atomic_store_explicit(&r->hdr->head, r->head, memory_order_release);
 }
@@ -238,6 +239,7 @@ int shm_vring_peek(struct shm_vring *r, struct shm_vring_rec *out)
                         out->len = len;
                         out->type = type;
                         r->peek_end = tail + total;
+                        r->peeked = true;
                         return 1;
                 }
                 if (shm_unlikely(off + total != r->capacity))
@@ -252,9 +254,9 @@ int shm_vring_peek(struct shm_vring *r, struct shm_vring_rec *out)
 
 void shm_vring_release(struct shm_vring *r)
 {
-        DP_VERIFY(r->peek_end != 0);
+        DP_VERIFY(r->peeked);
         r->tail = r->peek_end;
-        r->peek_end = 0;
+        r->peeked = false;
         /* Pairs with the acquire load of tail in shm_vring_reserve: we are
          * done reading the record. */
         atomic_store_explicit(&r->hdr->tail, r->tail, memory_order_release);

@@ -52,6 +52,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "shm/shm_base.h"
@@ -105,12 +106,17 @@ struct shm_vring {
         uint32_t rec_max;  /* largest payload: capacity / 2 - header */
         uint64_t head;     /* producer: own head (unused by the consumer) */
         uint64_t tail;     /* consumer: own tail; producer: cached tail */
-        uint64_t resv_end; /* producer: head after the reserved record, 0: none */
+        uint64_t resv_end; /* producer: head after the reserved record */
         uint32_t resv_off; /* producer: data offset of the reserved record's header */
         uint32_t resv_len; /* producer: payload bytes of the reserved record */
         uint32_t resv_pad; /* producer: padding bytes before it at the wrap, 0: none */
-        uint64_t peek_end; /* consumer: tail after the peeked record, 0: none */
+        uint64_t peek_end; /* consumer: tail after the peeked record */
         int reserve_err;   /* producer: why the last reserve returned NULL */
+        /* A record is reserved (producer) / peeked (consumer). Not the ends
+         * being 0: the indexes start where the shared header says, which
+         * the peer writes, so an end can wrap to 0 (found by fuzzing). */
+        bool reserved;
+        bool peeked;
 };
 
 /* A record as the consumer sees it. data points into the ring and stays

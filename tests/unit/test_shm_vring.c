@@ -390,6 +390,32 @@ Test(shm_vring, a_second_reserve_abandons_the_first)
         free(p.mem);
 }
 
+/* The indexes start where the shared header says, and the peer writes it:
+ * a record may end exactly at 2^64, where the free-running index wraps to
+ * 0. Reserve, commit, peek and release must not take that end for "none"
+ * (fuzz_agent_ring found the worker's release panicking on it). */
+Test(shm_vring, a_record_ending_where_the_index_wraps_to_zero)
+{
+        struct vring_pair p;
+        pair_init(&p, 256);
+        uint64_t start = UINT64_MAX - 31;   /* 8-aligned: 2^64 - 32 */
+        atomic_store(&pair_hdr(&p)->head, start);
+        atomic_store(&pair_hdr(&p)->tail, start);
+        struct shm_vring prod, cons;
+        cr_assert_eq(shm_vring_attach(&prod, p.mem, p.len), 0);
+        cr_assert_eq(shm_vring_attach(&cons, p.mem, p.len), 0);
+        /* 24 bytes of payload and the 8-byte header: 32, up to 2^64. */
+        cr_assert_eq(write_seq(&prod, 1, 24), 0);
+        cr_assert_eq(prod.head, 0, "the head wrapped to 0");
+        read_seq(&cons, 1, 24);
+        cr_assert_eq(cons.tail, 0);
+        cr_assert_eq(write_seq(&prod, 2, 8), 0);
+        read_seq(&cons, 2, 8);
+        struct shm_vring_rec rec;
+        cr_expect_eq(shm_vring_peek(&cons, &rec), 0);
+        free(p.mem);
+}
+
 Test(shm_vring, attach_rejects_bad_magic_and_version)
 {
         struct vring_pair p;
