@@ -72,10 +72,45 @@ static const char *dp_aq_code(int err)
         }
 }
 
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), 0 if there is none. */
+static size_t dp_aq_utf8_len(const unsigned char *s, size_t left)
+{
+        unsigned char c = s[0];
+        size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (n == 0 || n > left)
+                return 0;
+        for (size_t i = 1; i < n; i++)
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+        if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
+            (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+                return 0;
+        return n;
+}
+
+/* Replaces each byte that does not start a valid UTF-8 sequence with '?':
+ * JSON strings are UTF-8, and subjects and names may hold any byte (and
+ * a name cut at 200 bytes may end inside a character). */
+static void dp_aq_utf8_scrub(char *s)
+{
+        size_t len = strlen(s);
+        for (size_t i = 0; i < len;) {
+                size_t n = dp_aq_utf8_len((const unsigned char *)s + i, len - i);
+                if (n == 0) {
+                        s[i] = '?';
+                        n = 1;
+                }
+                i += n;
+        }
+}
+
 json_t *dp_aq_fail(const char *code, const char *fmt, const char *arg, size_t arg_len)
 {
         char msg[320];
         snprintf(msg, sizeof(msg), fmt, (int)(arg_len > 200 ? 200 : arg_len), arg);
+        dp_aq_utf8_scrub(msg);
         return json_pack("{s:b,s:s,s:s}", "ok", 0, "error", code, "message", msg);
 }
 
@@ -273,8 +308,9 @@ static void dp_aq_name_make(struct dp_worker *w, const char *prefix, char *out, 
         }
 }
 
-/* Is the body exactly {"name":"<1..255 bytes, no escapes or controls>"}
- * (spaces allowed around the tokens)? Then *name points into it. */
+/* Is the body exactly {"name":"<1..255 ASCII bytes, no escapes or
+ * controls>"} (spaces allowed around the tokens)? Then *name points into
+ * it. Anything else, UTF-8 included, is the JSON parser's to check. */
 static bool dp_aq_name_only(const void *body, uint32_t len, const char **name,
                             uint32_t *name_len)
 {
@@ -295,7 +331,8 @@ static bool dp_aq_name_only(const void *body, uint32_t len, const char **name,
         if (p == end || *p++ != '"')
                 return false;
         const char *s = p;
-        while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+        while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20 &&
+               (unsigned char)*p < 0x80)
                 p++;
         if (p == end || *p != '"' || p == s || p - s > DP_CMD_NAME_MAX)
                 return false;
