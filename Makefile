@@ -3,7 +3,9 @@
 #
 #   make run     install deps, build, start atomqd in the foreground
 #   make test    install deps, build, run every test suite, then all of
-#                them again on an ASan + UBSan build (make test-sanitized)
+#                them again on an ASan + UBSan build (make test-sanitized),
+#                then each fuzz target for 15 s (make test-fuzz)
+#   make fuzz    each libFuzzer target for FUZZ_SECONDS (default 300)
 #   make bench   build a release tree and run the benchmarks
 #   make bench-compare  atomqd against nats-server under the same NATS load
 #   make bench-durable  atomqd against JetStream: acknowledged durable publishes
@@ -14,11 +16,13 @@
 BUILD ?= build
 RELEASE ?= build-release
 SANITIZED ?= build-sanitized
+FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 300
 MESON_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all deps setup build run test test-unit test-sanitized bench bench-compare clean help
+.PHONY: all deps setup build run test test-unit test-sanitized test-fuzz fuzz bench bench-compare clean help
 
 all: build
 
@@ -45,6 +49,7 @@ run: build
 test: build
 	sh tools/run-tests.sh $(BUILD) --num-processes 2
 	$(MAKE) test-sanitized
+	$(MAKE) test-fuzz
 
 # Every suite on an AddressSanitizer + UndefinedBehaviorSanitizer build:
 # any report, from a test or from a daemon a test started, fails the run
@@ -55,6 +60,20 @@ $(SANITIZED)/build.ninja:
 test-sanitized: deps $(SANITIZED)/build.ninja
 	ninja -C $(SANITIZED)
 	SANITIZE=1 sh tools/run-tests.sh $(SANITIZED) --num-processes 2
+
+# libFuzzer targets (tests/fuzz/: the NATS parser, $AQ requests, the control
+# socket's parser, the agent ring reader) on a clang ASan + UBSan build, one
+# after the other from their seed corpora; a crash fails the run and leaves
+# its input in $(FUZZ)/tests/fuzz/<what>/crash-*.
+$(FUZZ)/build.ninja:
+	CC=clang meson setup $(FUZZ) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false $(MESON_ARGS)
+
+fuzz: deps $(FUZZ)/build.ninja
+	ninja -C $(FUZZ)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tools/run-tests.sh $(FUZZ) --suite fuzz --no-rebuild
+
+test-fuzz:
+	$(MAKE) fuzz FUZZ_SECONDS=15
 
 test-unit: build
 	sh tools/run-tests.sh $(BUILD) --suite unit
@@ -89,4 +108,4 @@ bench-durable: deps $(RELEASE)/build.ninja
 	bash tools/bench-durable.sh $(RELEASE) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(RELEASE) $(SANITIZED)
+	rm -rf $(BUILD) $(RELEASE) $(SANITIZED) $(FUZZ)

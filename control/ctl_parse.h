@@ -10,7 +10,7 @@
 #include "shm/shm_arena.h"
 
 /* "4096", "64K", "256M", "1G", "1T" (binary multiples) into *bytes.
- * -EINVAL: not a size; -ERANGE: over 2^63. */
+ * -EINVAL: not a size; -ERANGE: 2^63 or more. */
 int ctl_parse_bytes(const char *s, uint64_t *bytes);
 
 /* A decimal integer within [min, max]; no blanks, no '+'. -EINVAL / -ERANGE. */

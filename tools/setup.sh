@@ -26,6 +26,8 @@ python3          test helpers
 golang-go        NATS client tests (nats.go)
 golang-github-nats-io-go-nats-dev NATS client tests (nats.go sources)
 nats-server      reference NATS server for tests and benchmarks
+clang            libFuzzer targets (make fuzz, and briefly in make test)
+libclang-rt-dev  libFuzzer and clang's sanitizer runtimes
 "
 
 names=$(printf '%s\n' "$PACKAGES" | awk 'NF { print $1 }')
