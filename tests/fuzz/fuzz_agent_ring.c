@@ -59,14 +59,8 @@
 #include "shm/shm_base.h"
 #include "shm/shm_vring.h"
 
-#define FZ_CHECK(x)                                                             \
-        do {                                                                    \
-                if (!(x)) {                                                     \
-                        fprintf(stderr, "fuzz_agent_ring: %s:%d: %s\n", __FILE__, \
-                                __LINE__, #x);                                  \
-                        abort();                                                \
-                }                                                               \
-        } while (0)
+#define FZ_NAME "fuzz_agent_ring"
+#include "tests/fuzz/fuzz_check.h"
 
 /* Records read from one ring per input: over two laps of the smallest
  * records in a 4096-byte ring, and a bound on work per input (the worker

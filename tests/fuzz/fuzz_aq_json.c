@@ -86,14 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* One +tick moves the clock at most this far: past ack-wait and TTLs. */
 #define FZ_TICK_MS_MAX 120000ull
 
-#define FZ_CHECK(cond)                                                          \
-        do {                                                                    \
-                if (!(cond)) {                                                  \
-                        fprintf(stderr, "fuzz_aq_json: %s:%d: %s\n", __FILE__,  \
-                                __LINE__, #cond);                               \
-                        __builtin_trap();                                       \
-                }                                                               \
-        } while (0)
+#define FZ_NAME "fuzz_aq_json"
+#include "tests/fuzz/fuzz_check.h"
 
 /* What an ok answer of a verb must carry (docs/protocol.md's table). */
 enum fz_kind {

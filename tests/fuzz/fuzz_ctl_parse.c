@@ -39,14 +39,8 @@
 #include "dataplane/dp_subject.h"
 
 /* A broken invariant: say which, and crash so libFuzzer keeps the input. */
-#define FZ_CHECK(x)                                                             \
-        do {                                                                    \
-                if (!(x)) {                                                     \
-                        fprintf(stderr, "fuzz_ctl_parse: %s:%d: %s\n", __FILE__, \
-                                __LINE__, #x);                                  \
-                        abort();                                                \
-                }                                                               \
-        } while (0)
+#define FZ_NAME "fuzz_ctl_parse"
+#include "tests/fuzz/fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

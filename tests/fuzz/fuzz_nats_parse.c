@@ -57,14 +57,8 @@ struct fz_trace {
         int end;                /* the last rc: 0, or the error */
 };
 
-#define FZ_CHECK(cond)                                                          \
-        do {                                                                    \
-                if (!(cond)) {                                                  \
-                        fprintf(stderr, "fuzz_nats_parse: %s:%d: %s\n",         \
-                                __FILE__, __LINE__, #cond);                     \
-                        __builtin_trap();                                       \
-                }                                                               \
-        } while (0)
+#define FZ_NAME "fuzz_nats_parse"
+#include "tests/fuzz/fuzz_check.h"
 
 static void fz_hash(uint64_t *h, const void *p, size_t n)
 {
