@@ -60,16 +60,18 @@ int ctl_parse_duration(const char *s, uint32_t *ms)
                 { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
         };
         uint64_t v = 0;
+        bool over = false;   /* above UINT32_MAX: -ERANGE, if the rest is a duration */
         const char *p = s;
         if (*p < '0' || *p > '9')
                 return -EINVAL;
         for (; *p >= '0' && *p <= '9'; p++) {
-                v = v * 10 + (uint64_t)(*p - '0');
-                if (v > UINT32_MAX)
-                        return -ERANGE;
+                if (!over) {
+                        v = v * 10 + (uint64_t)(*p - '0');
+                        over = v > UINT32_MAX;
+                }
         }
         if (*p == 0) {
-                if (v != 0)
+                if (v != 0 || over)
                         return -EINVAL;
                 *ms = 0;
                 return 0;
@@ -77,7 +79,7 @@ int ctl_parse_duration(const char *s, uint32_t *ms)
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
                 if (strcmp(p, units[i].unit) != 0)
                         continue;
-                if (v > UINT32_MAX / units[i].ms)
+                if (over || v > UINT32_MAX / units[i].ms)
                         return -ERANGE;
                 *ms = (uint32_t)(v * units[i].ms);
                 return 0;

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,8 +33,8 @@ int ctl_parse_bytes(const char *s, uint64_t *bytes)
                 return -EINVAL;
         errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
+        /* Too large, but only -ERANGE once the rest is a size too. */
+        bool over = errno == ERANGE;
         int shift = 0;
         if (*end != '\0') {
                 const char *u = strchr(units, *end);
@@ -48,7 +49,7 @@ int ctl_parse_bytes(const char *s, uint64_t *bytes)
                 if (*end != '\0')
                         return -EINVAL;
         }
-        if (v > (UINT64_MAX >> 1) >> shift)
+        if (over || v > (UINT64_MAX >> 1) >> shift)
                 return -ERANGE;
         *bytes = (uint64_t)v << shift;
         return 0;

@@ -169,6 +169,11 @@ Test(ctl_cmd, durations_need_a_unit)
         cr_assert_eq(ctl_parse_duration("1y", &ms), -EINVAL);
         cr_assert_eq(ctl_parse_duration("50d", &ms), -ERANGE);
         cr_assert_eq(ctl_parse_duration("99999999999ms", &ms), -ERANGE);
+        /* A missing or bad unit is -EINVAL however large the number
+         * (fuzz_ctl_parse: it was -ERANGE). */
+        cr_assert_eq(ctl_parse_duration("33333333333333", &ms), -EINVAL);
+        cr_assert_eq(ctl_parse_duration("33333333333333x", &ms), -EINVAL);
+        cr_assert_eq(ctl_parse_duration("33333333333333s", &ms), -ERANGE);
         cr_assert_eq(ms, 7, "nothing written on error");
 }
 

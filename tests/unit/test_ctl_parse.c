@@ -31,6 +31,10 @@ Test(ctl_parse, bytes_refuses_junk_negative_and_overflow)
         cr_assert_eq(ctl_parse_bytes("M", &b), -EINVAL);
         cr_assert_eq(ctl_parse_bytes("99999999999T", &b), -ERANGE);
         cr_assert_eq(ctl_parse_bytes("999999999999999999999", &b), -ERANGE);
+        /* Junk after a too-large number is junk first (fuzz_ctl_parse). */
+        cr_assert_eq(ctl_parse_bytes("999999999999999999999x", &b), -EINVAL);
+        cr_assert_eq(ctl_parse_bytes("999999999999999999999K", &b), -ERANGE);
+        cr_assert_eq(ctl_parse_bytes("8388608T", &b), -ERANGE);   /* exactly 2^63 */
         cr_assert_eq(b, 7, "nothing written on error");
 }
 
