@@ -245,6 +245,7 @@ static const struct ctl_ctr worker_ctrs[] = {
         { "disk_refused", "disk_refused", "Disk log appends refused: too large, --disk-max, buffers busy.", WCTR(disk.refused) },
         { "disk_journal_errors", "disk_journal_errors", "Changes to disk entities the log refused (kept in memory only).", WCTR(disk.journal_errors) },
         { "disk_answers_parked", "disk_answers_parked", "NATS answers that waited for the disk log.", WCTR(disk.parked) },
+        { "disk_parked_full", "disk_parked_full", "Requests that waited because 65,536 answers were already parked.", WCTR(disk.parked_full) },
         { "disk_completions_waited", "disk_completions_waited", "Agent and control-socket completions that waited for the disk log.", WCTR(disk.waited) },
         { "disk_compactions", "disk_compactions", "Disk logs rewritten with only their live records.", WCTR(disk.compactions) },
         { "disk_compact_errors", "disk_compact_errors", "Disk log compactions that failed.", WCTR(disk.compact_errors) },

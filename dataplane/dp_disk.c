@@ -133,7 +133,7 @@ int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char 
         /* Full: wait for the oldest to become durable (the log is busy; so
          * is the client that filled it). Bounded by the log's own sync. */
         if (d->parked_count == DP_DISK_PARKED_MAX) {
-                d->stats.parked_full++;
+                dp_counter_inc(&dp_disk_ctr(d)->parked_full);
                 uint64_t give_up = shm_clock_ns() + DP_DISK_BUSY_WAIT_NS;
                 while (d->parked_count == DP_DISK_PARKED_MAX && shm_clock_ns() < give_up) {
                         if (dp_seglog_poll(d->log, shm_clock_ns()) < 0)
@@ -152,7 +152,6 @@ int dp_disk_park(struct dp_disk *d, const struct dp_disk_wait *wait, const char 
         d->parked[at] = (struct dp_disk_parked){ .wait = *wait, .subject_len = subject_len,
                                                  .payload_len = payload_len, .data = data };
         d->parked_count++;
-        d->stats.parked++;
         dp_counter_inc(&dp_disk_ctr(d)->parked);
         return 0;
 }
@@ -304,7 +303,6 @@ static int dp_disk_journal(void *arg, const struct dp_journal *j)
         int rc = dp_disk_append(d, &rec, j->sync == DP_SYNC_ALWAYS ? DP_SEGLOG_APPEND_SYNC : 0,
                                 &lsn);
         if (rc != 0) {
-                d->stats.journal_errors++;
                 dp_counter_inc(&dp_disk_ctr(d)->journal_errors);
                 /* The directory limit is the disk tier's "full", not the
                  * table's -ENOSPC. */
@@ -523,6 +521,12 @@ static int dp_disk_restate(struct dp_disk *d)
         return rc;
 }
 
+static int dp_disk_compact_failed(struct dp_disk *d, int rc)
+{
+        dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
+        return rc;
+}
+
 int dp_disk_compact(struct dp_disk *d)
 {
         uint64_t t0 = shm_clock_ns();
@@ -548,10 +552,8 @@ int dp_disk_compact(struct dp_disk *d)
         }
         free(nl);
         if (rc != 0) {
-                d->stats.compact_errors++;
-                dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
                 dp_disk_rmdir(d->next_dir);
-                return rc;
+                return dp_disk_compact_failed(d, rc);
         }
         /* The old log closes synced (its parked answers go out); then the
          * swap, and the log at dir (the new one, or the old one if the swap
@@ -572,16 +574,10 @@ int dp_disk_compact(struct dp_disk *d)
         if (orc != 0) {
                 /* No log to journal into: storage disk is refused from now. */
                 dp_shard_set_journal(&d->w->shard, NULL, NULL);
-                d->stats.compact_errors++;
-                dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
-                return orc;
+                return dp_disk_compact_failed(d, orc);
         }
-        if (rc != 0) {
-                d->stats.compact_errors++;
-                dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
-                return rc;
-        }
-        d->stats.compactions++;
+        if (rc != 0)
+                return dp_disk_compact_failed(d, rc);
         dp_counter_inc(&dp_disk_ctr(d)->compactions);
         uint32_t n = dp_seglog_segments(d->log, NULL, 0);
         d->compact_after = 2 * n > DP_DISK_COMPACT_SEGMENTS ? 2 * n : DP_DISK_COMPACT_SEGMENTS;

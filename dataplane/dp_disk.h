@@ -71,16 +71,12 @@ struct dp_disk_config {
         bool direct;                /* O_DIRECT writes (else buffered + fdatasync) */
 };
 
-/* What dp_disk_open found and did. */
+/* What dp_disk_open found and did. What happens later is counted in the
+ * worker's arena counters (struct dp_disk_counters, dp_worker.h). */
 struct dp_disk_stats {
         uint64_t replayed;          /* records applied at open */
         uint64_t replay_skipped;    /* records for entities gone or expired */
         uint64_t entities;          /* entities rebuilt */
-        uint64_t journal_errors;    /* records the log refused (the change stayed in memory) */
-        uint64_t parked;            /* answers that waited for durability */
-        uint64_t parked_full;       /* requests that waited because the park was full */
-        uint64_t compactions;       /* logs written afresh with only the live data */
-        uint64_t compact_errors;
 };
 
 /* Opens the worker's log and sets it as its shard's journal. When the shard

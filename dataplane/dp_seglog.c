@@ -622,35 +622,52 @@ static int dp_seglog_pwrite(struct dp_seglog *log, struct dp_seglog_buf *b)
         return 1;
 }
 
-/* Buffered logs: writes every busy buffer now, sealing the fill buffer
- * first. At a roll it stops until the finished segment is synced: a sync
- * job in flight may be the one that does it, else it submits one. */
+/* The oldest busy buffer, ready to be written (the fill buffer is sealed
+ * first when it holds records); NULL when none is, or when a roll waits
+ * for the finished segment's sync: a sync job in flight may be the one,
+ * else this submits it (counted in *work, as is a failed switch). */
+static struct dp_seglog_buf *dp_seglog_next_buf(struct dp_seglog *log, uint64_t now_ns,
+                                                int *work)
+{
+        const struct dp_seglog_buf *f = &log->bufs[log->fbuf];
+        if (log->nbusy == 1 && f->last_seq != 0)
+                dp_seglog_buf_next(log, f->seg_first, false);
+        if (log->nbusy == 1)
+                return NULL;
+        struct dp_seglog_buf *b = &log->bufs[log->wbuf];
+        if (b->seg_first != log->wseg_first) {
+                /* The roll barrier (see the header). */
+                if (log->job.active)
+                        return NULL;
+                if (log->wseg_dirty) {
+                        *work += dp_seglog_submit(log, DP_SEGLOG_NOBUF, true, now_ns);
+                        return NULL;
+                }
+                if (dp_seglog_switch(log, b->seg_first) < 0) {
+                        (*work)++;
+                        return NULL;
+                }
+        }
+        return b;
+}
+
+/* Buffered logs: writes every busy buffer now, up to a roll that waits. */
 static int dp_seglog_write_inline(struct dp_seglog *log, uint64_t now_ns)
 {
         int work = 0;
-        for (;;) {
-                const struct dp_seglog_buf *f = &log->bufs[log->fbuf];
-                if (log->nbusy == 1 && f->last_seq != 0)
-                        dp_seglog_buf_next(log, f->seg_first, false);
-                if (log->nbusy == 1)
-                        return work;
-                struct dp_seglog_buf *b = &log->bufs[log->wbuf];
-                if (b->seg_first != log->wseg_first) {
-                        if (log->job.active)
-                                return work;
-                        if (log->wseg_dirty)
-                                return work + dp_seglog_submit(log, DP_SEGLOG_NOBUF, true, now_ns);
-                        if (dp_seglog_switch(log, b->seg_first) < 0)
-                                return work + 1;
-                }
+        struct dp_seglog_buf *b;
+        while ((b = dp_seglog_next_buf(log, now_ns, &work)) != NULL) {
                 if (dp_seglog_pwrite(log, b) < 0)
                         return work + 1;
                 work++;
         }
+        return work;
 }
 
 /* Starts the next job, if the job slot is free and there is one; a
- * buffered log writes first. */
+ * buffered log writes first. Every policy writes the fill buffer at each
+ * poll (so `batch` records reach the kernel at once); `batch` syncs on its
+ * own schedule, with a sync-only job when no write carries it. */
 static int dp_seglog_start(struct dp_seglog *log, uint64_t now_ns)
 {
         if (log->cfg.io == DP_SEGLOG_IO_BUFFERED) {
@@ -662,29 +679,15 @@ static int dp_seglog_start(struct dp_seglog *log, uint64_t now_ns)
         if (log->job.active)
                 return 0;
         bool sync = dp_seglog_sync_due(log, now_ns);
-        const struct dp_seglog_buf *f = &log->bufs[log->fbuf];
-        /* Every policy writes the fill buffer at each poll (so `batch`
-         * records reach the kernel at once); `batch` syncs on its own
-         * schedule, a sync-only job when no write carries it. */
-        (void)now_ns;
-        if (log->nbusy == 1 && f->last_seq != 0)
-                dp_seglog_buf_next(log, f->seg_first, false);
-        if (log->nbusy > 1) {
-                const struct dp_seglog_buf *b = &log->bufs[log->wbuf];
-                if (b->seg_first != log->wseg_first) {
-                        /* The roll barrier (see the header). */
-                        if (log->wseg_dirty)
-                                return dp_seglog_submit(log, DP_SEGLOG_NOBUF, true, now_ns);
-                        if (dp_seglog_switch(log, b->seg_first) < 0)
-                                return 1;
-                }
+        int work = 0;
+        if (dp_seglog_next_buf(log, now_ns, &work) != NULL) {
                 /* A sync behind each of several queued buffers would be
                  * wasted: it rides with the one holding the last record. */
                 bool last = log->nbusy == 2 && log->bufs[log->fbuf].last_seq == 0;
                 return dp_seglog_submit(log, log->wbuf, sync && last, now_ns);
         }
-        if (!sync)
-                return 0;
+        if (work != 0 || !sync)
+                return work;
         DP_ASSERT(log->written_seq == log->next_seq - 1);
         return dp_seglog_submit(log, DP_SEGLOG_NOBUF, true, now_ns);
 }

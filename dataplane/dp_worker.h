@@ -82,6 +82,7 @@ struct dp_disk_counters {
         dp_counter refused;           /* appends refused: too large, --disk-max, buffers busy */
         dp_counter journal_errors;    /* changes the log refused (they stayed in memory) */
         dp_counter parked;            /* NATS answers that waited for the log */
+        dp_counter parked_full;       /* requests that waited: DP_DISK_PARKED_MAX were parked */
         dp_counter waited;            /* agent and control completions that waited in place */
         dp_counter compactions;
         dp_counter compact_errors;

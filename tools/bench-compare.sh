@@ -36,17 +36,7 @@ failed=0
 : >"$tmp/all.jsonl"
 for c in "${cases[@]}"; do
         say "$c ..."
-        "$bench" nats "$c" --url "$url" --json "${defaults[@]}" "$@" \
-                >"$tmp/$c.jsonl" 2>"$tmp/$c.log"
-        rc=$?
-        cat "$tmp/$c.jsonl" >>"$tmp/all.jsonl"
-        # 1 with both systems reported: counted errors, shown in the table.
-        n=$(grep -c '"scenario":"nats"' "$tmp/$c.jsonl")
-        if [ "$rc" -ne 0 ] && { [ "$rc" -ne 1 ] || [ "$n" -lt 2 ]; }; then
-                say "$c failed to run (exit $rc):"
-                grep -v '^nats: ' "$tmp/$c.log" >&2
-                failed=1
-        fi
+        bench_case "$c" nats "$bench" nats "$c" --url "$url" --json "${defaults[@]}" "$@"
 done
 bench_servers_died && failed=1
 

@@ -13,6 +13,14 @@
 # binary of the build is missing, 1: no nats-server or a server did not
 # start, with its log), and sets atomq_port, nats_port and url (both,
 # atomq first).
+#
+#   bench_case NAME SCENARIO command ...
+#
+# runs one atomq-bench invocation with its JSON lines in $tmp/NAME.jsonl
+# (also appended to $tmp/all.jsonl) and its stderr in $tmp/NAME.log, and
+# sets failed=1, saying why, unless it ran against both servers (exit 0,
+# or 1 with both systems' SCENARIO lines: counted errors, for the table);
+# its status says the same.
 
 bench=$build/bench/atomq-bench
 atomqd=$build/control/atomqd
@@ -101,6 +109,23 @@ bench_servers_start() {
         fi
         # shellcheck disable=SC2034 # for the sourcing script
         url="nats://127.0.0.1:$atomq_port,nats://127.0.0.1:$nats_port"
+}
+
+bench_case() {
+        local name=$1 scenario=$2 rc n
+        shift 2
+        "$@" >"$tmp/$name.jsonl" 2>"$tmp/$name.log"
+        rc=$?
+        cat "$tmp/$name.jsonl" >>"$tmp/all.jsonl"
+        n=$(grep -c "\"scenario\":\"$scenario\"" "$tmp/$name.jsonl")
+        if [ "$rc" -ne 0 ] && { [ "$rc" -ne 1 ] || [ "$n" -lt 2 ]; }; then
+                say "$name failed to run against a server (exit $rc):"
+                grep -v "^$scenario: " "$tmp/$name.log" >&2
+                # shellcheck disable=SC2034 # for the sourcing script
+                failed=1
+                return 1
+        fi
+        return 0
 }
 
 # True (0), with both logs on stderr, when a server died during the runs.

@@ -156,6 +156,14 @@ class Nats:
         self.s.close()
 
 
+def create_ok(c, srv, body):
+    """$AQ.MAILBOX.CREATE with body, which must succeed."""
+    a = c.req(b"$AQ.MAILBOX.CREATE", body)
+    if not a.get("ok"):
+        fail(f"create {body!r}: {a}", srv)
+    return a
+
+
 def fetch_all(c, name):
     """Every message of mailbox name, in order: (seq, payload)."""
     out = []
@@ -185,11 +193,8 @@ def check_crash(atomqd, rounds, rng):
         srv.start()
         c = Nats(srv.port)
         for name, sync in zip(boxes, (b"always", b"batch")):
-            a = c.req(b"$AQ.MAILBOX.CREATE",
-                      b'{"name":"%s","storage":"disk","sync":"%s","max_msgs":1000000}'
+            create_ok(c, srv, b'{"name":"%s","storage":"disk","sync":"%s","max_msgs":1000000}'
                       % (name, sync))
-            if not a.get("ok"):
-                fail(f"create {name}: {a}", srv)
         c.close()
         for r in range(rounds):
             c = Nats(srv.port)
@@ -316,10 +321,7 @@ def check_state(atomqd):
         # A TTL set later is kept too: st.box loses its TTL, st.later gets one
         # that runs out while atomq is down.
         c = Nats(srv.port)
-        for body in (b'{"name":"st.later","storage":"disk"}',):
-            a = c.req(b"$AQ.MAILBOX.CREATE", body)
-            if not a.get("ok"):
-                fail(f"create st.later: {a}", srv)
+        create_ok(c, srv, b'{"name":"st.later","storage":"disk"}')
         c.close()
         for line in ("set st.box ttl=0", "set st.later ttl=300ms"):
             out = natsenv.control(ctl, line)
@@ -377,11 +379,8 @@ def check_compaction(atomqd):
     try:
         srv.start()
         c = Nats(srv.port)
-        for body in (b'{"name":"cp.box","storage":"disk","sync":"none"}',
-                     b'{"name":"cp.keep","storage":"disk"}'):
-            a = c.req(b"$AQ.MAILBOX.CREATE", body)
-            if not a.get("ok"):
-                fail(f"create: {a}", srv)
+        create_ok(c, srv, b'{"name":"cp.box","storage":"disk","sync":"none"}')
+        create_ok(c, srv, b'{"name":"cp.keep","storage":"disk"}')
         c.req(b"$AQ.MAILBOX.SEND.cp.keep", b"kept through compactions")
         a = c.req(b"$AQ.LOG.CREATE", b'{"name":"cp.log","storage":"disk","max_msgs":100}')
         c.req(b"$AQ.LOG.COMMIT.cp.log", b'{"group":"g","offset":0}')
@@ -454,9 +453,7 @@ def check_torn(atomqd, cuts, rng):
     try:
         srv.start()
         c = Nats(srv.port)
-        a = c.req(b"$AQ.MAILBOX.CREATE", b'{"name":"torn.box","storage":"disk","sync":"always"}')
-        if not a.get("ok"):
-            fail(f"create: {a}", srv)
+        create_ok(c, srv, b'{"name":"torn.box","storage":"disk","sync":"always"}')
         for i in range(n):
             a = c.req(b"$AQ.MAILBOX.SEND." + name, b"t%d-" % i + b"x" * rng.randrange(0, 300))
             if not a.get("ok"):
@@ -520,9 +517,7 @@ def check_limits(atomqd):
     try:
         srv.start()
         c = Nats(srv.port)
-        a = c.req(b"$AQ.MAILBOX.CREATE", b'{"name":"lim","storage":"disk","sync":"none"}')
-        if not a.get("ok"):
-            fail(f"create: {a}", srv)
+        create_ok(c, srv, b'{"name":"lim","storage":"disk","sync":"none"}')
         # Nothing is consumed, so nothing is reclaimable: the log grows to
         # its limit (before the shard's buffers fill: 2 MiB of 1 KiB).
         full, ok, acked = None, 0, 0
