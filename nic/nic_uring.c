@@ -27,7 +27,7 @@
 
 #include "shm/shm_base.h"
 
-#define NIC_BGID 0               /* the one provided buffer group */
+#define NIC_BGID 0               /* the connections' provided buffer group */
 #define NIC_LISTEN_BACKLOG 1024
 #define NIC_POLL_ROUNDS_MAX 16u  /* batches per poll: bounds one call's work */
 
@@ -78,23 +78,22 @@ int nic_uring_watch(struct nic_uring *n, int fd)
         return n->watch_armed ? 0 : -EBUSY;
 }
 
-/* Hands a provided buffer back; nic_bufs_publish makes the batch visible. */
-static void nic_buf_return(struct nic_uring *n, uint16_t bid)
+void nic_buf_return(struct nic_bufs *b, uint16_t bid)
 {
-        if (bid >= n->cfg.buf_count)
+        if (bid >= b->count)
                 return;
-        io_uring_buf_ring_add(n->br, n->bufs + (size_t)bid * n->cfg.buf_bytes, n->cfg.buf_bytes,
-                              bid, n->br_mask, n->br_returned++);
+        io_uring_buf_ring_add(b->br, b->mem + (size_t)bid * b->bytes, b->bytes, bid, b->mask,
+                              b->returned++);
 }
 
-static void nic_bufs_publish(struct nic_uring *n)
+void nic_bufs_publish(struct nic_bufs *b)
 {
-        if (n->br_returned == 0)
+        if (b->returned == 0)
                 return;
         /* A release store of the tail: pairs with the kernel's acquire load
          * when it picks a buffer (io_ring_buffer_select). */
-        io_uring_buf_ring_advance(n->br, n->br_returned);
-        n->br_returned = 0;
+        io_uring_buf_ring_advance(b->br, b->returned);
+        b->returned = 0;
 }
 
 /* --- completions ------------------------------------------------------------ */
@@ -118,10 +117,10 @@ static void nic_on_recv(struct nic_uring *n, uint32_t id, const struct nic_cqe *
                 uint16_t bid = (uint16_t)(e->flags >> IORING_CQE_BUFFER_SHIFT);
                 n->stats.rx_bytes += (uint64_t)e->res;
                 /* Input after nic_uring_close is dropped: the caller is done. */
-                if (c != NULL && c->state == NIC_CONN_OPEN && bid < n->cfg.buf_count)
-                        n->ops.on_data(n->arg, id,
-                                       n->bufs + (size_t)bid * n->cfg.buf_bytes, (size_t)e->res);
-                nic_buf_return(n, bid);
+                if (c != NULL && c->state == NIC_CONN_OPEN && bid < n->rx.count)
+                        n->ops.on_data(n->arg, id, n->rx.mem + (size_t)bid * n->rx.bytes,
+                                       (size_t)e->res);
+                nic_buf_return(&n->rx, bid);
         }
         if (e->res == -ENOBUFS)
                 n->stats.recv_nobufs++;
@@ -158,6 +157,12 @@ static void nic_cqe_dispatch(struct nic_uring *n, const struct nic_cqe *e)
         case NIC_UD_FUTEX:
                 nic_on_futex(n, e);
                 break;
+        case NIC_UD_UDP_RECV:
+                nic_udp_on_recv(n, e);
+                break;
+        case NIC_UD_UDP_SEND:
+                nic_udp_on_send(n, id, e);
+                break;
         case NIC_UD_CANCEL:
                 break;
         case NIC_UD_WATCH:
@@ -168,7 +173,7 @@ static void nic_cqe_dispatch(struct nic_uring *n, const struct nic_cqe *e)
         default:
                 /* Not ours; a buffer it carries is still ours to return. */
                 if (e->flags & IORING_CQE_F_BUFFER)
-                        nic_buf_return(n, (uint16_t)(e->flags >> IORING_CQE_BUFFER_SHIFT));
+                        nic_buf_return(&n->rx, (uint16_t)(e->flags >> IORING_CQE_BUFFER_SHIFT));
                 break;
         }
 }
@@ -231,12 +236,16 @@ int nic_uring_poll(struct nic_uring *n)
                 }
                 for (unsigned i = 0; i < got; i++)
                         nic_cqe_dispatch(n, &n->batch[i]);
-                nic_bufs_publish(n);
+                nic_bufs_publish(&n->rx);
+                if (n->udp.fd >= 0)
+                        nic_bufs_publish(&n->udp.rx);
                 handled += (int)got;
         }
         handled += nic_close_drain(n);
-        if (!n->accept_armed)
+        if (n->listen_fd >= 0 && !n->accept_armed)
                 nic_accept_arm(n);
+        if (n->udp.fd >= 0)
+                nic_udp_rearm(n);
         if (n->watch_fd >= 0 && !n->watch_armed)
                 nic_watch_arm(n);
         return handled;
@@ -255,6 +264,12 @@ void nic_uring_config_default(struct nic_uring_config *cfg)
                 .buf_bytes = 16 * 1024,
                 .buf_count = 2048,
                 .out_max_bytes = 64u * 1024 * 1024,
+                .tcp = true,
+                .udp_host = "127.0.0.1",
+                .udp_buf_bytes = 16 * 1024,
+                .udp_buf_count = 256,
+                .udp_tx_bytes = 1024 * 1024,
+                .udp_tx_max = 1024,
         };
 }
 
@@ -268,6 +283,11 @@ uint16_t nic_uring_port(const struct nic_uring *n)
         return n->port;
 }
 
+uint16_t nic_uring_udp_port(const struct nic_uring *n)
+{
+        return n->udp.port;
+}
+
 const struct nic_uring_stats *nic_uring_stats(const struct nic_uring *n)
 {
         return &n->stats;
@@ -277,7 +297,14 @@ static int nic_config_check(const struct nic_uring_config *cfg, const struct nic
 {
         if (ops == NULL || ops->on_open == NULL || ops->on_data == NULL || ops->on_close == NULL)
                 return -EINVAL;
-        if (memchr(cfg->host, '\0', sizeof(cfg->host)) == NULL)
+        if (memchr(cfg->host, '\0', sizeof(cfg->host)) == NULL ||
+            memchr(cfg->udp_host, '\0', sizeof(cfg->udp_host)) == NULL)
+                return -EINVAL;
+        if (cfg->udp && (ops->on_dgram == NULL || cfg->udp_buf_bytes < 512 ||
+                         cfg->udp_buf_bytes > NIC_DGRAM_BYTES_MAX + 512 ||
+                         !shm_is_pow2_u64(cfg->udp_buf_count) || cfg->udp_buf_count > 32768 ||
+                         cfg->udp_tx_bytes < NIC_DGRAM_BYTES_MAX || cfg->udp_tx_bytes > (1u << 30) ||
+                         cfg->udp_tx_max == 0 || cfg->udp_tx_max > cfg->ring_entries))
                 return -EINVAL;
         if (cfg->max_conns == 0 || cfg->max_conns > NIC_CONNS_MAX)
                 return -EINVAL;
@@ -322,51 +349,80 @@ static int nic_ring_setup(struct nic_uring *n)
         return 0;
 }
 
-static int nic_bufs_setup(struct nic_uring *n)
+int nic_bufs_setup(struct nic_uring *n, struct nic_bufs *b, uint16_t bgid, uint32_t bytes,
+                   uint32_t count)
 {
-        n->br_bytes = shm_align_up((uint64_t)n->cfg.buf_count * sizeof(struct io_uring_buf),
+        *b = (struct nic_bufs){ .bytes = bytes, .count = count, .bgid = bgid };
+        b->br_bytes = shm_align_up((uint64_t)count * sizeof(struct io_uring_buf),
                                    (uint64_t)sysconf(_SC_PAGESIZE));
-        n->bufs_bytes = (size_t)n->cfg.buf_count * n->cfg.buf_bytes;
-        void *br = mmap(NULL, n->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+        b->mem_bytes = (size_t)count * bytes;
+        void *br = mmap(NULL, b->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                         -1, 0);
-        void *bufs = mmap(NULL, n->bufs_bytes, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        n->br = br == MAP_FAILED ? NULL : br;
-        n->bufs = bufs == MAP_FAILED ? NULL : bufs;
-        if (n->br == NULL || n->bufs == NULL)
+        void *mem = mmap(NULL, b->mem_bytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        b->br = br == MAP_FAILED ? NULL : br;
+        b->mem = mem == MAP_FAILED ? NULL : mem;
+        if (b->br == NULL || b->mem == NULL)
                 return -ENOMEM;
         /* liburing 2.3 has no io_uring_setup_buf_ring: map and register. */
-        struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)n->br,
-                                        .ring_entries = n->cfg.buf_count, .bgid = NIC_BGID };
+        struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)b->br, .ring_entries = count,
+                                        .bgid = bgid };
         int rc = io_uring_register_buf_ring(&n->ring, &reg, 0);
         if (rc < 0)
                 return rc;
-        n->bufs_registered = true;
-        io_uring_buf_ring_init(n->br);
-        n->br_mask = io_uring_buf_ring_mask(n->cfg.buf_count);
-        for (uint32_t i = 0; i < n->cfg.buf_count; i++)
-                nic_buf_return(n, (uint16_t)i);
-        nic_bufs_publish(n);
+        b->registered = true;
+        io_uring_buf_ring_init(b->br);
+        b->mask = io_uring_buf_ring_mask(count);
+        for (uint32_t i = 0; i < count; i++)
+                nic_buf_return(b, (uint16_t)i);
+        nic_bufs_publish(b);
         return 0;
+}
+
+void nic_bufs_unregister(struct nic_uring *n, struct nic_bufs *b)
+{
+        if (b->registered && n->ring_ready)
+                (void)io_uring_unregister_buf_ring(&n->ring, b->bgid);
+        b->registered = false;
+}
+
+void nic_bufs_release(struct nic_bufs *b)
+{
+        if (b->br != NULL)
+                munmap(b->br, b->br_bytes);
+        if (b->mem != NULL)
+                munmap(b->mem, b->mem_bytes);
+        b->br = NULL;
+        b->mem = NULL;
+}
+
+int nic_sockaddr_parse(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+        struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        memset(ss, 0, sizeof(*ss));
+        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons(port);
+                return (int)sizeof(*in4);
+        }
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(port);
+                return (int)sizeof(*in6);
+        }
+        return -EINVAL;
 }
 
 static int nic_listen(struct nic_uring *n)
 {
-        struct sockaddr_storage ss = { 0 };
+        struct sockaddr_storage ss;
         struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        socklen_t len;
-        if (inet_pton(AF_INET, n->cfg.host, &in4->sin_addr) == 1) {
-                in4->sin_family = AF_INET;
-                in4->sin_port = htons(n->cfg.port);
-                len = sizeof(*in4);
-        } else if (inet_pton(AF_INET6, n->cfg.host, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons(n->cfg.port);
-                len = sizeof(*in6);
-        } else {
-                return -EINVAL;
-        }
+        int parsed = nic_sockaddr_parse(n->cfg.host, n->cfg.port, &ss);
+        if (parsed < 0)
+                return parsed;
+        socklen_t len = (socklen_t)parsed;
         int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
@@ -392,17 +448,16 @@ static void nic_release(struct nic_uring *n)
         if (n->listen_fd >= 0)
                 close(n->listen_fd);
         n->listen_fd = -1;
-        if (n->bufs_registered)
-                (void)io_uring_unregister_buf_ring(&n->ring, NIC_BGID);
+        nic_udp_close(n);
+        /* The groups are unregistered while the ring lives and unmapped,
+         * with the datagrams' send batches, after it is gone. */
+        nic_bufs_unregister(n, &n->rx);
+        nic_bufs_unregister(n, &n->udp.rx);
         if (n->ring_ready)
                 io_uring_queue_exit(&n->ring);
         n->ring_ready = false;
-        if (n->br != NULL)
-                munmap(n->br, n->br_bytes);
-        if (n->bufs != NULL)
-                munmap(n->bufs, n->bufs_bytes);
-        n->br = NULL;
-        n->bufs = NULL;
+        nic_bufs_release(&n->rx);
+        nic_udp_release(n);
         for (uint32_t i = 0; n->conns != NULL && i < n->cfg.max_conns; i++) {
                 nic_out_free(&n->conns[i].out[0]);
                 nic_out_free(&n->conns[i].out[1]);
@@ -417,6 +472,7 @@ int nic_uring_init(struct nic_uring *n, const struct nic_uring_config *cfg,
         memset(n, 0, sizeof(*n));
         n->listen_fd = -1;
         n->watch_fd = -1;
+        n->udp.fd = -1;
         int rc = nic_config_check(cfg, ops);
         if (rc < 0)
                 return rc;
@@ -425,17 +481,20 @@ int nic_uring_init(struct nic_uring *n, const struct nic_uring_config *cfg,
         n->arg = arg;
         rc = nic_ring_setup(n);
         if (rc == 0)
-                rc = nic_bufs_setup(n);
+                rc = nic_bufs_setup(n, &n->rx, NIC_BGID, cfg->buf_bytes, cfg->buf_count);
         if (rc == 0)
                 rc = nic_conns_setup(n);
-        if (rc == 0)
+        if (rc == 0 && cfg->tcp)
                 rc = nic_listen(n);
+        if (rc == 0 && cfg->udp)
+                rc = nic_udp_open(n);
         if (rc < 0) {
                 nic_release(n);
                 return rc;
         }
-        /* Sits in the SQ until the first flush, wait or poll submits. */
-        nic_accept_arm(n);
+        /* These sit in the SQ until the first flush, wait or poll submits. */
+        if (cfg->tcp)
+                nic_accept_arm(n);
         return 0;
 }
 

@@ -57,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nic/nic_dgram.h"
 #include "shm/shm_wake.h"
 
 #define NIC_CONN_SLOT_BITS 20u
@@ -79,6 +80,9 @@ struct nic_uring_ops {
         void (*on_data)(void *arg, uint32_t conn, const uint8_t *data, size_t len);
         /* The connection is gone; its id is stale from now on. */
         void (*on_close)(void *arg, uint32_t conn, enum nic_close_reason reason);
+        /* A datagram on the UDP socket (cfg.udp); may call
+         * nic_uring_udp_send. */
+        nic_dgram_fn *on_dgram;
 };
 
 struct nic_uring_config {
@@ -90,6 +94,15 @@ struct nic_uring_config {
         uint32_t buf_bytes;      /* one provided receive buffer */
         uint32_t buf_count;      /* provided buffers, a power of two <= 32768 */
         size_t out_max_bytes;    /* a connection's unsent output at most */
+        bool tcp;                /* the TCP listener on host:port; false: none */
+        /* The datagram socket (atomq datagrams, docs/protocol.md). */
+        bool udp;
+        char udp_host[64];       /* numeric IPv4 address */
+        uint16_t udp_port;       /* 0 picks one (nic_uring_udp_port) */
+        uint32_t udp_buf_bytes;  /* one receive buffer: a longer datagram is dropped */
+        uint32_t udp_buf_count;  /* a power of two <= 32768 */
+        uint32_t udp_tx_bytes;   /* datagram bytes one send batch holds (two batches) */
+        uint32_t udp_tx_max;     /* datagrams one batch holds, <= ring_entries */
 };
 
 /* A backend's counters: one writer (the worker). */
@@ -102,13 +115,22 @@ struct nic_uring_stats {
         uint64_t recv_nobufs;    /* the provided buffers ran out (recv re-armed) */
         uint64_t send_errors;
         uint64_t submits;        /* io_uring_submit calls */
+        uint64_t udp_rx;         /* datagrams received */
+        uint64_t udp_rx_bytes;
+        uint64_t udp_rx_dropped; /* truncated (longer than udp_buf_bytes) or not IPv4 */
+        uint64_t udp_rx_nobufs;  /* the datagram buffers ran out (the kernel dropped) */
+        uint64_t udp_tx;         /* datagrams sent */
+        uint64_t udp_tx_bytes;
+        uint64_t udp_tx_full;    /* nic_uring_udp_send refused: both batches busy */
+        uint64_t udp_tx_errors;  /* sends the kernel failed */
 };
 
 struct nic_uring; /* defined in nic_uring.c */
 
 /* 127.0.0.1:4222, reuseport on, 65536 connections, 4096 entries, 2048
  * buffers of 16 KiB, 64 MiB of output per connection (nats-server's
- * max_pending). */
+ * max_pending); no datagram socket (udp false; when on: 256 buffers of
+ * 16 KiB, send batches of 1 MiB and 1024 datagrams). */
 void nic_uring_config_default(struct nic_uring_config *cfg);
 
 /* Bytes to allocate for a struct nic_uring (opaque). */
@@ -125,6 +147,15 @@ void nic_uring_fini(struct nic_uring *n);
 
 /* The port actually bound (cfg.port 0 picks one). */
 uint16_t nic_uring_port(const struct nic_uring *n);
+uint16_t nic_uring_udp_port(const struct nic_uring *n);
+
+/* Queues a datagram of len bytes to `to` (its ip and port; the mac is not
+ * used) on the UDP socket; nic_uring_flush sends it. 0; -EMSGSIZE (above
+ * NIC_DGRAM_BYTES_MAX); -ENOBUFS (the batch being filled is full and the
+ * other is still in the kernel: dropped and counted, as a NIC drops);
+ * -ENOTCONN (no datagram socket). */
+int nic_uring_udp_send(struct nic_uring *n, const struct nic_dgram_addr *to, const void *data,
+                       size_t len);
 
 /* Handles every completion ready now, without a syscall when there are
  * none (with IORING_SETUP_DEFER_TASKRUN it enters the kernel only when the

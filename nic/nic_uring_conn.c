@@ -358,6 +358,8 @@ int nic_uring_flush(struct nic_uring *n)
                 }
                 started += rc;
         }
+        if (n->udp.fd >= 0)
+                started += nic_udp_flush(n);
         /* One submit for all of them (and for the re-arms poll queued). */
         rc = nic_submit(n);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)

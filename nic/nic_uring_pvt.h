@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "nic/nic_uring.h"
 #include "shm/shm_base.h"
@@ -41,8 +43,11 @@ enum nic_ud_kind {
         NIC_UD_FUTEX = 4,
         NIC_UD_CANCEL = 5,
         NIC_UD_WATCH = 6,        /* a watched fd became readable (low bits: the fd) */
+        NIC_UD_UDP_RECV = 7,
+        NIC_UD_UDP_SEND = 8,     /* low bits: the batch */
 };
 
+#define NIC_UDP_BGID 1           /* the datagram socket's provided buffer group */
 #define NIC_POLL_BATCH 256u      /* completions copied out of the CQ at once */
 #define NIC_NONE UINT32_MAX      /* end of an intrusive slot list */
 
@@ -51,6 +56,49 @@ enum nic_conn_state {
         NIC_CONN_OPEN,
         NIC_CONN_CLOSING,        /* nic_uring_close: no more input or output taken */
         NIC_CONN_ZOMBIE,         /* on_close called; requests still in the kernel */
+};
+
+/* A provided buffer ring and its buffers: the kernel picks one per
+ * receive, the poll hands it back once the callback is done with it. */
+struct nic_bufs {
+        struct io_uring_buf_ring *br;
+        size_t br_bytes;
+        uint8_t *mem;
+        size_t mem_bytes;
+        uint32_t bytes;                  /* one buffer */
+        uint32_t count;                  /* a power of two */
+        uint16_t bgid;
+        bool registered;
+        int mask;
+        int returned;                    /* added since the last advance */
+};
+
+/* One datagram queued for sending: the kernel reads all three until its
+ * send completes. */
+struct nic_udp_msg {
+        struct msghdr mh;
+        struct iovec iov;
+        struct sockaddr_in to;
+};
+
+/* A batch of datagrams: filled by nic_uring_udp_send, then sent as one
+ * submission; the other batch fills meanwhile. */
+struct nic_udp_batch {
+        uint8_t *bytes;                  /* udp_tx_bytes */
+        uint32_t used;
+        struct nic_udp_msg *msgs;        /* udp_tx_max */
+        uint32_t count;
+        uint32_t inflight;               /* sends of it still in the kernel */
+};
+
+struct nic_udp {
+        int fd;                          /* -1: no datagram socket */
+        uint16_t port;
+        bool recv_armed;
+        struct msghdr rx_hdr;            /* what the multishot recvmsg fills per datagram */
+        struct nic_bufs rx;              /* bgid 1 */
+        struct nic_udp_batch batch[2];
+        uint8_t fill;                    /* the batch nic_uring_udp_send fills */
 };
 
 /* A byte buffer of output. */
@@ -103,17 +151,11 @@ struct nic_uring {
         bool ring_ready;                 /* io_uring_queue_init succeeded */
         bool ring_disabled;              /* IORING_SETUP_R_DISABLED, not enabled yet */
         bool accept_armed;
-        bool bufs_registered;
         bool futex_unsupported;
         int watch_fd;                    /* nic_uring_watch's fd; -1: none */
         bool watch_armed;
-        /* The provided buffer ring (bgid 0) and its buffers. */
-        struct io_uring_buf_ring *br;
-        size_t br_bytes;
-        uint8_t *bufs;
-        size_t bufs_bytes;
-        int br_mask;
-        int br_returned;                 /* added since the last advance */
+        struct nic_bufs rx;              /* the connections' receive buffers (bgid 0) */
+        struct nic_udp udp;              /* the datagram socket (nic_uring_udp.c) */
         /* The armed futex waitv: its user_data (0: none), words and values. */
         uint64_t futex_ud;
         uint32_t futex_seq;
@@ -201,6 +243,35 @@ static inline struct io_uring_sqe *nic_sqe(struct nic_uring *n)
 /* nic_uring.c. Arms c's multishot recv into the provided buffers: 0, or
  * -EBUSY when the SQ takes no entry. */
 int nic_recv_arm(struct nic_uring *n, struct nic_conn *c);
+/* Maps and registers a buffer group of count buffers of `bytes`, all
+ * handed to the kernel: 0, -ENOMEM or -errno of the registration. */
+int nic_bufs_setup(struct nic_uring *n, struct nic_bufs *b, uint16_t bgid, uint32_t bytes,
+                   uint32_t count);
+/* Unregisters the group (while the ring lives), then, once the ring is
+ * gone and no request can write into it, unmaps it. */
+void nic_bufs_unregister(struct nic_uring *n, struct nic_bufs *b);
+void nic_bufs_release(struct nic_bufs *b);
+/* Hands buffer bid back; nic_bufs_publish makes the batch visible. */
+void nic_buf_return(struct nic_bufs *b, uint16_t bid);
+void nic_bufs_publish(struct nic_bufs *b);
+/* Parses a numeric IPv4 or IPv6 host and port into ss: its length, or
+ * -EINVAL. */
+int nic_sockaddr_parse(const char *host, uint16_t port, struct sockaddr_storage *ss);
+
+/* nic_uring_udp.c. The datagram socket, its multishot recvmsg and its two
+ * send batches: 0 or -errno (the socket is closed again on failure). */
+int nic_udp_open(struct nic_uring *n);
+/* Closes the socket (before the ring's exit) and frees the rest (after). */
+void nic_udp_close(struct nic_uring *n);
+void nic_udp_release(struct nic_uring *n);
+/* Re-arms the recvmsg when it ended (once per poll). */
+void nic_udp_rearm(struct nic_uring *n);
+/* A recvmsg's or a send's completion (nic_cqe_dispatch). */
+void nic_udp_on_recv(struct nic_uring *n, const struct nic_cqe *e);
+void nic_udp_on_send(struct nic_uring *n, uint32_t batch, const struct nic_cqe *e);
+/* Submits the filled batch when the other one is back: the datagrams
+ * started. */
+int nic_udp_flush(struct nic_uring *n);
 
 /* nic_uring_conn.c. The table, every slot free: 0 or -ENOMEM. */
 int nic_conns_setup(struct nic_uring *n);

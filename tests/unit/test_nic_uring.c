@@ -126,7 +126,15 @@ static void on_close(void *arg, uint32_t id, enum nic_close_reason reason)
         ev_add(EV_CLOSE, id, (uint32_t)reason);
 }
 
-static const struct nic_uring_ops ops = { on_open, on_data, on_close };
+/* Datagrams are echoed to their sender (with udp on). */
+static void on_dgram(void *arg, const struct nic_dgram_addr *from, const uint8_t *data, size_t len)
+{
+        (void)arg;
+        if (nic_uring_udp_send(S.n, from, data, len) != 0)
+                atomic_fetch_add(&S.echo_errors, 1);
+}
+
+static const struct nic_uring_ops ops = { on_open, on_data, on_close, on_dgram };
 
 /* Events of a kind (and id, unless id is 0). */
 static uint32_t ev_count(uint32_t kind, uint32_t id)
@@ -763,7 +771,7 @@ Test(nic_uring, init_rejects_bad_config)
         c.buf_count = 65536;
         cr_assert_eq(nic_uring_init(n, &c, &ops, NULL), -EINVAL);
         cfg_test(&c);
-        struct nic_uring_ops partial = { on_open, NULL, on_close };
+        struct nic_uring_ops partial = { on_open, NULL, on_close, NULL };
         cr_assert_eq(nic_uring_init(n, &c, &partial, NULL), -EINVAL);
         free(n);
 }
@@ -998,4 +1006,103 @@ Test(nic_uring, wait_wakes_on_a_watched_fd)
                 nic_uring_poll(n);
         }
         close(efd);
+}
+
+/* --- datagrams ------------------------------------------------------------- */
+
+static int udp_client(uint16_t port)
+{
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fd, 0);
+        struct timeval tv = { .tv_sec = 5 };
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+static uint16_t udp_server_start(uint32_t buf_bytes)
+{
+        struct nic_uring_config c;
+        cfg_test(&c);
+        c.tcp = false;
+        c.udp = true;
+        c.udp_port = 0;
+        c.udp_buf_bytes = buf_bytes;
+        c.udp_buf_count = 16;
+        c.udp_tx_max = 64;
+        (void)server_start(&c);
+        uint16_t port = nic_uring_udp_port(S.n);
+        cr_assert_neq(port, 0);
+        return port;
+}
+
+Test(nic_uring, udp_echoes_datagrams_in_order)
+{
+        int fd = udp_client(udp_server_start(4096));
+        /* More datagrams than buffers (16) and than a batch (64) holds, in
+         * rounds so loopback's socket buffer does not drop any. */
+        for (uint32_t round = 0; round < 10; round++) {
+                for (uint32_t i = 0; i < 32; i++) {
+                        uint32_t v[64];
+                        for (uint32_t k = 0; k < 64; k++)
+                                v[k] = round * 1000 + i + k;
+                        cr_assert_eq(send(fd, v, (i + 1) * 4, 0), (ssize_t)((i + 1) * 4));
+                }
+                for (uint32_t i = 0; i < 32; i++) {
+                        uint32_t v[64];
+                        ssize_t k = recv(fd, v, sizeof(v), 0);
+                        cr_assert_eq(k, (ssize_t)((i + 1) * 4), "round %u datagram %u: %zd", round,
+                                     i, k);
+                        cr_assert_eq(v[0], round * 1000 + i);
+                        cr_assert_eq(v[i], round * 1000 + 2 * i);
+                }
+        }
+        struct nic_uring_stats st = server_stats();
+        cr_assert_eq(st.udp_rx, 320);
+        cr_assert_eq(st.udp_tx, 320);
+        cr_assert_eq(st.udp_rx_dropped, 0);
+        cr_assert_eq(atomic_load(&S.echo_errors), 0);
+        close(fd);
+}
+
+Test(nic_uring, udp_drops_a_datagram_longer_than_a_buffer)
+{
+        int fd = udp_client(udp_server_start(1024));
+        static uint8_t big[4096];
+        memset(big, 'x', sizeof(big));
+        cr_assert_eq(send(fd, big, sizeof(big), 0), (ssize_t)sizeof(big));
+        cr_assert_eq(send(fd, "after", 5, 0), 5);
+        char got[16];
+        /* The long one is gone; the next one still comes back. */
+        ssize_t k = recv(fd, got, sizeof(got), 0);
+        cr_assert_eq(k, 5);
+        cr_assert_eq(memcmp(got, "after", 5), 0);
+        struct nic_uring_stats st = server_stats();
+        cr_assert_eq(st.udp_rx_dropped, 1);
+        cr_assert_eq(st.udp_rx, 1);
+        close(fd);
+}
+
+static int udp_send_rc;
+
+static void udp_send_huge(void *arg)
+{
+        static uint8_t huge[NIC_DGRAM_BYTES_MAX + 1];
+        udp_send_rc = nic_uring_udp_send(S.n, arg, huge, sizeof(huge));
+}
+
+Test(nic_uring, udp_send_refuses_oversize_and_a_socketless_nic)
+{
+        (void)udp_server_start(1024);
+        struct nic_dgram_addr to = { .ip = htonl(INADDR_LOOPBACK), .port = htons(9) };
+        run_on_server(udp_send_huge, &to);
+        cr_assert_eq(udp_send_rc, -EMSGSIZE);
+        server_stop();
+        struct nic_uring_config c;
+        cfg_test(&c);
+        S.n = nic_new(&c);
+        cr_assert_eq(nic_uring_udp_send(S.n, &to, "x", 1), -ENOTCONN);
+        cr_assert_eq(nic_uring_udp_port(S.n), 0);
 }

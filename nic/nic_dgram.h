@@ -1,0 +1,43 @@
+/* nic_dgram.h - what a datagram backend hands its worker and takes from
+ * it, whichever backend it is: the kernel's UDP through io_uring
+ * (nic_uring_udp_*), or a NIC queue owned through DPDK (nic_dpdk.h).
+ *
+ * A backend calls nic_dgram_fn for every UDP payload addressed to us, on
+ * the worker's thread, with the peer's address; the worker answers through
+ * the backend's send call with the same address. The payload is valid for
+ * the call only.
+ *
+ * IPv4 only: atomq datagrams are a LAN protocol (docs/protocol.md), and
+ * a DPDK port's IPv4 + UDP path is the one it builds and parses itself.
+ */
+#ifndef ATOMQ_NIC_DGRAM_H
+#define ATOMQ_NIC_DGRAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A peer: where a datagram came from, where its answer goes. */
+struct nic_dgram_addr {
+        uint32_t ip;       /* IPv4, network byte order */
+        uint16_t port;     /* network byte order */
+        uint8_t mac[6];    /* DPDK: the frame's source MAC (answers go back to
+                            * it: no ARP cache); kernel sockets: zero */
+};
+_Static_assert(sizeof(struct nic_dgram_addr) == 12, "a peer address is 12 bytes");
+
+/* Is a the same peer as b (address and port; the MAC is not compared:
+ * a peer behind a router changes it)? */
+static inline int nic_dgram_addr_eq(const struct nic_dgram_addr *a,
+                                    const struct nic_dgram_addr *b)
+{
+        return a->ip == b->ip && a->port == b->port;
+}
+
+/* A datagram for us: called on the worker's thread. */
+typedef void nic_dgram_fn(void *arg, const struct nic_dgram_addr *from, const uint8_t *data,
+                          size_t len);
+
+/* The largest UDP payload over IPv4 (65535 - 20 - 8). */
+#define NIC_DGRAM_BYTES_MAX 65507u
+
+#endif /* ATOMQ_NIC_DGRAM_H */
