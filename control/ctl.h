@@ -15,6 +15,8 @@
 /* Every key of --help and of the config file (the same names). */
 struct ctl_config {
         char control_path[CTL_PATH_MAX]; /* --control */
+        char control_group[64];          /* --control-group: the socket's group, mode 0660 */
+        char agent_uids[512];            /* --agent-uids: who may attach; "": root, our euid */
         char nats_addr[64];              /* --nats ADDR:PORT, "off": none */
         uint32_t max_conns;              /* --max-conns: NATS connections per worker */
         uint64_t max_payload;            /* --max-payload */
@@ -24,6 +26,9 @@ struct ctl_config {
         char nats_token[128];            /* --nats-token: clients must send it */
         char nats_user[64];              /* --nats-user and --nats-pass */
         char nats_pass[128];
+        char udp_addr[64];               /* --udp ADDR:PORT, "off": no atomq datagrams */
+        uint32_t udp_sessions;           /* --udp-sessions: per worker */
+        uint32_t udp_lease_ms;           /* --udp-lease-ms */
         char metrics_addr[64];           /* --metrics ADDR:PORT, "" or "off": none */
         char data_dir[256];              /* --data-dir */
         bool disk;                       /* --disk: the disk tier in data_dir */
@@ -58,6 +63,8 @@ struct ctl_ctx {
         pid_t dataplane_pid;             /* 0 while none runs */
         uint32_t dataplane_restarts;
         volatile int stopping;           /* SIGTERM seen: refuse new work */
+        uint64_t control_refused_uid;    /* control clients refused: peer not allowed */
+        uint64_t agents_refused_uid;     /* attaches refused: uid not on --agent-uids */
 };
 
 #endif /* ATOMQ_CTL_H */

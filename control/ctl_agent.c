@@ -2,6 +2,7 @@
 #include "control/ctl_agent.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,106 @@
 static void ctl_agents_why(char *why, size_t len, const char *text)
 {
         snprintf(why, len, "%s", text);
+}
+
+/* --- who may attach --- */
+
+/* Room getpwnam_r may need for one entry; a larger one (an enormous gecos
+ * field) is refused as if unknown, with the reason. */
+#define CTL_PW_BUF_BYTES 16384u
+
+bool ctl_uids_has(const struct ctl_uids *u, uid_t uid)
+{
+        for (uint32_t i = 0; i < u->count; i++)
+                if (u->uid[i] == uid)
+                        return true;
+        return false;
+}
+
+static int ctl_uids_add(struct ctl_uids *u, uid_t uid, char *why, size_t whylen)
+{
+        if (ctl_uids_has(u, uid))
+                return 0;
+        if (u->count == CTL_AGENT_UIDS_MAX) {
+                snprintf(why, whylen, "more than %u users", CTL_AGENT_UIDS_MAX);
+                return -EINVAL;
+        }
+        u->uid[u->count++] = uid;
+        return 0;
+}
+
+/* One entry of the list, name[0..len): a user name, else a decimal uid. */
+static int ctl_uids_entry(const char *name, size_t len, uid_t *uid, char *why, size_t whylen)
+{
+        char user[256], buf[CTL_PW_BUF_BYTES];
+        struct passwd pw, *found = NULL;
+        if (len >= sizeof(user)) {
+                snprintf(why, whylen, "'%.40s...' is too long for a user name", name);
+                return -EINVAL;
+        }
+        memcpy(user, name, len);
+        user[len] = '\0';
+        int rc = getpwnam_r(user, &pw, buf, sizeof(buf), &found);
+        if (rc == 0 && found != NULL) {
+                *uid = pw.pw_uid;
+                return 0;
+        }
+        /* A number names a uid whether or not the host lists a user for it
+         * (containers map uids that have no passwd entry). (uid_t)-1 is
+         * "no uid" to the kernel's calls, never a peer's. */
+        char *end;
+        errno = 0;
+        unsigned long long v = len > 0 && user[0] >= '0' && user[0] <= '9'
+                                       ? strtoull(user, &end, 10) : 0;
+        if (len > 0 && user[0] >= '0' && user[0] <= '9' && errno == 0 && *end == '\0' &&
+            v < (uid_t)-1) {
+                *uid = (uid_t)v;
+                return 0;
+        }
+        if (rc != 0 && rc != ENOENT && rc != ESRCH)
+                snprintf(why, whylen, "cannot look up the user '%s': %s", user, strerror(rc));
+        else
+                snprintf(why, whylen, "'%s' is not a user on this host", user);
+        return -EINVAL;
+}
+
+int ctl_uids_parse(const char *text, struct ctl_uids *u, char *why, size_t whylen)
+{
+        memset(u, 0, sizeof(*u));
+        if (text == NULL || text[0] == '\0') {
+                u->uid[u->count++] = 0;
+                return ctl_uids_add(u, geteuid(), why, whylen);
+        }
+        const char *p = text;
+        for (;;) {
+                const char *comma = strchr(p, ',');
+                const char *end = comma != NULL ? comma : p + strlen(p);
+                const char *b = p;
+                while (b < end && (*b == ' ' || *b == '\t'))
+                        b++;
+                const char *e = end;
+                while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+                        e--;
+                uid_t uid;
+                if (e == b) {
+                        snprintf(why, whylen, "'%.80s' has an empty entry", text);
+                        return -EINVAL;
+                }
+                int rc = ctl_uids_entry(b, (size_t)(e - b), &uid, why, whylen);
+                if (rc == 0)
+                        rc = ctl_uids_add(u, uid, why, whylen);
+                if (rc != 0)
+                        return rc;
+                if (comma == NULL)
+                        return 0;
+                p = comma + 1;
+        }
+}
+
+int ctl_agents_uids_check(const char *value, char *why, size_t whylen)
+{
+        struct ctl_uids u;
+        return ctl_uids_parse(value, &u, why, whylen);
 }
 
 /* The agent's process exited: its connection may live on in a child it
@@ -62,6 +163,12 @@ int ctl_agents_init(struct ctl_agents *a, struct ctl_ctx *ctx, ctl_agent_close_f
         a->ctx = ctx;
         a->timerfd = -1;
         a->close_conn = close_conn;
+        char why[160];
+        if (ctl_uids_parse(ctx->cfg != NULL ? ctx->cfg->agent_uids : NULL, &a->allowed, why,
+                           sizeof(why)) != 0) {
+                shm_log(SHM_LOG_ERR, "--agent-uids: %s", why);
+                return -EINVAL;
+        }
         if (ctx->engine == NULL || ctx->engine->agents == 0)
                 return 0;
         a->engine = ctx->engine;
@@ -167,9 +274,19 @@ int ctl_agents_attach(struct ctl_agents *a, int fd, void *conn, char *why, size_
                 ctl_agents_why(why, whylen, "cannot read the peer's credentials");
                 return -errno;
         }
-        if (cred.uid != 0 && cred.uid != geteuid()) {
+        /* Before any memory is touched for it: a refused peer gets a line
+         * of text and nothing else. */
+        if (!ctl_uids_has(&a->allowed, cred.uid)) {
                 a->refused++;
-                ctl_agents_why(why, whylen, "agents must run as root or as atomqd's user");
+                uint64_t n = ++a->ctx->agents_refused_uid;
+                snprintf(why, whylen, "uid %u may not attach agents (not on --agent-uids)",
+                         (unsigned)cred.uid);
+                /* Logged on the 1st, 2nd, 4th, 8th, ... refusal: a peer
+                 * retrying in a loop cannot flood the log. */
+                if ((n & (n - 1)) == 0)
+                        shm_log(SHM_LOG_WARN, "agent attach refused: pid %d uid %u is not on "
+                                "--agent-uids (%llu refused so far)", (int)cred.pid,
+                                (unsigned)cred.uid, (unsigned long long)n);
                 return -EPERM;
         }
         int pidfd = pidfd_open(cred.pid, 0);

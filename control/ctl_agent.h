@@ -2,8 +2,9 @@
  *
  * An agent (libatomq's atomq_connect) connects to the control socket, reads
  * the greeting and sends the line `attach`. atomqd checks the peer's
- * credentials (SO_PEERCRED: root or atomqd's own user), gives it a free
- * agent slot (dp_agent_open) and answers with one line and an empty line,
+ * credentials (SO_PEERCRED: its uid must be on --agent-uids, by default
+ * root and atomqd's own user) before anything else, gives it a free agent
+ * slot (dp_agent_open) and answers with one line and an empty line,
  *
  *   agent slot=S gen=G workers=N ring=BYTES file=BYTES max-subs=Q
  *
@@ -25,6 +26,15 @@
 #include "control/ctl_chan.h"
 
 #define CTL_AGENT_TICK_MS 20u
+/* Users --agent-uids may name: a bound on the list, far above what a host
+ * runs agents as. */
+#define CTL_AGENT_UIDS_MAX 64u
+
+/* The uids allowed to attach agents (and to use the control socket). */
+struct ctl_uids {
+        uint32_t count;
+        uid_t uid[CTL_AGENT_UIDS_MAX];
+};
 
 /* Closes the control connection an agent attached through (the server's
  * own close, which calls ctl_agents_detach). */
@@ -45,12 +55,29 @@ struct ctl_agents {
         int timerfd;
         uint64_t attached;             /* attaches that succeeded */
         uint64_t refused;              /* attaches refused (credentials, no slot) */
+        struct ctl_uids allowed;       /* --agent-uids, or root and our euid */
         uint64_t detached;             /* agents gone: connection closed or process exit */
         uint64_t corrupt;              /* disconnected: their memory was found corrupt */
         struct ctl_chans chans;        /* direct channels between agents (ctl_chan.h) */
 };
 
-/* Sets up for ctx->engine's agent slots (none: attach answers ENODEV).
+/* Parses an --agent-uids list into u: comma-separated user names or
+ * decimal uids, blanks around each allowed, at most CTL_AGENT_UIDS_MAX
+ * (duplicates kept once). "" gives the default: root and geteuid().
+ * -EINVAL with why ("'bob' is not a user on this host", "an empty entry",
+ * "more than 64 users"). Names are looked up once, here: a user created
+ * later needs a restart. */
+int ctl_uids_parse(const char *text, struct ctl_uids *u, char *why, size_t whylen);
+
+/* Whether uid is in u. */
+bool ctl_uids_has(const struct ctl_uids *u, uid_t uid);
+
+/* The config key's check (ctl_config.h): ctl_uids_parse's errors. */
+int ctl_agents_uids_check(const char *value, char *why, size_t whylen);
+
+/* Sets up for ctx->engine's agent slots (none: attach answers ENODEV) and
+ * the uids of ctx->cfg->agent_uids (cfg NULL: the default).
+ * -EINVAL: the list does not parse (ctl_uids_parse; logged);
  * -ENOMEM, -errno of timerfd_create or ctl_loop_add. */
 int ctl_agents_init(struct ctl_agents *a, struct ctl_ctx *ctx, ctl_agent_close_fn *close_conn);
 void ctl_agents_fini(struct ctl_agents *a);
@@ -61,7 +88,8 @@ bool ctl_agents_is_attach(const char *line, uint32_t len);
 /* Attaches the agent at the other end of fd (the control client conn,
  * whose output is flushed): sends the answer and the descriptors itself.
  * Returns the slot (>= 0), or -errno with a reason in why:
- * -ENODEV no agent slots configured; -EPERM another user; -EUSERS every
+ * -ENODEV no agent slots configured; -EPERM a uid not on --agent-uids
+ * (counted in refused and ctx->agents_refused_uid); -EUSERS every
  * slot taken; -EAGAIN the socket did not take the answer at once; other
  * -errno of getsockopt, pidfd_open, sendmsg. The caller answers errors. */
 int ctl_agents_attach(struct ctl_agents *a, int fd, void *conn, char *why, size_t whylen);

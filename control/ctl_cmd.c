@@ -662,6 +662,7 @@ static enum ctl_run ctl_do_show_agents(struct ctl_session *s, const struct ctl_c
         ctl_out_u64(o, "attached", a != NULL ? ctl_agents_count(a) : 0);
         ctl_out_u64(o, "attaches", a != NULL ? a->attached : 0);
         ctl_out_u64(o, "refused", a != NULL ? a->refused : 0);
+        ctl_out_u64(o, "refused_uid", s->env->ctx != NULL ? s->env->ctx->agents_refused_uid : 0);
         ctl_out_u64(o, "detached", a != NULL ? a->detached : 0);
         ctl_out_u64(o, "corrupt", a != NULL ? a->corrupt : 0);
         ctl_out_arr_begin(o, "agent");
@@ -728,6 +729,8 @@ static enum ctl_run ctl_do_show_stats(struct ctl_session *s, const struct ctl_ca
         ctl_out_u64(o, "control_clients", env->clients);
         ctl_out_u64(o, "control_clients_accepted", env->clients_accepted);
         ctl_out_u64(o, "control_clients_refused", env->clients_refused);
+        ctl_out_u64(o, "control_refused_uid", env->ctx != NULL ? env->ctx->control_refused_uid : 0);
+        ctl_out_u64(o, "agents_refused_uid", env->ctx != NULL ? env->ctx->agents_refused_uid : 0);
         ctl_out_u64(o, "control_commands", env->commands);
         ctl_out_u64(o, "control_errors", env->errors);
         ctl_out_u64(o, "control_lines_too_long", env->lines_too_long);

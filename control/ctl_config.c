@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "control/ctl_parse.h"
+#include "control/ctl_server.h"
+#include "dataplane/dp_dgram.h"
 #include "dataplane/dp_idle.h"
 #include "dataplane/dp_worker.h"
 
@@ -30,6 +32,16 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "control", .arg = "PATH", .kind = CTL_KEY_STRING, CTL_FIELD(control_path),
           .help = "control socket; default /run/atomq/control.sock\n"
                   "as root, else in $XDG_RUNTIME_DIR/atomq" },
+        { .name = "control-group", .arg = "GROUP", .kind = CTL_KEY_STRING,
+          CTL_FIELD(control_group), .check = ctl_server_group_check,
+          .help = "give the control socket this group and mode\n"
+                  "0660 (default: none, mode 0600): members may\n"
+                  "run commands; agents also need --agent-uids" },
+        { .name = "agent-uids", .arg = "LIST", .kind = CTL_KEY_STRING, CTL_FIELD(agent_uids),
+          .check = ctl_agents_uids_check,
+          .help = "users (names or uids, comma-separated) whose\n"
+                  "agents may attach; the list replaces the\n"
+                  "default: root and atomqd's own user" },
         { .name = "nats", .arg = "ADDR:PORT|off", .def = "127.0.0.1:4222",
           .kind = CTL_KEY_ADDR_OFF, CTL_FIELD(nats_addr),
           .help = "NATS protocol listener, one per worker\n"
@@ -50,6 +62,7 @@ static const struct ctl_config_key ctl_keys[] = {
           CTL_FIELD(max_subs_per_conn), .min = 1, .max = UINT32_MAX,
           .help = "subscriptions one NATS connection may hold" },
         { .name = "nats-token", .arg = "TOKEN", .kind = CTL_KEY_STRING, CTL_FIELD(nats_token),
+          .flags = CTL_KEY_F_SECRET,
           .help = "NATS clients must send this auth_token\n"
                   "(prefer the config file: a command line\n"
                   "is visible to every user of the host)" },
@@ -57,11 +70,24 @@ static const struct ctl_config_key ctl_keys[] = {
           .help = "NATS clients must send this user and\n"
                   "--nats-pass (not with --nats-token)" },
         { .name = "nats-pass", .arg = "PASS", .kind = CTL_KEY_STRING, CTL_FIELD(nats_pass),
+          .flags = CTL_KEY_F_SECRET,
           .help = "the password that goes with --nats-user" },
         { .name = "ping-interval-ms", .arg = "MS", .def = "120000", .kind = CTL_KEY_U32,
           CTL_FIELD(ping_interval_ms), .min = 100, .max = 86400000,
           .help = "the server PINGs each NATS client this often;\n"
                   "two unanswered: 'Stale Connection'" },
+        { .name = "udp", .arg = "ADDR:PORT|off", .def = "off",
+          .kind = CTL_KEY_ADDR_OFF, CTL_FIELD(udp_addr),
+          .help = "atomq datagrams over UDP, a socket per worker\n"
+                  "(SO_REUSEPORT; IPv4; docs/protocol.md);\n"
+                  "the usual port is 4223" },
+        { .name = "udp-sessions", .arg = "N", .def = "1024", .kind = CTL_KEY_U32,
+          CTL_FIELD(udp_sessions), .min = 1, .max = DP_DGRAM_SESSIONS_MAX,
+          .help = "datagram sessions each worker holds at once" },
+        { .name = "udp-lease-ms", .arg = "MS", .def = "30000", .kind = CTL_KEY_U32,
+          CTL_FIELD(udp_lease_ms), .min = 100, .max = 3600000,
+          .help = "a datagram session ends this long after its\n"
+                  "peer was last heard from (its subscriptions too)" },
         { .name = "metrics", .arg = "ADDR:PORT|off", .def = "127.0.0.1:8222",
           .kind = CTL_KEY_ADDR_OFF, CTL_FIELD(metrics_addr),
           .help = "HTTP: /metrics (Prometheus), /info, /workers,\n"
@@ -253,6 +279,8 @@ static int ctl_key_apply(struct ctl_config *c, const struct ctl_config_key *k,
                                  CTL_ERR_VALUE_MAX, value, k->size - 1);
                         return -EINVAL;
                 }
+                if (k->check != NULL && k->check(value, why, whylen) != 0)
+                        return -EINVAL;
                 memcpy(field, value, strlen(value) + 1);
                 return 0;
         case CTL_KEY_U32:

@@ -62,6 +62,7 @@ enum ctl_key_kind {
 enum ctl_key_flags {
         CTL_KEY_F_CMDLINE = 1u << 0, /* refused in a config file */
         CTL_KEY_F_AUTO = 1u << 1,    /* "auto" is accepted and stored as 0 */
+        CTL_KEY_F_SECRET = 1u << 2,  /* a credential: /info says only whether it is set */
 };
 
 struct ctl_config_key {
@@ -74,6 +75,10 @@ struct ctl_config_key {
         uint16_t off;         /* offsetof(struct ctl_config, field) */
         uint32_t size;        /* sizeof the field */
         uint64_t min, max;    /* CTL_KEY_U32, CTL_KEY_BYTES */
+        /* CTL_KEY_STRING: a check of the value against the host (a group
+         * or user that must exist), run when the key is set; 0, or -EINVAL
+         * with "'value' is not ..." in why. NULL: any string that fits. */
+        int (*check)(const char *value, char *why, size_t whylen);
 };
 
 /* The table, in --help order; *count gets its length. */

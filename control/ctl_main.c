@@ -92,6 +92,24 @@ static void ctl_dataplane_resolve(char *path, size_t len)
 /* The NATS listener the workers run (off: none), from the flags. */
 static struct dp_nats_config nats_cfg;
 static struct dp_disk_config disk_cfg;
+static struct dp_dgram_config dgram_cfg;
+
+/* The datagram sockets the workers run (off: none), from the flags. */
+static int ctl_dgram_config(void)
+{
+        dp_dgram_config_default(&dgram_cfg);
+        if (strcmp(cfg.udp_addr, "off") == 0 || cfg.udp_addr[0] == '\0')
+                return 0;
+        char spec[128];
+        snprintf(spec, sizeof(spec), "%s,sessions=%u,lease_ms=%u", cfg.udp_addr,
+                 cfg.udp_sessions, cfg.udp_lease_ms);
+        if (dp_dgram_spec_parse(&dgram_cfg, spec) != 0) {
+                shm_log(SHM_LOG_ERR, "--udp %s: not IPv4:PORT with a numeric address",
+                        cfg.udp_addr);
+                return -EINVAL;
+        }
+        return 0;
+}
 
 static int ctl_nats_config(void)
 {
@@ -177,6 +195,8 @@ static int ctl_engine_build(void)
 {
         struct dp_engine_config ec;
         int rc = ctl_nats_config();
+        if (rc == 0)
+                rc = ctl_dgram_config();
         if (rc != 0)
                 return rc;
         dp_engine_config_default(&ec, cfg.max_entities);
@@ -192,6 +212,8 @@ static int ctl_engine_build(void)
                 return -EINVAL;
         }
         ec.nats = &nats_cfg;
+        ec.dgram = &dgram_cfg;
+        ec.net_clients = dgram_cfg.enabled;
         if (cfg.disk) {
                 rc = ctl_disk_layout();
                 if (rc != 0)
@@ -266,6 +288,11 @@ static int ctl_dataplane_start(void)
                 rc = dp_nats_spec_format(&nats_cfg, spec, sizeof(spec));
                 if (rc >= 0)
                         rc = ctl_super_set_nats(&super, spec);
+        }
+        if (rc == 0 && dgram_cfg.enabled) {
+                rc = dp_dgram_spec_format(&dgram_cfg, spec, sizeof(spec));
+                if (rc >= 0)
+                        rc = ctl_super_set_udp(&super, spec);
         }
         if (rc == 0 && cfg.disk)
                 rc = ctl_super_set_disk(&super, cfg.data_dir, cfg.disk_max, cfg.disk_sync_us,

@@ -249,6 +249,20 @@ static const struct ctl_ctr worker_ctrs[] = {
         { "disk_completions_waited", "disk_completions_waited", "Agent and control-socket completions that waited for the disk log.", WCTR(disk.waited) },
         { "disk_compactions", "disk_compactions", "Disk logs rewritten with only their live records.", WCTR(disk.compactions) },
         { "disk_compact_errors", "disk_compact_errors", "Disk log compactions that failed.", WCTR(disk.compact_errors) },
+        { "udp_sessions_opened", "udp_sessions_opened", "Datagram sessions opened.", WCTR(dgram.sessions_opened) },
+        { "udp_sessions_closed", "udp_sessions_closed", "Datagram sessions their peer ended.", WCTR(dgram.sessions_closed) },
+        { "udp_sessions_expired", "udp_sessions_expired", "Datagram sessions ended by their lease.", WCTR(dgram.sessions_expired) },
+        { "udp_sessions_refused", "udp_sessions_refused", "Datagram sessions refused: --udp-sessions were open.", WCTR(dgram.sessions_refused) },
+        { "udp_frames_in", "udp_frames_in", "Datagram frames taken from peers.", WCTR(dgram.frames_in) },
+        { "udp_frames_out", "udp_frames_out", "Datagram frames sent: answers and messages.", WCTR(dgram.frames_out) },
+        { "udp_bad_frames", "udp_bad_frames", "Datagram frames dropped: truncated, bad header or lengths.", WCTR(dgram.bad_frames) },
+        { "udp_bad_crc", "udp_bad_crc", "Datagram frames dropped: missing or wrong CRC32C.", WCTR(dgram.bad_crc) },
+        { "udp_spoofed", "udp_spoofed", "Datagrams dropped: unknown session, or another peer's.", WCTR(dgram.spoofed) },
+        { "udp_retransmits", "udp_retransmits", "Retransmitted requests answered from the window.", WCTR(dgram.retransmits) },
+        { "udp_stale", "udp_stale", "Requests dropped: older than the window.", WCTR(dgram.stale) },
+        { "udp_busy", "udp_busy", "Requests dropped for a full ring (the peer resends).", WCTR(dgram.busy) },
+        { "udp_tx_dropped", "udp_tx_dropped", "Datagrams the backend refused or too large to send.", WCTR(dgram.tx_dropped) },
+        { "udp_request_timeouts", "udp_request_timeouts", "Datagram requests answered ETIMEDOUT.", WCTR(dgram.request_timeouts) },
 };
 
 #define SCTR(f) .off = offsetof(struct dp_shard_stats, f)
@@ -322,6 +336,13 @@ static void prom_process(const struct ctl_metrics *m, struct ctl_mbuf *b)
         prom_family(b, "dataplane_restarts_total", "counter",
                     "Times the dataplane process was restarted.");
         mb_printf(b, "atomq_dataplane_restarts_total %" PRIu32 "\n", ctx->dataplane_restarts);
+        prom_family(b, "control_refused_uid_total", "counter",
+                    "Control-socket clients refused: uid not root, atomqd's, on --agent-uids "
+                    "or in --control-group.");
+        mb_printf(b, "atomq_control_refused_uid_total %" PRIu64 "\n", ctx->control_refused_uid);
+        prom_family(b, "agents_refused_uid_total", "counter",
+                    "Agent attaches refused: uid not on --agent-uids.");
+        mb_printf(b, "atomq_agents_refused_uid_total %" PRIu64 "\n", ctx->agents_refused_uid);
         if (m->http != NULL) {
                 static const struct { const char *name, *help; uint16_t off; } h[] = {
                         { "http_requests_total", "HTTP requests answered.",
@@ -443,6 +464,10 @@ static void json_config(const struct ctl_config *cfg, struct ctl_mbuf *b)
                 int n = ctl_config_format(cfg, &k[i], v, sizeof(v));
                 if (n < 0)
                         continue;
+                /* /info has no authentication: a credential shows only
+                 * whether it is set. */
+                if ((k[i].flags & CTL_KEY_F_SECRET) && n > 0)
+                        n = snprintf(v, sizeof(v), "(set)");
                 mb_printf(b, "%s\"%s\":", first ? "" : ",", k[i].name);
                 mb_json_str(b, v, (size_t)n);
                 first = false;

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -26,21 +27,102 @@
 
 #include "shm/shm_log.h"
 
+/* --- the group --- */
+
+/* Room getgrnam_r may need for one entry; a group with more members than
+ * fit is refused with the reason. */
+#define CTL_GR_BUF_BYTES 65536u
+
+int ctl_server_group_parse(const char *name, gid_t *gid, char *why, size_t whylen)
+{
+        static char buf[CTL_GR_BUF_BYTES];   /* atomqd is one thread; off the stack */
+        struct group gr, *found = NULL;
+        int rc = getgrnam_r(name, &gr, buf, sizeof(buf), &found);
+        if (rc == 0 && found != NULL) {
+                *gid = gr.gr_gid;
+                return 0;
+        }
+        /* A number is a gid whether or not the host names it. */
+        char *end;
+        errno = 0;
+        unsigned long long v = name[0] >= '0' && name[0] <= '9' ? strtoull(name, &end, 10) : 0;
+        if (name[0] >= '0' && name[0] <= '9' && errno == 0 && *end == '\0' && v < (gid_t)-1) {
+                *gid = (gid_t)v;
+                return 0;
+        }
+        if (rc == ERANGE)
+                snprintf(why, whylen, "'%.80s': its entry is larger than %u bytes", name,
+                         CTL_GR_BUF_BYTES);
+        else if (rc != 0 && rc != ENOENT && rc != ESRCH)
+                snprintf(why, whylen, "cannot look up the group '%.80s': %s", name, strerror(rc));
+        else
+                snprintf(why, whylen, "'%.80s' is not a group on this host", name);
+        return -EINVAL;
+}
+
+int ctl_server_group_check(const char *value, char *why, size_t whylen)
+{
+        gid_t gid;
+        return ctl_server_group_parse(value, &gid, why, whylen);
+}
+
 /* --- binding --- */
 
-/* Creates the socket's directory (one level, 0700) when it is missing. */
-static int ctl_server_mkdir(const char *path)
+/* chown to a group needs CAP_CHOWN, or membership of the group. */
+#define CTL_GROUP_EPERM_HINT " (atomqd's user must be root or a member of that group)"
+
+/* Creates the socket's directory (one level) when it is missing: 0700, or
+ * 0750 with the socket's group so that its members can reach the socket.
+ * A directory that exists is left as it is (it may be /run or /tmp); when
+ * the group cannot pass through it, that is logged. */
+static int ctl_server_mkdir(const struct ctl_server *s)
 {
         char dir[CTL_PATH_MAX];
-        const char *slash = strrchr(path, '/');
-        if (slash == NULL || slash == path)
+        struct stat st;
+        const char *slash = strrchr(s->path, '/');
+        if (slash == NULL || slash == s->path)
                 return 0;
-        size_t len = (size_t)(slash - path);
-        memcpy(dir, path, len);
+        size_t len = (size_t)(slash - s->path);
+        memcpy(dir, s->path, len);
         dir[len] = 0;
-        if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+        if (mkdir(dir, 0700) == 0) {
+                /* chmod, not mkdir's mode: the umask may take group bits. */
+                if (s->has_group && (chown(dir, (uid_t)-1, s->gid) != 0 || chmod(dir, 0750) != 0)) {
+                        int err = errno;
+                        shm_log(SHM_LOG_ERR, "control: cannot give the directory %s the group "
+                                "%s: %s%s", dir, s->ctx->cfg->control_group, strerror(err),
+                                err == EPERM ? CTL_GROUP_EPERM_HINT : "");
+                        return -err;
+                }
                 return 0;
-        return -errno;
+        }
+        if (errno != EEXIST)
+                return -errno;
+        if (s->has_group && stat(dir, &st) == 0 && !(st.st_mode & S_IXOTH) &&
+            !((st.st_mode & S_IXGRP) && st.st_gid == s->gid))
+                shm_log(SHM_LOG_WARN, "control: members of the group %s cannot reach %s: its "
+                        "directory %s is mode %04o, group %u (make it 0750 with that group)",
+                        s->ctx->cfg->control_group, s->path, dir, (unsigned)(st.st_mode & 07777),
+                        (unsigned)st.st_gid);
+        return 0;
+}
+
+/* The bound socket's owner group and mode: 0600, or 0660 with the group.
+ * The socket was bound 0600 (the umask), so it is never open to a group
+ * it should not have. */
+static int ctl_server_chmod(const struct ctl_server *s)
+{
+        if (!s->has_group)
+                return chmod(s->path, 0600) == 0 ? 0 : -errno;
+        /* lchown: the path is the socket just bound, never a link to follow. */
+        if (lchown(s->path, (uid_t)-1, s->gid) != 0) {
+                int err = errno;
+                shm_log(SHM_LOG_ERR, "control: cannot give %s the group %s: %s%s", s->path,
+                        s->ctx->cfg->control_group, strerror(err),
+                        err == EPERM ? CTL_GROUP_EPERM_HINT : "");
+                return -err;
+        }
+        return chmod(s->path, 0660) == 0 ? 0 : -errno;
 }
 
 /* The path is taken. Returns 0 when it was a stale socket (now removed),
@@ -87,7 +169,7 @@ static int ctl_server_bind(struct ctl_server *s)
         if (strlen(s->path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
-        int rc = ctl_server_mkdir(s->path);
+        int rc = ctl_server_mkdir(s);
         if (rc != 0)
                 return rc;
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -99,12 +181,17 @@ static int ctl_server_bind(struct ctl_server *s)
                 if (rc == 0)
                         rc = ctl_server_bind_once(fd, &sa);
         }
+        bool bound = rc == 0;
         struct stat st;
-        if (rc == 0 && (chmod(s->path, 0600) != 0 || stat(s->path, &st) != 0))
+        if (rc == 0)
+                rc = ctl_server_chmod(s);
+        if (rc == 0 && stat(s->path, &st) != 0)
                 rc = -errno;
         if (rc == 0 && listen(fd, SOMAXCONN) != 0)
                 rc = -errno;
         if (rc != 0) {
+                if (bound)
+                        unlink(s->path);   /* ours, just bound: no socket left behind */
                 close(fd);
                 return rc;
         }
@@ -374,6 +461,54 @@ static void ctl_on_client(void *arg, int fd, uint32_t events)
         ctl_client_settle(c);
 }
 
+/* Whether the peer on fd may use the control socket (ctl_server.h,
+ * "peers"): 0, or -EACCES with its uid in *uid; -errno when its
+ * credentials cannot be read. */
+static int ctl_server_peer_check(struct ctl_server *s, int fd, uid_t *uid)
+{
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+                return -errno;
+        *uid = cred.uid;
+        if (cred.uid == 0 || cred.uid == geteuid() || ctl_uids_has(&s->agents.allowed, cred.uid))
+                return 0;
+        if (!s->has_group)
+                return -EACCES;
+        if (cred.gid == s->gid)
+                return 0;
+        /* The peer's supplementary groups as they were at connect(). */
+        len = (socklen_t)(CTL_PEER_GROUPS_MAX * sizeof(gid_t));
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, s->peer_groups, &len) != 0)
+                return -errno;
+        for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                if (s->peer_groups[i] == s->gid)
+                        return 0;
+        return -EACCES;
+}
+
+/* A peer that may not use the socket: told why, counted, closed. */
+static void ctl_server_refuse_peer(struct ctl_server *s, int fd, int err, uid_t uid)
+{
+        char line[200];
+        uint64_t n = ++s->ctx->control_refused_uid;
+        int len = err == -EACCES
+                ? snprintf(line, sizeof(line), "error: uid %u may not use this control socket "
+                           "(not root, atomqd's user, on --agent-uids or in --control-group) "
+                           "(EACCES)\n\n", (unsigned)uid)
+                : snprintf(line, sizeof(line), "error: cannot read the peer's credentials "
+                           "(%s)\n\n", ctl_errno_name(-err));
+        if (len > 0)
+                (void)send(fd, line, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        /* The 1st, 2nd, 4th, ... : a peer retrying cannot flood the log. */
+        if ((n & (n - 1)) == 0)
+                shm_log(SHM_LOG_WARN, "control: refused a client with uid %u: %s (%llu refused "
+                        "so far; is the socket's mode or directory wider than configured?)",
+                        (unsigned)uid, err == -EACCES ? "not allowed" : strerror(-err),
+                        (unsigned long long)n);
+}
+
 /* A client over the limit: told why, then closed. */
 static void ctl_server_refuse(struct ctl_server *s, int fd, int err, const char *why)
 {
@@ -429,12 +564,18 @@ static void ctl_on_accept(void *arg, int fd, uint32_t events)
                                 shm_log(SHM_LOG_WARN, "control: accept: %s", strerror(errno));
                         return;
                 }
+                uid_t uid = (uid_t)-1;
+                int rc = ctl_server_peer_check(s, cfd, &uid);
+                if (rc != 0) {
+                        ctl_server_refuse_peer(s, cfd, rc, uid);
+                        continue;
+                }
                 struct ctl_client *c = ctl_server_free_slot(s);
                 if (c == NULL) {
                         ctl_server_refuse(s, cfd, -EUSERS, "too many control clients");
                         continue;
                 }
-                int rc = ctl_client_start(s, c, cfd);
+                rc = ctl_client_start(s, c, cfd);
                 if (rc != 0)
                         ctl_server_refuse(s, cfd, rc, "cannot serve another client now");
         }
@@ -500,6 +641,17 @@ static int ctl_server_setup(struct ctl_server *s, struct ctl_ctx *ctx)
                         return rc;
                 s->env.dp = &s->dp;
         }
+        if (cfg != NULL && cfg->control_group[0] != '\0') {
+                char why[160];
+                if (ctl_server_group_parse(cfg->control_group, &s->gid, why, sizeof(why)) != 0) {
+                        shm_log(SHM_LOG_ERR, "--control-group: %s", why);
+                        return -EINVAL;
+                }
+                s->has_group = true;
+                s->peer_groups = calloc(CTL_PEER_GROUPS_MAX, sizeof(gid_t));
+                if (s->peer_groups == NULL)
+                        return -ENOMEM;
+        }
         s->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (s->kick_fd < 0)
                 return -errno;
@@ -512,6 +664,7 @@ int ctl_server_open(struct ctl_server *s, struct ctl_ctx *ctx)
         memset(s, 0, sizeof(*s));
         s->ctx = ctx;
         s->listen_fd = s->kick_fd = -1;
+        s->agents.timerfd = -1;  /* ctl_server_close before ctl_agents_init closes none */
         s->opened = true;
         int rc = ctl_server_setup(s, ctx);
         if (rc == 0)
@@ -527,8 +680,20 @@ int ctl_server_open(struct ctl_server *s, struct ctl_ctx *ctx)
                 ctl_server_close(s);
                 return rc;
         }
-        shm_log(SHM_LOG_INFO, "control: listening on %s (at most %u clients)", s->path,
-                s->clients_max);
+        char uids[160];
+        size_t n = 0;
+        for (uint32_t i = 0; i < s->agents.allowed.count && n < sizeof(uids); i++) {
+                int w = snprintf(uids + n, sizeof(uids) - n, "%s%u", i > 0 ? "," : "",
+                                 (unsigned)s->agents.allowed.uid[i]);
+                n += w > 0 ? (size_t)w : 0;
+        }
+        if (s->has_group)
+                shm_log(SHM_LOG_INFO, "control: listening on %s (mode 0660, group %s; at most "
+                        "%u clients; agents may attach as uids %s)", s->path,
+                        ctx->cfg->control_group, s->clients_max, uids);
+        else
+                shm_log(SHM_LOG_INFO, "control: listening on %s (mode 0600; at most %u clients; "
+                        "agents may attach as uids %s)", s->path, s->clients_max, uids);
         return 0;
 }
 
@@ -542,6 +707,8 @@ void ctl_server_close(struct ctl_server *s)
         ctl_agents_fini(&s->agents);
         free(s->clients);
         s->clients = NULL;
+        free(s->peer_groups);
+        s->peer_groups = NULL;
         if (s->listen_fd >= 0) {
                 struct stat st;
                 ctl_loop_del(s->ctx->loop, s->listen_fd);

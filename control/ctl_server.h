@@ -5,6 +5,15 @@
  *            empty: /run/atomq/control.sock for root,
  *            $XDG_RUNTIME_DIR/atomq/control.sock otherwise (the directory
  *            is created 0700 when missing). The socket is mode 0600.
+ *   group    with cfg->control_group the socket gets that group and mode
+ *            0660 (a directory we create gets it too, mode 0750), so its
+ *            members may connect and run commands. An agent's attach
+ *            needs its uid on --agent-uids as well (ctl_agent.h).
+ *   peers    each connection's SO_PEERCRED is checked again on accept:
+ *            root, atomqd's own user, the --agent-uids and (with a
+ *            group) its members are served; anyone else, who could only
+ *            have connected through a mode widened by hand, gets an error
+ *            line and is closed (ctx->control_refused_uid).
  *   stale    a socket file left by a dead atomqd is probed with connect():
  *            refused means stale (unlinked, then bound); accepted means
  *            another atomqd is alive (-EADDRINUSE).
@@ -51,6 +60,10 @@ _Static_assert(CTL_OUT_BYTES > CTL_REPLY_MAX + CTL_ITEM_MAX, "a reply fits the o
 #define CTL_ACCEPT_BURST 64u
 /* The engine client atomqd uses. */
 #define CTL_ENGINE_CLIENT 0u
+/* Supplementary groups a peer may have: the kernel's NGROUPS_MAX (65536),
+ * so that membership is always decided, never cut off. 256 KiB, allocated
+ * at open only when --control-group is given. */
+#define CTL_PEER_GROUPS_MAX 65536u
 
 struct ctl_server;
 
@@ -85,6 +98,9 @@ struct ctl_server {
         struct ctl_env env;
         struct ctl_agents agents;
         uint32_t restarts_seen;  /* ctx->dataplane_restarts when last looked */
+        bool has_group;          /* --control-group given */
+        gid_t gid;               /* its gid */
+        gid_t *peer_groups;      /* [CTL_PEER_GROUPS_MAX]: SO_PEERGROUPS, with a group */
 };
 
 /* Writes the default control socket path into buf (see above).
@@ -102,8 +118,18 @@ static inline int ctl_server_default_path(char *buf, size_t len)
         return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+/* Resolves a --control-group value: a group name, else a decimal gid.
+ * -EINVAL with why ("'x' is not a group on this host"). */
+int ctl_server_group_parse(const char *name, gid_t *gid, char *why, size_t whylen);
+
+/* The config key's check (ctl_config.h): ctl_server_group_parse's errors. */
+int ctl_server_group_check(const char *value, char *why, size_t whylen);
+
 /* Binds the control socket and registers it with ctx->loop. ctx->engine
  * may be NULL (commands that need it then answer ENODEV).
+ * -EINVAL: --control-group or --agent-uids does not resolve (logged);
+ * -EPERM: the socket cannot be given the group (logged: atomqd's user
+ * must be root or a member of it);
  * -EADDRINUSE: another atomqd answers on the path;
  * -EEXIST: the path exists and is not a socket (left alone);
  * -ENAMETOOLONG: the path does not fit a sockaddr_un;

@@ -287,11 +287,12 @@ static int ctl_super_spawn(struct ctl_super *s)
         rc = ctl_super_watch(s, pid);
         if (rc != 0)
                 return rc;
-        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d%s%s%s%s%s%s)",
+        shm_log(SHM_LOG_INFO, "dataplane started: pid %d (%s --arena-fd %d%s%s%s%s%s%s%s%s)",
                 (int)pid, s->path, CTL_SUPER_CHILD_ARENA_FD,
                 s->agent_fd_count > 0 ? " --agent-fds " : "",
                 s->agent_fd_count > 0 ? s->agent_fd_arg : "", s->nats_arg[0] ? " --nats " : "",
-                s->nats_arg, s->data_dir_arg[0] ? " --data-dir " : "", s->data_dir_arg);
+                s->nats_arg, s->udp_arg[0] ? " --udp " : "", s->udp_arg,
+                s->data_dir_arg[0] ? " --data-dir " : "", s->data_dir_arg);
         return 0;
 }
 
@@ -319,6 +320,7 @@ static void ctl_super_on_timer(void *arg, int fd, uint32_t events)
 }
 
 static char ctl_super_opt_nats[] = "--nats";
+static char ctl_super_opt_udp[] = "--udp";
 static char ctl_super_opt_data_dir[] = "--data-dir";
 static char ctl_super_opt_disk_max[] = "--disk-max";
 static char ctl_super_opt_disk_sync[] = "--disk-sync-us";
@@ -340,6 +342,10 @@ static void ctl_super_argv_build(struct ctl_super *s)
         if (s->nats_arg[0] != '\0') {
                 s->argv[i++] = ctl_super_opt_nats;
                 s->argv[i++] = s->nats_arg;
+        }
+        if (s->udp_arg[0] != '\0') {
+                s->argv[i++] = ctl_super_opt_udp;
+                s->argv[i++] = s->udp_arg;
         }
         if (s->data_dir_arg[0] != '\0') {
                 s->argv[i++] = ctl_super_opt_data_dir;
@@ -366,6 +372,15 @@ int ctl_super_set_agent_fds(struct ctl_super *s, const int *fds, uint32_t count)
         s->agent_fds = fds;
         s->agent_fd_count = count;
         snprintf(s->agent_fd_arg, sizeof(s->agent_fd_arg), "%d", CTL_SUPER_CHILD_ARENA_FD + 1);
+        ctl_super_argv_build(s);
+        return 0;
+}
+
+int ctl_super_set_udp(struct ctl_super *s, const char *spec)
+{
+        if (spec != NULL && strlen(spec) >= sizeof(s->udp_arg))
+                return -EINVAL;
+        snprintf(s->udp_arg, sizeof(s->udp_arg), "%s", spec != NULL ? spec : "");
         ctl_super_argv_build(s);
         return 0;
 }

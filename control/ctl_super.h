@@ -85,14 +85,15 @@ struct ctl_super {
         char fd_arg[16];
         char agent_fd_arg[16];
         char nats_arg[160];
+        char udp_arg[128];              /* "": no datagrams */
         char data_dir_arg[256];         /* "": no disk tier */
         char disk_max_arg[24];
         char disk_sync_arg[16];
         char disk_segment_arg[24];
         bool disk_direct;
-        /* path --arena-fd N [--agent-fds M] [--nats SPEC] [--data-dir DIR
-         * --disk-max N --disk-sync-us N [--disk-direct]] */
-        char *argv[20];
+        /* path --arena-fd N [--agent-fds M] [--nats SPEC] [--udp SPEC]
+         * [--data-dir DIR --disk-max N --disk-sync-us N [--disk-direct]] */
+        char *argv[24];
         const int *agent_fds;           /* the agent files (dp_agent.h), the caller's */
         uint32_t agent_fd_count;
 };
@@ -117,6 +118,9 @@ int ctl_super_init(struct ctl_super *s, struct ctl_ctx *ctx, const char *datapla
 /* Hands the dataplane its NATS listener (dp_nats_spec_format), or none
  * (NULL): takes effect at the next spawn. -EINVAL: the spec is too long. */
 int ctl_super_set_nats(struct ctl_super *s, const char *spec);
+/* Hands the dataplane its datagram sockets (dp_dgram_spec_format), or
+ * none (NULL). -EINVAL: too long. */
+int ctl_super_set_udp(struct ctl_super *s, const char *spec);
 
 /* The dataplane's disk tier: its logs in data_dir (NULL: none). -EINVAL:
  * a path too long. */

@@ -83,9 +83,11 @@ static inline uint32_t dp_agent_endpoint(uint32_t slot, uint32_t gen)
         return DP_AGENT_ENDPOINT_BIT | (gen & 0x3fffu) << 8 | (slot & 0xffu);
 }
 
+/* Bit 30 with bit 29 clear: both set is a datagram session's
+ * (dp_dgram.h). */
 static inline bool dp_agent_endpoint_is(uint32_t endpoint)
 {
-        return (endpoint & DP_AGENT_ENDPOINT_BIT) != 0;
+        return (endpoint & (DP_AGENT_ENDPOINT_BIT | 1u << 29)) == DP_AGENT_ENDPOINT_BIT;
 }
 
 static inline uint32_t dp_agent_endpoint_slot(uint32_t endpoint)

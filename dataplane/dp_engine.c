@@ -123,6 +123,7 @@ static int dp_engine_regions(struct dp_engine *e, const struct dp_engine_config 
                 .shard = c->shard, .idle = c->idle,
                 .agents = c->agents,
                 .agent_dlv_ring_bytes = c->agents > 0 ? dp_engine_dlv_ring_bytes(c) : 0,
+                .net_client_base = c->net_clients ? c->clients - (uint32_t)n : 0,
         };
         h->agents_off = h->stats_off + n * DP_WORKER_STATS_BYTES;
         /* What a dataplane process that attaches needs to rebuild the
@@ -270,11 +271,19 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
         memset(e, 0, sizeof(*e));
         e->arena.fd = -1;
         e->workers = cfg->workers != 0 ? cfg->workers : dp_engine_workers_default();
+        /* From here on cfg's clients count the net columns too: they sit
+         * after the caller's, before the agents'. */
+        struct dp_engine_config c = *cfg;
+        if (c.net_clients)
+                c.clients += e->workers;
+        cfg = &c;
         e->clients = cfg->clients;
         if (cfg->nats != NULL)
                 e->nats = *cfg->nats;
         if (cfg->disk != NULL)
                 e->disk = *cfg->disk;
+        if (cfg->dgram != NULL)
+                e->dgram = *cfg->dgram;
         int rc = dp_engine_layout(cfg, e->workers, &l);
         if (rc != 0)
                 return rc;
@@ -297,10 +306,9 @@ int dp_engine_init(struct dp_engine *e, const struct dp_engine_config *cfg)
 }
 
 /* Per-thread set-up: what must be made on the worker's own thread (the
- * NATS listener's ring is single-issuer). Reports through init_rc. */
+ * network backend's ring is single-issuer). Reports through init_rc. */
 static int dp_engine_thread_init(struct dp_worker *w)
 {
-        const struct dp_nats_config *nc = &w->engine->nats;
         const struct dp_disk_config *dc = &w->engine->disk;
         int rc = 0;
         /* The disk tier first: its entities are back before a client can
@@ -327,13 +335,8 @@ static int dp_engine_thread_init(struct dp_worker *w)
                                         (unsigned long long)st->replay_skipped);
                 }
         }
-        if (rc == 0 && nc->enabled) {
-                rc = dp_nats_init(&w->nats, w, nc);
-                if (rc == 0)
-                        dp_idle_set_waiter(&w->idle, dp_nats_wait, w->nats);
-                if (rc == 0 && dp_disk_eventfd(w->disk) >= 0)
-                        w->disk_watched = dp_nats_watch(w->nats, dp_disk_eventfd(w->disk)) == 0;
-        }
+        if (rc == 0)
+                rc = dp_worker_net_open(w);
         /* Pairs with the acquire load in dp_engine_start_worker. */
         atomic_store_explicit(&w->init_rc, rc == 0 ? 1 : rc, memory_order_release);
         return rc;
@@ -348,11 +351,9 @@ static void *dp_engine_thread(void *arg)
         if (dp_engine_thread_init(w) != 0)
                 return NULL;
         dp_worker_run(w);
-        dp_nats_fini(w->nats);
-        w->nats = NULL;
+        dp_worker_net_close(w);
         dp_disk_close(w->disk);
         w->disk = NULL;
-        dp_idle_set_waiter(&w->idle, NULL, NULL);
         return NULL;
 }
 

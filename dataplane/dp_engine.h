@@ -49,12 +49,14 @@
 #ifndef ATOMQ_DP_ENGINE_H
 #define ATOMQ_DP_ENGINE_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "dataplane/dp_agent.h"
 #include "dataplane/dp_cmd.h"
+#include "dataplane/dp_dgram.h"
 #include "dataplane/dp_idle.h"
 #include "dataplane/dp_disk.h"
 #include "dataplane/dp_nats.h"
@@ -65,8 +67,9 @@ struct dp_groups;
 #include "shm/shm_arena.h"
 
 #define DP_ENGINE_MAGIC 0x454e494745514d41ull /* "AMQEGINE" */
-#define DP_ENGINE_VERSION 4 /* 2: shard and idle config, owner, audit; 3: agents;
-                             * 4: NATS counters in the worker stats (384 bytes) */
+#define DP_ENGINE_VERSION 5 /* 2: shard and idle config, owner, audit; 3: agents;
+                             * 4: NATS counters in the worker stats (384 bytes);
+                             * 5: datagram counters (512 bytes), net client columns */
 #define DP_REGION_ENGINE (SHM_REGION_USER + 1)
 #define DP_REGION_SHARDS (SHM_REGION_USER + 2)
 /* Ring sizes a command (DP_CMD_BYTES_MAX) or a completion (DP_CPL_BYTES_MAX)
@@ -78,6 +81,8 @@ struct dp_groups;
 struct dp_engine_config {
         uint32_t workers;           /* N; 0: dp_engine_workers_default() */
         uint32_t clients;           /* completion-ring columns, 1 .. DP_CLIENTS_MAX */
+        bool net_clients;           /* one more column per worker, for its datagram
+                                     * sessions' commands (dp_engine_net_client) */
         uint32_t cmd_ring_bytes;    /* per worker, a power of two */
         uint32_t cpl_ring_bytes;    /* per worker and client */
         uint32_t mesh_ring_bytes;   /* per ordered pair of workers */
@@ -90,6 +95,8 @@ struct dp_engine_config {
         void *deliver_arg;
         const struct dp_nats_config *nats; /* NULL or not enabled: no NATS listener */
         const struct dp_disk_config *disk; /* NULL or no data_dir: no disk tier */
+        const struct dp_dgram_config *dgram; /* NULL or not enabled: no datagrams
+                                              * (needs net_clients) */
 };
 
 /* What dp_engine_attach found in the shards it attached (sums over the
@@ -132,7 +139,8 @@ struct dp_engine_hdr {
         uint32_t agent_dlv_ring_bytes;
         uint64_t agents_off;             /* agents struct dp_agent_slot */
         _Atomic uint32_t agents_epoch;   /* bumped by atomqd at every slot change */
-        uint8_t reserved2[28];
+        uint32_t net_client_base;        /* worker i's net column is base + i; 0: none */
+        uint8_t reserved2[24];
 };
 _Static_assert(sizeof(struct dp_engine_hdr) == 320, "engine header is five lines");
 _Static_assert(offsetof(struct dp_engine_hdr, shards_off) == 32, "shards_off offset");
@@ -168,6 +176,7 @@ struct dp_engine {
         bool owner;                     /* this view holds hdr->owner_pid (dp_engine_claim) */
         struct dp_nats_config nats;     /* process-local: each worker's listener */
         struct dp_disk_config disk;     /* process-local: each worker's log (data_dir NULL: none) */
+        struct dp_dgram_config dgram;   /* process-local: each worker's datagram sessions */
         struct dp_groups *groups;       /* process-local: queue groups across shards (dp_groups.h) */
 };
 
@@ -198,6 +207,8 @@ struct dp_engine_attach_opts {
                                             * their inherited fds (dp_agent_files_adopt) */
         const struct dp_nats_config *nats; /* NULL or not enabled: no NATS listener */
         const struct dp_disk_config *disk; /* NULL or no data_dir: no disk tier */
+        const struct dp_dgram_config *dgram; /* NULL or not enabled: no datagrams
+                                              * (the arena needs net columns) */
 };
 
 /* Maps the arena behind arena_fd (which stays the caller's), published by
@@ -286,6 +297,15 @@ int dp_engine_poll(struct dp_engine *e, uint32_t client, dp_cpl_fn *fn, void *ar
  * timeout or a signal), or -EINVAL for a bad client. */
 int dp_engine_wait(struct dp_engine *e, uint32_t client, dp_cpl_fn *fn, void *arg,
                    unsigned max, int64_t timeout_ns);
+
+/* The completion column of worker w's datagram sessions, or -ENOENT when
+ * the engine was built without net columns. */
+static inline int dp_engine_net_client(const struct dp_engine *e, uint32_t w)
+{
+        if (e->hdr->net_client_base == 0)
+                return -ENOENT;
+        return (int)(e->hdr->net_client_base + w);
+}
 
 static inline const struct dp_worker_stats *dp_engine_stats(const struct dp_engine *e,
                                                             uint32_t i)

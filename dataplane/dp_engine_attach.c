@@ -122,6 +122,9 @@ static int dp_attach_geometry(const struct shm_arena *a, const struct shm_arena_
             h->stats_off != h->wake_off + nc * SHM_CACHE_LINE ||
             h->agents_off != h->stats_off + n * DP_WORKER_STATS_BYTES)
                 return -EBADMSG;
+        /* The net columns, when there are any, are the last n of them. */
+        if (h->net_client_base != 0 && h->net_client_base + n != nc)
+                return -EBADMSG;
         int rc = dp_attach_region(a, DP_REGION_SHARDS, "dp.shards", h->shards_off, n,
                                   h->shard_stride);
         if (rc == 0)
@@ -335,6 +338,8 @@ int dp_engine_attach(struct dp_engine *e, int arena_fd, const struct dp_engine_a
                 c.deliver_arg = o->deliver_arg;
                 if (o->nats != NULL)
                         e->nats = *o->nats;
+                if (o->dgram != NULL)
+                        e->dgram = *o->dgram;
                 if (o->disk != NULL)
                         e->disk = *o->disk;
                 if (o->idle != NULL)

@@ -37,13 +37,14 @@ struct dp_main_opts {
         bool idle_set;
         struct dp_idle_config idle;  /* with idle_set: overrides atomqd's */
         struct dp_nats_config nats;  /* enabled by --nats */
+        struct dp_dgram_config dgram; /* enabled by --udp */
         struct dp_disk_config disk;  /* enabled by --data-dir */
 };
 
 static void dp_main_usage(FILE *out)
 {
         fprintf(out,
-                "usage: atomq-dataplane --arena-fd N [--agent-fds M] [--nats SPEC]\n"
+                "usage: atomq-dataplane --arena-fd N [--agent-fds M] [--nats SPEC] [--udp SPEC]\n"
                 "                       [--busy-poll adaptive|always] [--data-dir DIR\n"
                 "                       [--disk-max BYTES] [--disk-sync-us N] [--disk-direct]\n"
                 "                       [--disk-segment BYTES]]\n"
@@ -66,6 +67,12 @@ static void dp_main_usage(FILE *out)
                 "                           a server PING every ping_ms; credentials come\n"
                 "                           from the environment: " DP_NATS_ENV_TOKEN ", or\n"
                 "                           " DP_NATS_ENV_USER " and " DP_NATS_ENV_PASS "\n"
+                "  --udp HOST:PORT[,sessions=N,lease_ms=N]\n"
+                "                           serve atomq datagrams (docs/protocol.md): a UDP\n"
+                "                           socket per worker on HOST:PORT (SO_REUSEPORT), at\n"
+                "                           most sessions a worker, each ending lease_ms after\n"
+                "                           its peer was last heard from (needs an arena made\n"
+                "                           with datagrams on: atomqd --udp)\n"
                 "  --busy-poll adaptive|always\n"
                 "                           override atomqd's idle strategy: back off when\n"
                 "                           idle (adaptive) or spin pinned to a CPU (always)\n"
@@ -124,6 +131,7 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                 { "agent-fds", required_argument, NULL, 'a' },
                 { "busy-poll", required_argument, NULL, 'b' },
                 { "nats", required_argument, NULL, 'n' },
+                { "udp", required_argument, NULL, 'u' },
                 { "data-dir", required_argument, NULL, 'd' },
                 { "disk-max", required_argument, NULL, 'm' },
                 { "disk-sync-us", required_argument, NULL, 's' },
@@ -158,6 +166,12 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                                         DP_NATS_ENV_USER ", " DP_NATS_ENV_PASS ")\n");
                                 return -1;
                         }
+                        break;
+                case 'u':
+                        dp_dgram_config_default(&o->dgram);
+                        if (dp_dgram_spec_parse(&o->dgram, optarg) != 0)
+                                return dp_main_error("--udp", optarg,
+                                                     "IPv4:PORT[,key=N...] (see --help)");
                         break;
                 case 'd':
                         if (optarg[0] == '\0')
@@ -284,7 +298,8 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
         struct dp_engine e;
         struct dp_engine_attach_opts ao = { .idle = o->idle_set ? &o->idle : NULL,
                                             .agent_fd_base = o->agent_fd_base,
-                                            .nats = &o->nats, .disk = &o->disk };
+                                            .nats = &o->nats, .disk = &o->disk,
+                                            .dgram = &o->dgram };
         int rc = dp_engine_attach(&e, o->arena_fd, &ao);
         if (rc != 0) {
                 shm_log(SHM_LOG_ERR, "cannot attach the arena on fd %d: %s", o->arena_fd,
@@ -320,11 +335,15 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
                                ? DP_EXIT_USAGE
                                : 1;
         }
+        char udp[96] = "";
+        if (o->dgram.enabled)
+                snprintf(udp, sizeof(udp), "; datagrams on udp %s:%u", o->dgram.host,
+                         o->dgram.port);
         if (o->nats.enabled)
-                shm_log(SHM_LOG_INFO, "running %u workers; NATS on %s:%u", e.workers,
-                        o->nats.host, o->nats.port);
+                shm_log(SHM_LOG_INFO, "running %u workers; NATS on %s:%u%s", e.workers,
+                        o->nats.host, o->nats.port, udp);
         else
-                shm_log(SHM_LOG_INFO, "running %u workers", e.workers);
+                shm_log(SHM_LOG_INFO, "running %u workers%s", e.workers, udp);
         int status = dp_main_wait(stop, parent);
         dp_engine_stop(&e);
         dp_engine_fini(&e);

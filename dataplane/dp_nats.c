@@ -496,7 +496,7 @@ static void dp_nats_ahead_hint(struct dp_nats *n, const struct dp_nats_op *op)
         }
 }
 
-static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t len)
+void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t len)
 {
         struct dp_nats *n = arg;
         struct dp_nats_conn *c = dp_nats_conn_of(n, id);
@@ -549,7 +549,7 @@ static void dp_nats_on_data(void *arg, uint32_t id, const uint8_t *data, size_t 
                 nic_uring_flush(n->nic);
 }
 
-static void dp_nats_on_open(void *arg, uint32_t id)
+void dp_nats_on_open(void *arg, uint32_t id)
 {
         struct dp_nats *n = arg;
         uint32_t slot = id & (NIC_CONNS_MAX - 1);
@@ -566,7 +566,7 @@ static void dp_nats_on_open(void *arg, uint32_t id)
         dp_nats_send(n, c, n->info, n->info_len);
 }
 
-static void dp_nats_on_close(void *arg, uint32_t id, enum nic_close_reason reason)
+void dp_nats_on_close(void *arg, uint32_t id, enum nic_close_reason reason)
 {
         struct dp_nats *n = arg;
         (void)reason;
@@ -644,29 +644,14 @@ static int dp_nats_parked_poll(struct dp_nats *n, uint64_t now_ns)
         return work;
 }
 
-int dp_nats_poll(struct dp_nats *n)
+int dp_nats_poll(struct dp_nats *n, uint64_t now_ns)
 {
         dp_nats_reap_doomed(n);
-        int rc = nic_uring_poll(n->nic);
-        dp_nats_reap_doomed(n);
-        uint64_t now_ns = shm_clock_ns();
         dp_nats_ping_sweep(n, now_ns);
         int parked = n->parked_count != 0 ? dp_nats_parked_poll(n, now_ns) : 0;
         if (n->nr_count != 0)
                 dp_nats_nr_expire(n, now_ns);
-        return (rc > 0 ? rc : 0) + parked;
-}
-
-void dp_nats_flush(struct dp_nats *n)
-{
-        (void)nic_uring_flush(n->nic);
-}
-
-int dp_nats_wait(void *arg, struct shm_wake *const *w, const uint32_t *seq, uint32_t count,
-                 int64_t timeout_ns)
-{
-        struct dp_nats *n = arg;
-        return nic_uring_wait(n->nic, w, seq, count, timeout_ns);
+        return parked;
 }
 
 /* One server id for the process, whichever worker a client reaches (a
@@ -704,7 +689,6 @@ static void dp_nats_info_build(struct dp_nats *n, uint16_t port)
 static void dp_nats_free(struct dp_nats *n)
 {
         free(n->conns);
-        free(n->nic);
         free(n->parked);
         free(n->nr);
         free(n);
@@ -712,12 +696,7 @@ static void dp_nats_free(struct dp_nats *n)
 
 int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats_config *cfg)
 {
-        static const struct nic_uring_ops ops = {
-                .on_open = dp_nats_on_open,
-                .on_data = dp_nats_on_data,
-                .on_close = dp_nats_on_close,
-        };
-        if (cfg->max_conns == 0 || cfg->max_conns > NIC_CONNS_MAX || cfg->max_payload == 0 ||
+        if (w->nic == NULL || cfg->max_conns == 0 || cfg->max_conns > NIC_CONNS_MAX || cfg->max_payload == 0 ||
             cfg->max_subs == 0 || cfg->ping_interval_ms == 0)
                 return -EINVAL;
         struct dp_nats *n = calloc(1, sizeof(*n));
@@ -726,24 +705,13 @@ int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats
         n->w = w;
         n->stats = &w->stats->nats;
         n->cfg = *cfg;
+        n->nic = w->nic;
         n->conns = calloc(cfg->max_conns, sizeof(*n->conns));
-        n->nic = calloc(1, nic_uring_size());
         n->parked = calloc(DP_AQ_PARKED_MAX, sizeof(*n->parked));
         n->nr = calloc(DP_NATS_NR_MAX, sizeof(*n->nr));
-        if (n->conns == NULL || n->nic == NULL || n->parked == NULL || n->nr == NULL) {
+        if (n->conns == NULL || n->parked == NULL || n->nr == NULL) {
                 dp_nats_free(n);
                 return -ENOMEM;
-        }
-        struct nic_uring_config nc;
-        nic_uring_config_default(&nc);
-        memcpy(nc.host, cfg->host, sizeof(nc.host));
-        nc.port = cfg->port;
-        nc.max_conns = cfg->max_conns;
-        nc.out_max_bytes = cfg->max_pending;
-        int rc = nic_uring_init(n->nic, &nc, &ops, n);
-        if (rc != 0) {
-                dp_nats_free(n);
-                return rc;
         }
         dp_nats_info_build(n, nic_uring_port(n->nic));
         n->ping_sweep_ns = shm_clock_ns();
@@ -755,7 +723,6 @@ void dp_nats_fini(struct dp_nats *n)
 {
         if (n == NULL)
                 return;
-        nic_uring_fini(n->nic);
         for (uint32_t i = 0; i < n->cfg.max_conns; i++) {
                 if (n->conns[i].id != 0) {
                         dp_nats_subs_free(&n->conns[i]);
@@ -765,7 +732,3 @@ void dp_nats_fini(struct dp_nats *n)
         dp_nats_free(n);
 }
 
-int dp_nats_watch(struct dp_nats *n, int fd)
-{
-        return nic_uring_watch(n->nic, fd);
-}

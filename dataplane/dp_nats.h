@@ -2,11 +2,11 @@
  * connection of the worker's io_uring backend (nic/nic_uring.h), speaking
  * what nats-server speaks to its clients.
  *
- * A worker owns one struct dp_nats and drives it from its loop:
- *
- *      work += dp_nats_poll(n);      receive: parse, subscribe, publish
- *      ...                           deliveries arrive via dp_nats_deliver
- *      dp_nats_flush(n);             send what the pass produced
+ * A worker owns one struct dp_nats on its io_uring backend (w->nic,
+ * dp_worker_net.c), which calls dp_nats_on_open, _on_data and _on_close
+ * from its poll; the worker also calls dp_nats_poll for the timed work
+ * (server PINGs, parked fetches), deliveries arrive via dp_nats_deliver,
+ * and the worker's flush of the backend sends what the pass produced.
  *
  * Subscriptions of a connection live in its worker's shard, with the
  * connection as endpoint (the nic's connection id, bit 30 clear, so never
@@ -84,19 +84,22 @@ int dp_nats_config_auth_env(struct dp_nats_config *cfg);
 /* Does the listener ask clients for credentials? */
 bool dp_nats_auth_required(const struct dp_nats_config *cfg);
 
-/* Sets up the worker's session layer and its listener (on the calling
- * thread, which must be the worker's: the ring is single-issuer).
- * *out is allocated here. Errors of nic_uring_init, -ENOMEM. */
+/* Sets up the worker's session layer on its backend w->nic, which listens
+ * on cfg's address already. *out is allocated here. -EINVAL (no backend,
+ * a bad config), -ENOMEM. */
 int dp_nats_init(struct dp_nats **out, struct dp_worker *w, const struct dp_nats_config *cfg);
 
 /* Closes every connection and frees the layer. */
 void dp_nats_fini(struct dp_nats *n);
 
-/* Receives and handles what arrived; server PINGs. Returns the work done. */
-int dp_nats_poll(struct dp_nats *n);
+/* The backend's callbacks (struct nic_uring_ops), arg the struct dp_nats. */
+void dp_nats_on_open(void *arg, uint32_t conn);
+void dp_nats_on_data(void *arg, uint32_t conn, const uint8_t *data, size_t len);
+void dp_nats_on_close(void *arg, uint32_t conn, enum nic_close_reason reason);
 
-/* Sends what this pass produced (one submit). */
-void dp_nats_flush(struct dp_nats *n);
+/* The timed work: server PINGs, parked fetches, no-responder waits.
+ * Returns the work done. */
+int dp_nats_poll(struct dp_nats *n, uint64_t now_ns);
 
 /* Is d for one of our connections (not an agent)? */
 bool dp_nats_endpoint_is(uint32_t endpoint);
@@ -104,12 +107,6 @@ bool dp_nats_endpoint_is(uint32_t endpoint);
 /* A delivery from the shard to a connection: MSG or HMSG into its output. */
 void dp_nats_deliver(struct dp_nats *n, const struct dp_dispatch *d);
 
-/* The idle sleep (dp_idle_wait_fn): the words, or a completion. */
-/* Makes fd's readability end the idle sleep (nic_uring_watch). */
-int dp_nats_watch(struct dp_nats *n, int fd);
-
-int dp_nats_wait(void *n, struct shm_wake *const *w, const uint32_t *seq, uint32_t count,
-                 int64_t timeout_ns);
 
 /* Parks a fetch of the mailbox or channel end `name` until a message comes
  * or deadline_ns (dp_nats_aq.c). -ENOSPC: DP_AQ_PARKED_MAX are waiting;

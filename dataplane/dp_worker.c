@@ -11,6 +11,7 @@
 #include "dataplane/dp_worker_pvt.h"
 
 #include "dataplane/dp_groups.h"
+#include "dataplane/dp_dgram.h"
 #include "dataplane/dp_disk.h"
 #include "dataplane/dp_nats.h"
 
@@ -26,6 +27,10 @@ static void dp_worker_on_deliver(void *arg, const struct dp_dispatch *d)
         dp_counter_inc(&w->stats->deliveries);
         if (dp_agent_endpoint_is(d->endpoint)) {
                 (void)dp_worker_agent_deliver(w, d);
+                return;
+        }
+        if (w->dgram != NULL && dp_dgram_endpoint_is(d->endpoint)) {
+                dp_dgram_deliver(w->dgram, d);
                 return;
         }
         if (w->nats != NULL && dp_nats_endpoint_is(d->endpoint)) {
@@ -81,11 +86,15 @@ int dp_worker_init(struct dp_worker *w, struct dp_engine *e, uint32_t index, voi
             w->cpl_scratch == NULL || w->match_cache == NULL)
                 return -ENOMEM;
         dp_shard_set_match_cache(&w->shard, w->match_cache);
+        /* The doorbells of the agents served, and one more word: the
+         * datagram sessions' completion column (dp_worker_net_word). */
+        w->doorbells = calloc(w->agents + 1, sizeof(*w->doorbells));
+        if (w->doorbells == NULL)
+                return -ENOMEM;
         if (w->agents > 0) {
                 w->agent = calloc(w->agents, sizeof(*w->agent));
                 w->agent_live = calloc(w->agents, sizeof(*w->agent_live));
-                w->doorbells = calloc(w->agents, sizeof(*w->doorbells));
-                if (w->agent == NULL || w->agent_live == NULL || w->doorbells == NULL)
+                if (w->agent == NULL || w->agent_live == NULL)
                         return -ENOMEM;
         }
         return 0;
@@ -226,8 +235,7 @@ int dp_worker_do_work(struct dp_worker *w)
         else
                 work += rc;
         work += dp_worker_agents_drain(w);
-        if (w->nats != NULL)
-                work += dp_nats_poll(w->nats);
+        work += dp_worker_net_poll(w, now_ns);
         if (w->disk != NULL) {
                 work += dp_disk_poll(w->disk, now_ns);
                 /* Answers wait on the log's I/O. Its completions wake a
@@ -242,8 +250,7 @@ int dp_worker_do_work(struct dp_worker *w)
         else
                 work += rc;
         dp_worker_flush(w);
-        if (w->nats != NULL)
-                dp_nats_flush(w->nats);
+        dp_worker_net_flush(w);
         dp_counter_inc(&w->stats->loops);
         dp_counter_add(&w->stats->work, (uint64_t)work);
         dp_counter_add(&w->stats->timers, (uint64_t)fired);
@@ -265,6 +272,8 @@ bool dp_worker_ready(void *arg)
         if (w->blocked)
                 return false;
         if (shm_mpsc_peek(&w->cmd, &cr) != 0)
+                return true;
+        if (w->dgram != NULL && dp_dgram_ready(w->dgram))
                 return true;
         for (uint32_t j = 0; j < w->workers; j++)
                 if (j != w->index && shm_vring_peek(&w->mesh_in[j], &vr) != 0)

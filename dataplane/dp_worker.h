@@ -88,9 +88,28 @@ struct dp_disk_counters {
         dp_counter compact_errors;
 };
 
+/* The datagram sessions' counters of a worker (dataplane/dp_dgram*.c). */
+struct dp_dgram_stats {
+        dp_counter sessions_opened;
+        dp_counter sessions_closed;   /* by the peer (DESTROY of handle 0) */
+        dp_counter sessions_expired;  /* the lease ran out */
+        dp_counter sessions_refused;  /* max_sessions were open */
+        dp_counter frames_in;         /* frames executed (copies answered from the window too) */
+        dp_counter frames_out;        /* frames sent: answers and messages */
+        dp_counter bad_frames;        /* truncated, bad header or lengths, bad op: dropped */
+        dp_counter bad_crc;           /* no CRC or a wrong one: dropped */
+        dp_counter spoofed;           /* unknown session, or another peer's: dropped */
+        dp_counter retransmits;       /* copies of a request answered from the window */
+        dp_counter stale;             /* requests older than the window: dropped */
+        dp_counter busy;              /* requests held back (a ring was full): dropped, resent */
+        dp_counter tx_dropped;        /* datagrams the backend refused (full) or too large */
+        dp_counter request_timeouts;  /* requests answered -ETIMEDOUT */
+};
+
 /* A worker's counters: in the arena, one writer (the worker), read by
- * anyone with dp_counter_get. Two cache lines of their own per worker, so
- * the adjacent-line prefetcher does not pair them with a neighbour's. */
+ * anyone with dp_counter_get. Whole cache-line pairs of their own per
+ * worker, so the adjacent-line prefetcher does not pair them with a
+ * neighbour's. */
 struct dp_worker_stats {
         dp_counter loops;          /* passes of the loop */
         dp_counter work;           /* sum of what the passes returned */
@@ -112,13 +131,16 @@ struct dp_worker_stats {
         struct dp_idle_counters idle;
         struct dp_nats_stats nats;
         struct dp_disk_counters disk;
+        struct dp_dgram_stats dgram;
 };
-#define DP_WORKER_STATS_BYTES 384u
+#define DP_WORKER_STATS_BYTES 512u
 _Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats fit their lines");
 
 struct dp_worker;
 struct dp_worker_agent;
 struct dp_nats;
+struct dp_dgram;
+struct nic_uring;
 
 /* Called on the worker's thread for every dispatch of its shard (a message
  * to an endpoint or a status). The message buffer is valid for the call;
@@ -140,7 +162,9 @@ struct dp_worker {
         bool agents_synced;
         struct dp_worker_agent *agent;/* [agents]: views of each slot's rings */
         uint32_t *agent_live;         /* [agents]: the slots served, agents_live of them */
-        struct shm_wake **doorbells;  /* [agents]: their doorbells, for the idle sleep */
+        struct shm_wake **doorbells;  /* [agents + 1]: their doorbells and net_wake, for
+                                       * the idle sleep (dp_worker_extra_words) */
+        struct shm_wake *net_wake;    /* the datagram column's word; NULL: none */
         bool blocked;                 /* the last pass held an input back */
         bool started;                 /* a thread was created (owner: the engine) */
         struct dp_shard shard;
@@ -159,7 +183,9 @@ struct dp_worker {
         struct dp_match_cache *match_cache; /* the shard's match results (dp_route.c) */
         dp_worker_deliver_fn *deliver;
         void *deliver_arg;
+        struct nic_uring *nic;        /* the io_uring network backend; NULL: none */
         struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
+        struct dp_dgram *dgram;       /* the datagram sessions; NULL: none */
         struct dp_disk *disk;         /* the disk tier's log; NULL: none (dp_disk.h) */
         bool disk_watched;            /* the NATS ring's sleep wakes for the log's I/O */
         uint32_t publish_origin;      /* endpoint whose publish is being matched now */

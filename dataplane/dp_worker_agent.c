@@ -138,8 +138,16 @@ void dp_worker_agents_sync(struct dp_worker *w)
                         w->agents_live++;
                 }
         }
+        dp_worker_extra_words(w);
+}
+
+void dp_worker_extra_words(struct dp_worker *w)
+{
+        uint32_t n = w->agents_live;
+        if (w->net_wake != NULL)
+                w->doorbells[n++] = w->net_wake;
         w->idle.extra = w->doorbells;
-        w->idle.extra_count = w->agents_live;
+        w->idle.extra_count = n;
 }
 
 struct shm_vring *dp_worker_cpl_ring(struct dp_worker *w, uint32_t client)

@@ -127,6 +127,10 @@ void dp_worker_agents_sync(struct dp_worker *w);
 /* Takes commands from every served agent. Returns the count. */
 int dp_worker_agents_drain(struct dp_worker *w);
 
+/* The words the idle sleep waits on beside its own: the served agents'
+ * doorbells and w->net_wake. */
+void dp_worker_extra_words(struct dp_worker *w);
+
 /* Does an agent's ring hold a command, or did a slot change? */
 bool dp_worker_agents_ready(struct dp_worker *w);
 
@@ -152,5 +156,20 @@ void dp_worker_agent_disown(void *arg, uint8_t owner);
 
 /* A completion ring answered -EPROTO: an agent's is marked bad. */
 void dp_worker_cpl_corrupt(struct dp_worker *w, uint32_t client);
+
+/* dp_worker_net.c */
+
+/* Opens the worker's network (on its own thread): the io_uring backend
+ * with the NATS listener and/or the datagram socket the engine's config
+ * asks for, the protocol layers on it, and the idle sleep on its ring.
+ * 0 when neither is asked for. Errors of nic_uring_init, dp_nats_init,
+ * dp_dgram_init; -EINVAL: datagrams in an arena without net columns. */
+int dp_worker_net_open(struct dp_worker *w);
+void dp_worker_net_close(struct dp_worker *w);
+/* Takes what the backend received (the protocols' callbacks run here) and
+ * runs their timed work. Returns the work done. */
+int dp_worker_net_poll(struct dp_worker *w, uint64_t now_ns);
+/* Sends what the pass produced: one submit. */
+void dp_worker_net_flush(struct dp_worker *w);
 
 #endif /* ATOMQ_DP_WORKER_PVT_H */
