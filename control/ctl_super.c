@@ -376,22 +376,24 @@ int ctl_super_set_agent_fds(struct ctl_super *s, const int *fds, uint32_t count)
         return 0;
 }
 
-int ctl_super_set_udp(struct ctl_super *s, const char *spec)
+/* Keeps a protocol's spec (NULL: none) in arg[size] for the command line. */
+static int ctl_super_set_spec(struct ctl_super *s, char *arg, size_t size, const char *spec)
 {
-        if (spec != NULL && strlen(spec) >= sizeof(s->udp_arg))
+        if (spec != NULL && strlen(spec) >= size)
                 return -EINVAL;
-        snprintf(s->udp_arg, sizeof(s->udp_arg), "%s", spec != NULL ? spec : "");
+        snprintf(arg, size, "%s", spec != NULL ? spec : "");
         ctl_super_argv_build(s);
         return 0;
 }
 
+int ctl_super_set_udp(struct ctl_super *s, const char *spec)
+{
+        return ctl_super_set_spec(s, s->udp_arg, sizeof(s->udp_arg), spec);
+}
+
 int ctl_super_set_nats(struct ctl_super *s, const char *spec)
 {
-        if (spec != NULL && strlen(spec) >= sizeof(s->nats_arg))
-                return -EINVAL;
-        snprintf(s->nats_arg, sizeof(s->nats_arg), "%s", spec != NULL ? spec : "");
-        ctl_super_argv_build(s);
-        return 0;
+        return ctl_super_set_spec(s, s->nats_arg, sizeof(s->nats_arg), spec);
 }
 
 int ctl_super_set_disk(struct ctl_super *s, const char *data_dir, uint64_t max_bytes,
