@@ -23,6 +23,8 @@ if [ "${SANITIZE:-0}" = 1 ]; then
         mkdir -p "$reports"
         export ASAN_OPTIONS="detect_leaks=1:log_path=$reports/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
         export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+        # Leaks inside third-party libraries only (each one explained there).
+        export LSAN_OPTIONS="print_suppressions=0:suppressions=$(cd "$(dirname "$0")/.." && pwd)/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 fi
 # meson exits non-zero on any failure; keep its status, print its output.
 meson test -C "$build" --print-errorlogs "$@" >"$out" 2>&1

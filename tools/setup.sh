@@ -28,6 +28,10 @@ golang-github-nats-io-go-nats-dev NATS client tests (nats.go sources)
 nats-server      reference NATS server for tests and benchmarks
 clang            libFuzzer targets (make fuzz, and briefly in make test)
 libclang-rt-dev  libFuzzer and clang's sanitizer runtimes
+dpdk-dev         kernel bypass (DPDK NIC backend)
+iproute2         DPDK backend test: network namespace and veth pair
+iputils-ping     DPDK backend test: ping answered by the backend
+ethtool          DPDK backend test: veth checksum offload off
 "
 
 names=$(printf '%s\n' "$PACKAGES" | awk 'NF { print $1 }')
