@@ -29,6 +29,8 @@ struct ctl_config {
         char udp_addr[64];               /* --udp ADDR:PORT, "off": no atomq datagrams */
         uint32_t udp_sessions;           /* --udp-sessions: per worker */
         uint32_t udp_lease_ms;           /* --udp-lease-ms */
+        char dpdk_args[1024];            /* --dpdk-args: the EAL's; "": no DPDK port */
+        char dpdk_addr[64];              /* --dpdk-addr IPv4:PORT: ours on that port */
         char metrics_addr[64];           /* --metrics ADDR:PORT, "" or "off": none */
         char data_dir[256];              /* --data-dir */
         bool disk;                       /* --disk: the disk tier in data_dir */

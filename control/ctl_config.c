@@ -88,6 +88,15 @@ static const struct ctl_config_key ctl_keys[] = {
           CTL_FIELD(udp_lease_ms), .min = 100, .max = 3600000,
           .help = "a datagram session ends this long after its\n"
                   "peer was last heard from (its subscriptions too)" },
+        { .name = "dpdk-args", .arg = "'EAL ARGS'", .kind = CTL_KEY_STRING,
+          CTL_FIELD(dpdk_args),
+          .help = "also serve atomq datagrams on a DPDK port:\n"
+                  "the EAL's arguments, e.g. '-l 0 -a 0000:3b:00.0'\n"
+                  "or '--no-huge -m 256 --no-pci --vdev=net_ring0'\n"
+                  "(docs/operations.md); needs --dpdk-addr" },
+        { .name = "dpdk-addr", .arg = "IPv4:PORT", .kind = CTL_KEY_STRING,
+          CTL_FIELD(dpdk_addr),
+          .help = "our address and UDP port on the DPDK port" },
         { .name = "metrics", .arg = "ADDR:PORT|off", .def = "127.0.0.1:8222",
           .kind = CTL_KEY_ADDR_OFF, CTL_FIELD(metrics_addr),
           .help = "HTTP: /metrics (Prometheus), /info, /workers,\n"

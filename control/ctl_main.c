@@ -98,11 +98,21 @@ static struct dp_dgram_config dgram_cfg;
 static int ctl_dgram_config(void)
 {
         dp_dgram_config_default(&dgram_cfg);
-        if (strcmp(cfg.udp_addr, "off") == 0 || cfg.udp_addr[0] == '\0')
+        bool kernel = strcmp(cfg.udp_addr, "off") != 0 && cfg.udp_addr[0] != '\0';
+        bool dpdk = cfg.dpdk_args[0] != '\0';
+        if (dpdk && (cfg.dpdk_addr[0] == '\0' || cfg.inprocess)) {
+                shm_log(SHM_LOG_ERR, cfg.inprocess ? "--dpdk-args: not with --inprocess (DPDK "
+                                                     "runs in atomq-dataplane)"
+                                                   : "--dpdk-args needs --dpdk-addr IPv4:PORT");
+                return -EINVAL;
+        }
+        if (!kernel && !dpdk)
                 return 0;
         char spec[128];
-        snprintf(spec, sizeof(spec), "%s,sessions=%u,lease_ms=%u", cfg.udp_addr,
-                 cfg.udp_sessions, cfg.udp_lease_ms);
+        /* Without --udp the sessions come through the DPDK port alone. */
+        snprintf(spec, sizeof(spec), "%s,sessions=%u,lease_ms=%u,kernel=%d",
+                 kernel ? cfg.udp_addr : "0.0.0.0:0", cfg.udp_sessions, cfg.udp_lease_ms,
+                 kernel ? 1 : 0);
         if (dp_dgram_spec_parse(&dgram_cfg, spec) != 0) {
                 shm_log(SHM_LOG_ERR, "--udp %s: not IPv4:PORT with a numeric address",
                         cfg.udp_addr);
@@ -294,6 +304,8 @@ static int ctl_dataplane_start(void)
                 if (rc >= 0)
                         rc = ctl_super_set_udp(&super, spec);
         }
+        if (rc == 0 && cfg.dpdk_args[0] != '\0')
+                rc = ctl_super_set_dpdk(&super, cfg.dpdk_args, cfg.dpdk_addr);
         if (rc == 0 && cfg.disk)
                 rc = ctl_super_set_disk(&super, cfg.data_dir, cfg.disk_max, cfg.disk_sync_us,
                                         cfg.disk_direct, cfg.disk_segment);

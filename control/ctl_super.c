@@ -321,6 +321,8 @@ static void ctl_super_on_timer(void *arg, int fd, uint32_t events)
 
 static char ctl_super_opt_nats[] = "--nats";
 static char ctl_super_opt_udp[] = "--udp";
+static char ctl_super_opt_dpdk_args[] = "--dpdk-args";
+static char ctl_super_opt_dpdk_addr[] = "--dpdk-addr";
 static char ctl_super_opt_data_dir[] = "--data-dir";
 static char ctl_super_opt_disk_max[] = "--disk-max";
 static char ctl_super_opt_disk_sync[] = "--disk-sync-us";
@@ -346,6 +348,12 @@ static void ctl_super_argv_build(struct ctl_super *s)
         if (s->udp_arg[0] != '\0') {
                 s->argv[i++] = ctl_super_opt_udp;
                 s->argv[i++] = s->udp_arg;
+        }
+        if (s->dpdk_args[0] != '\0') {
+                s->argv[i++] = ctl_super_opt_dpdk_args;
+                s->argv[i++] = s->dpdk_args;
+                s->argv[i++] = ctl_super_opt_dpdk_addr;
+                s->argv[i++] = s->dpdk_addr;
         }
         if (s->data_dir_arg[0] != '\0') {
                 s->argv[i++] = ctl_super_opt_data_dir;
@@ -384,6 +392,14 @@ static int ctl_super_set_spec(struct ctl_super *s, char *arg, size_t size, const
         snprintf(arg, size, "%s", spec != NULL ? spec : "");
         ctl_super_argv_build(s);
         return 0;
+}
+
+int ctl_super_set_dpdk(struct ctl_super *s, const char *eal_args, const char *addr)
+{
+        if (strlen(eal_args) >= sizeof(s->dpdk_args) || strlen(addr) >= sizeof(s->dpdk_addr))
+                return -EINVAL;
+        strcpy(s->dpdk_addr, addr);
+        return ctl_super_set_spec(s, s->dpdk_args, sizeof(s->dpdk_args), eal_args);
 }
 
 int ctl_super_set_udp(struct ctl_super *s, const char *spec)

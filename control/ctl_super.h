@@ -86,6 +86,8 @@ struct ctl_super {
         char agent_fd_arg[16];
         char nats_arg[160];
         char udp_arg[128];              /* "": no datagrams */
+        char dpdk_args[1024];           /* "": no DPDK port */
+        char dpdk_addr[64];
         char data_dir_arg[256];         /* "": no disk tier */
         char disk_max_arg[24];
         char disk_sync_arg[16];
@@ -93,7 +95,7 @@ struct ctl_super {
         bool disk_direct;
         /* path --arena-fd N [--agent-fds M] [--nats SPEC] [--udp SPEC]
          * [--data-dir DIR --disk-max N --disk-sync-us N [--disk-direct]] */
-        char *argv[24];
+        char *argv[28];
         const int *agent_fds;           /* the agent files (dp_agent.h), the caller's */
         uint32_t agent_fd_count;
 };
@@ -121,6 +123,9 @@ int ctl_super_set_nats(struct ctl_super *s, const char *spec);
 /* Hands the dataplane its datagram sockets (dp_dgram_spec_format), or
  * none (NULL). -EINVAL: too long. */
 int ctl_super_set_udp(struct ctl_super *s, const char *spec);
+/* Hands the dataplane a DPDK port: the EAL's arguments and our address on
+ * it. -EINVAL: too long. */
+int ctl_super_set_dpdk(struct ctl_super *s, const char *eal_args, const char *addr);
 
 /* The dataplane's disk tier: its logs in data_dir (NULL: none). -EINVAL:
  * a path too long. */

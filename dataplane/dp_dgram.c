@@ -383,17 +383,18 @@ static uint32_t dp_dgram_frame_at(struct dp_dgram *d, uint64_t session, const ui
 }
 
 /* A datagram of session 0: a PING opens a session, nothing else is taken. */
-static struct dp_dgram_session *dp_dgram_open(struct dp_dgram *d, const struct nic_dgram_addr *from,
+static struct dp_dgram_session *dp_dgram_open(struct dp_dgram *d, uint8_t port,
+                                              const struct nic_dgram_addr *from,
                                               const struct atomq_frame *f)
 {
         if (f->op != ATOMQ_OP_PING) {
                 dp_counter_inc(&d->stats->spoofed);
                 return NULL;
         }
-        struct dp_dgram_session *s = dp_dgram_session_open(d, from, shm_clock_ns());
+        struct dp_dgram_session *s = dp_dgram_session_open(d, port, from, shm_clock_ns());
         if (s == NULL) {
                 dp_counter_inc(&d->stats->sessions_refused);
-                dp_dgram_out_begin(d, &d->ans, 0, from);
+                dp_dgram_out_begin(d, &d->ans, port, 0, from);
                 dp_dgram_status_put(d, &d->ans, f->seq, -EUSERS, 0, 0, 0);
                 dp_dgram_out_end(d, &d->ans);
                 return NULL;
@@ -404,7 +405,8 @@ static struct dp_dgram_session *dp_dgram_open(struct dp_dgram *d, const struct n
 
 void dp_dgram_input(void *arg, const struct nic_dgram_addr *from, const uint8_t *data, size_t len)
 {
-        struct dp_dgram *d = arg;
+        struct dp_dgram_port *port = arg;
+        struct dp_dgram *d = port->d;
         uint64_t session;
         if (len < ATOMQ_DGRAM_SESSION_BYTES + ATOMQ_FRAME_HDR_BYTES) {
                 dp_counter_inc(&d->stats->bad_frames);
@@ -414,11 +416,11 @@ void dp_dgram_input(void *arg, const struct nic_dgram_addr *from, const uint8_t 
         struct dp_dgram_session *s = NULL;
         if (session != 0) {
                 s = dp_dgram_session_find(d, session);
-                if (s == NULL || !nic_dgram_addr_eq(&s->peer, from)) {
+                if (s == NULL || s->port != port->index || !nic_dgram_addr_eq(&s->peer, from)) {
                         dp_counter_inc(&d->stats->spoofed);
                         return;
                 }
-                dp_dgram_out_begin(d, &d->ans, session, from);
+                dp_dgram_out_begin(d, &d->ans, port->index, session, from);
         }
         for (size_t off = ATOMQ_DGRAM_SESSION_BYTES; off < len;) {
                 struct atomq_frame f;
@@ -426,10 +428,10 @@ void dp_dgram_input(void *arg, const struct nic_dgram_addr *from, const uint8_t 
                 if (bytes == 0)
                         break;
                 if (s == NULL) {
-                        s = dp_dgram_open(d, from, &f);
+                        s = dp_dgram_open(d, port->index, from, &f);
                         if (s == NULL)
                                 return;
-                        dp_dgram_out_begin(d, &d->ans, s->id, from);
+                        dp_dgram_out_begin(d, &d->ans, port->index, s->id, from);
                 }
                 s->last_ns = shm_clock_ns();
                 if (!dp_dgram_frame(d, s, &f, data + off))

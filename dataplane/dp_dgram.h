@@ -43,14 +43,21 @@
 #define DP_DGRAM_REQUEST_MS_MAX 600000u
 
 struct dp_dgram_config {
-        bool enabled;
+        bool enabled;             /* the sessions layer */
+        bool kernel;              /* a UDP socket on host:port (io_uring); false: only
+                                   * a polled backend (DPDK) brings datagrams */
         char host[64];            /* numeric IPv4 */
         uint16_t port;
         uint32_t max_sessions;    /* per worker, <= DP_DGRAM_SESSIONS_MAX */
         uint32_t lease_ms;        /* a session not heard from for this long ends */
 };
 
-/* The sender a worker's sessions answer through (the backend's). */
+/* Backends one worker's sessions may arrive through at once: the kernel's
+ * UDP (io_uring) and a DPDK queue. */
+#define DP_DGRAM_PORTS_MAX 2u
+
+/* How a backend sends (a session is answered through the one it came in
+ * on). */
 struct dp_dgram_tx {
         int (*send)(void *ctx, const struct nic_dgram_addr *to, const void *data, size_t len);
         void *ctx;
@@ -59,27 +66,35 @@ struct dp_dgram_tx {
 
 struct dp_worker;
 struct dp_dgram; /* defined in dp_dgram_pvt.h */
+struct dp_dgram_port;
 
 /* Off; when on: 127.0.0.1:4223, 1024 sessions a worker, 30 s lease. */
 void dp_dgram_config_default(struct dp_dgram_config *cfg);
 
 /* The configuration as one command-line word for the dataplane:
- * "HOST:PORT,sessions=N,lease_ms=N". Returns the length or -ENOSPC. */
+ * "HOST:PORT,sessions=N,lease_ms=N,kernel=0|1". Returns the length or
+ * -ENOSPC. */
 int dp_dgram_spec_format(const struct dp_dgram_config *cfg, char *buf, size_t len);
 
 /* Reads such a word (keys may be left out) and turns it on. -EINVAL: a bad
  * address (IPv4 only), key or number. */
 int dp_dgram_spec_parse(struct dp_dgram_config *cfg, const char *spec);
 
-/* Sets up worker w's sessions; answers go through tx, entity commands use
- * completion column `client`. -EINVAL (a bad config), -ENOMEM. */
+/* Sets up worker w's sessions; entity commands use completion column
+ * `client`. -EINVAL (a bad config), -ENOMEM. */
 int dp_dgram_init(struct dp_dgram **out, struct dp_worker *w, const struct dp_dgram_config *cfg,
-                  uint32_t client, const struct dp_dgram_tx *tx);
+                  uint32_t client);
+
+/* A backend the sessions arrive through: its datagrams go to
+ * dp_dgram_input with the returned port as arg, and their answers leave
+ * through tx. NULL: DP_DGRAM_PORTS_MAX are added, or tx is unusable. */
+struct dp_dgram_port *dp_dgram_port_add(struct dp_dgram *d, const struct dp_dgram_tx *tx);
 
 /* Ends every session (their subscriptions go) and frees the layer. */
 void dp_dgram_fini(struct dp_dgram *d);
 
-/* A datagram from a peer (nic_dgram_fn; arg is the struct dp_dgram). */
+/* A datagram from a peer (nic_dgram_fn; arg is the struct dp_dgram_port
+ * it came through). */
 void dp_dgram_input(void *arg, const struct nic_dgram_addr *from, const uint8_t *data,
                     size_t len);
 

@@ -20,10 +20,10 @@
 #include "dataplane/dp_engine.h"
 #include "shm/shm_clock.h"
 
-void dp_dgram_out_begin(struct dp_dgram *d, struct dp_dgram_out *o, uint64_t session,
-                        const struct nic_dgram_addr *peer)
+void dp_dgram_out_begin(struct dp_dgram *d, struct dp_dgram_out *o, uint8_t port,
+                        uint64_t session, const struct nic_dgram_addr *peer)
 {
-        (void)d;
+        o->tx = &d->ports[port].tx;
         o->session = session;
         o->peer = *peer;
         memcpy(o->buf, &session, sizeof(session));
@@ -34,18 +34,18 @@ void dp_dgram_out_begin(struct dp_dgram *d, struct dp_dgram_out *o, uint64_t ses
 static void dp_dgram_out_send(struct dp_dgram *d, struct dp_dgram_out *o)
 {
         if (o->len > ATOMQ_DGRAM_SESSION_BYTES &&
-            d->tx.send(d->tx.ctx, &o->peer, o->buf, o->len) != 0)
+            o->tx->send(o->tx->ctx, &o->peer, o->buf, o->len) != 0)
                 dp_counter_inc(&d->stats->tx_dropped);
         o->len = ATOMQ_DGRAM_SESSION_BYTES;
 }
 
 uint8_t *dp_dgram_out_reserve(struct dp_dgram *d, struct dp_dgram_out *o, uint32_t bytes)
 {
-        if ((uint64_t)bytes + ATOMQ_DGRAM_SESSION_BYTES > d->tx.bytes_max) {
+        if ((uint64_t)bytes + ATOMQ_DGRAM_SESSION_BYTES > o->tx->bytes_max) {
                 dp_counter_inc(&d->stats->tx_dropped);
                 return NULL;
         }
-        if (o->len + bytes > d->tx.bytes_max)
+        if (o->len + bytes > o->tx->bytes_max)
                 dp_dgram_out_send(d, o);
         return o->buf + o->len;
 }
@@ -93,7 +93,7 @@ void dp_dgram_answer(struct dp_dgram *d, struct dp_dgram_session *s, uint64_t se
 {
         bool own = !d->ans.open;
         if (own)
-                dp_dgram_out_begin(d, &d->ans, s->id, &s->peer);
+                dp_dgram_out_begin(d, &d->ans, s->port, s->id, &s->peer);
         dp_dgram_status_put(d, &d->ans, seq, status, handle, msg_seq, count);
         if (own)
                 dp_dgram_out_end(d, &d->ans);
@@ -148,7 +148,7 @@ static void dp_dgram_on_cpl(void *arg, const struct dp_cpl *c, uint32_t len)
         *sl = (struct dp_dgram_slot){ .seq = sl->seq, .op = sl->op, .state = DP_DGRAM_DONE,
                                       .status = c->status, .handle = c->handle,
                                       .msg_seq = c->seq, .count = msgs ? c->count : 0 };
-        dp_dgram_out_begin(d, &d->ans, s->id, &s->peer);
+        dp_dgram_out_begin(d, &d->ans, s->port, s->id, &s->peer);
         dp_dgram_status_put(d, &d->ans, sl->seq, sl->status, sl->handle, sl->msg_seq, sl->count);
         if (msgs)
                 dp_dgram_fetched_put(d, c, len);
@@ -211,7 +211,7 @@ static void dp_dgram_msg_put(struct dp_dgram *d, struct dp_dgram_session *s, uin
                 m.reply_subject_len = v->reply_subject_len;
         }
         uint64_t bytes = dp_frame_bytes(&m);
-        dp_dgram_out_begin(d, &d->dlv, s->id, &s->peer);
+        dp_dgram_out_begin(d, &d->dlv, s->port, s->id, &s->peer);
         uint8_t *p = bytes != 0 && bytes <= UINT32_MAX
                              ? dp_dgram_out_reserve(d, &d->dlv, (uint32_t)bytes)
                              : NULL;

@@ -49,6 +49,7 @@ struct dp_dgram_session {
         uint64_t id;            /* 0: the slot is free */
         struct nic_dgram_addr peer;
         uint16_t incarnation;   /* in req_ids: a late completion of a slot's earlier session */
+        uint8_t port;           /* the backend it came through, and is answered through */
         uint16_t sub_gen;
         bool inbox;             /* the request inbox is subscribed */
         uint32_t inbox_trie;
@@ -61,9 +62,17 @@ struct dp_dgram_session {
         struct dp_dgram_slot win[ATOMQ_DGRAM_WINDOW];
 };
 
+/* A backend of the sessions (dp_dgram_port_add). */
+struct dp_dgram_port {
+        struct dp_dgram *d;
+        uint8_t index;
+        struct dp_dgram_tx tx;
+};
+
 /* A datagram being built: the session id, then frames. */
 struct dp_dgram_out {
-        uint8_t *buf;           /* tx.bytes_max */
+        uint8_t *buf;           /* NIC_DGRAM_BYTES_MAX */
+        const struct dp_dgram_tx *tx; /* the backend it leaves through */
         uint32_t len;
         bool open;              /* begun and not ended */
         uint64_t session;
@@ -74,7 +83,8 @@ struct dp_dgram {
         struct dp_worker *w;
         struct dp_dgram_stats *stats;
         struct dp_dgram_config cfg;
-        struct dp_dgram_tx tx;
+        struct dp_dgram_port ports[DP_DGRAM_PORTS_MAX];
+        uint32_t port_count;
         uint32_t client;        /* the completion column of our commands */
         struct dp_dgram_session *sessions;  /* cfg.max_sessions */
         uint32_t free_head;     /* slot + 1; 0: none free */
@@ -90,8 +100,8 @@ struct dp_dgram {
 /* ---- dp_dgram_session.c ---- */
 
 /* A new session for peer: its slot, or NULL when max_sessions are open. */
-struct dp_dgram_session *dp_dgram_session_open(struct dp_dgram *d, const struct nic_dgram_addr *peer,
-                                               uint64_t now_ns);
+struct dp_dgram_session *dp_dgram_session_open(struct dp_dgram *d, uint8_t port,
+                                               const struct nic_dgram_addr *peer, uint64_t now_ns);
 /* Ends s: its subscriptions and inbox go, the slot is freed. */
 void dp_dgram_session_end(struct dp_dgram *d, struct dp_dgram_session *s);
 /* The session of id, or NULL. */
@@ -121,8 +131,8 @@ static inline struct dp_dgram_slot *dp_dgram_slot_of(struct dp_dgram_session *s,
 /* Starts a datagram to peer in session (0: an open's refusal); frames are
  * appended; dp_dgram_out_end sends it. A frame that does not fit what is
  * left sends what is there first. */
-void dp_dgram_out_begin(struct dp_dgram *d, struct dp_dgram_out *o, uint64_t session,
-                        const struct nic_dgram_addr *peer);
+void dp_dgram_out_begin(struct dp_dgram *d, struct dp_dgram_out *o, uint8_t port,
+                        uint64_t session, const struct nic_dgram_addr *peer);
 /* Room for a frame of `bytes` (header included): a pointer to fill, then
  * dp_dgram_out_commit; NULL when it can never fit a datagram (counted). */
 uint8_t *dp_dgram_out_reserve(struct dp_dgram *d, struct dp_dgram_out *o, uint32_t bytes);

@@ -43,8 +43,8 @@ void dp_dgram_config_default(struct dp_dgram_config *cfg)
 
 int dp_dgram_spec_format(const struct dp_dgram_config *cfg, char *buf, size_t len)
 {
-        int n = snprintf(buf, len, "%s:%u,sessions=%u,lease_ms=%u", cfg->host, cfg->port,
-                         cfg->max_sessions, cfg->lease_ms);
+        int n = snprintf(buf, len, "%s:%u,sessions=%u,lease_ms=%u,kernel=%d", cfg->host,
+                         cfg->port, cfg->max_sessions, cfg->lease_ms, cfg->kernel ? 1 : 0);
         return n < 0 || (size_t)n >= len ? -ENOSPC : n;
 }
 
@@ -76,6 +76,8 @@ int dp_dgram_spec_parse(struct dp_dgram_config *cfg, const char *spec)
                 return -EINVAL;
         strcpy(cfg->host, addr);
         cfg->port = (uint16_t)port;
+        cfg->kernel = true;
+        uint32_t kernel = 1;
         for (char *kv = strtok_r(NULL, ",", &save); kv != NULL; kv = strtok_r(NULL, ",", &save)) {
                 char *eq = strchr(kv, '=');
                 if (eq == NULL)
@@ -85,10 +87,12 @@ int dp_dgram_spec_parse(struct dp_dgram_config *cfg, const char *spec)
                                  ? dp_dgram_u32(eq + 1, 1, DP_DGRAM_SESSIONS_MAX, &cfg->max_sessions)
                          : strcmp(kv, "lease_ms") == 0
                                  ? dp_dgram_u32(eq + 1, 100, 3600000, &cfg->lease_ms)
-                                 : -EINVAL;
+                         : strcmp(kv, "kernel") == 0 ? dp_dgram_u32(eq + 1, 0, 1, &kernel)
+                                                     : -EINVAL;
                 if (rc != 0)
                         return rc;
         }
+        cfg->kernel = kernel != 0;
         cfg->enabled = true;
         return 0;
 }
@@ -139,8 +143,8 @@ struct dp_dgram_session *dp_dgram_req_session(struct dp_dgram *d, uint64_t req_i
 
 /* ---- the table ---- */
 
-struct dp_dgram_session *dp_dgram_session_open(struct dp_dgram *d, const struct nic_dgram_addr *peer,
-                                               uint64_t now_ns)
+struct dp_dgram_session *dp_dgram_session_open(struct dp_dgram *d, uint8_t port,
+                                               const struct nic_dgram_addr *peer, uint64_t now_ns)
 {
         if (d->free_head == 0)
                 return NULL;
@@ -152,6 +156,7 @@ struct dp_dgram_session *dp_dgram_session_open(struct dp_dgram *d, const struct 
         s->incarnation = inc;
         s->id = dp_dgram_id_next(d, slot);
         s->peer = *peer;
+        s->port = port;
         s->last_ns = now_ns;
         d->live++;
         return s;
@@ -198,7 +203,9 @@ static int dp_dgram_sweep(struct dp_dgram *d, uint64_t now_ns)
                 struct dp_dgram_session *s = &d->sessions[i];
                 if (s->id == 0)
                         continue;
-                if (now_ns - s->last_ns >= lease_ns) {
+                /* last_ns may be later than this pass's clock: a datagram
+                 * of this very pass renewed it. */
+                if (now_ns > s->last_ns && now_ns - s->last_ns >= lease_ns) {
                         dp_counter_inc(&d->stats->sessions_expired);
                         dp_dgram_session_end(d, s);
                         work++;
@@ -213,7 +220,7 @@ static int dp_dgram_sweep(struct dp_dgram *d, uint64_t now_ns)
 int dp_dgram_poll(struct dp_dgram *d, uint64_t now_ns)
 {
         int work = dp_dgram_cpls_poll(d);
-        if (now_ns - d->sweep_ns >= DP_DGRAM_SWEEP_NS) {
+        if (now_ns > d->sweep_ns && now_ns - d->sweep_ns >= DP_DGRAM_SWEEP_NS) {
                 d->sweep_ns = now_ns;
                 work += dp_dgram_sweep(d, now_ns);
         }
@@ -236,13 +243,23 @@ static void dp_dgram_free(struct dp_dgram *d)
         free(d);
 }
 
+struct dp_dgram_port *dp_dgram_port_add(struct dp_dgram *d, const struct dp_dgram_tx *tx)
+{
+        if (d->port_count == DP_DGRAM_PORTS_MAX || tx->send == NULL ||
+            tx->bytes_max < ATOMQ_DGRAM_SESSION_BYTES + 2 * ATOMQ_FRAME_HDR_BYTES ||
+            tx->bytes_max > NIC_DGRAM_BYTES_MAX)
+                return NULL;
+        struct dp_dgram_port *p = &d->ports[d->port_count];
+        *p = (struct dp_dgram_port){ .d = d, .index = (uint8_t)d->port_count, .tx = *tx };
+        d->port_count++;
+        return p;
+}
+
 int dp_dgram_init(struct dp_dgram **out, struct dp_worker *w, const struct dp_dgram_config *cfg,
-                  uint32_t client, const struct dp_dgram_tx *tx)
+                  uint32_t client)
 {
         if (cfg->max_sessions == 0 || cfg->max_sessions > DP_DGRAM_SESSIONS_MAX ||
-            cfg->lease_ms == 0 || tx == NULL || tx->send == NULL ||
-            tx->bytes_max < ATOMQ_DGRAM_SESSION_BYTES + 2 * ATOMQ_FRAME_HDR_BYTES ||
-            tx->bytes_max > NIC_DGRAM_BYTES_MAX || client >= w->clients)
+            cfg->lease_ms == 0 || client >= w->clients)
                 return -EINVAL;
         struct dp_dgram *d = calloc(1, sizeof(*d));
         if (d == NULL)
@@ -250,11 +267,10 @@ int dp_dgram_init(struct dp_dgram **out, struct dp_worker *w, const struct dp_dg
         d->w = w;
         d->stats = &w->stats->dgram;
         d->cfg = *cfg;
-        d->tx = *tx;
         d->client = client;
         d->sessions = calloc(cfg->max_sessions, sizeof(*d->sessions));
-        d->ans.buf = aligned_alloc(8, shm_align_up(tx->bytes_max, 8));
-        d->dlv.buf = aligned_alloc(8, shm_align_up(tx->bytes_max, 8));
+        d->ans.buf = aligned_alloc(8, shm_align_up(NIC_DGRAM_BYTES_MAX, 8));
+        d->dlv.buf = aligned_alloc(8, shm_align_up(NIC_DGRAM_BYTES_MAX, 8));
         d->cmd = aligned_alloc(SHM_CACHE_LINE, DP_CMD_BYTES_MAX);
         if (d->sessions == NULL || d->ans.buf == NULL || d->dlv.buf == NULL || d->cmd == NULL) {
                 dp_dgram_free(d);

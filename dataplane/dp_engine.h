@@ -177,6 +177,8 @@ struct dp_engine {
         struct dp_nats_config nats;     /* process-local: each worker's listener */
         struct dp_disk_config disk;     /* process-local: each worker's log (data_dir NULL: none) */
         struct dp_dgram_config dgram;   /* process-local: each worker's datagram sessions */
+        struct nic_dgram_backend dgram_nic; /* process-local: a polled datagram backend
+                                             * (DPDK), set before dp_engine_start */
         struct dp_groups *groups;       /* process-local: queue groups across shards (dp_groups.h) */
 };
 

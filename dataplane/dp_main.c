@@ -24,6 +24,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "dataplane/dp_dpdk.h"
 #include "dataplane/dp_engine.h"
 #include "shm/shm_log.h"
 
@@ -38,6 +39,8 @@ struct dp_main_opts {
         struct dp_idle_config idle;  /* with idle_set: overrides atomqd's */
         struct dp_nats_config nats;  /* enabled by --nats */
         struct dp_dgram_config dgram; /* enabled by --udp */
+        const char *dpdk_args;       /* --dpdk-args: the EAL's; NULL: no DPDK */
+        const char *dpdk_addr;       /* --dpdk-addr IPv4:PORT: ours on the DPDK port */
         struct dp_disk_config disk;  /* enabled by --data-dir */
 };
 
@@ -73,6 +76,12 @@ static void dp_main_usage(FILE *out)
                 "                           most sessions a worker, each ending lease_ms after\n"
                 "                           its peer was last heard from (needs an arena made\n"
                 "                           with datagrams on: atomqd --udp)\n"
+                "  --dpdk-args 'EAL ARGS' --dpdk-addr IPv4:PORT\n"
+                "                           also serve atomq datagrams on a DPDK port: the EAL\n"
+                "                           from these arguments (always give --no-pci unless a\n"
+                "                           NIC is bound), one queue per worker with RSS, our\n"
+                "                           address and UDP port on it (needs --udp, which may\n"
+                "                           say kernel=0: no kernel socket)\n"
                 "  --busy-poll adaptive|always\n"
                 "                           override atomqd's idle strategy: back off when\n"
                 "                           idle (adaptive) or spin pinned to a CPU (always)\n"
@@ -132,6 +141,8 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                 { "busy-poll", required_argument, NULL, 'b' },
                 { "nats", required_argument, NULL, 'n' },
                 { "udp", required_argument, NULL, 'u' },
+                { "dpdk-args", required_argument, NULL, 'E' },
+                { "dpdk-addr", required_argument, NULL, 'A' },
                 { "data-dir", required_argument, NULL, 'd' },
                 { "disk-max", required_argument, NULL, 'm' },
                 { "disk-sync-us", required_argument, NULL, 's' },
@@ -172,6 +183,12 @@ static int dp_main_parse(struct dp_main_opts *o, int argc, char **argv)
                         if (dp_dgram_spec_parse(&o->dgram, optarg) != 0)
                                 return dp_main_error("--udp", optarg,
                                                      "IPv4:PORT[,key=N...] (see --help)");
+                        break;
+                case 'E':
+                        o->dpdk_args = optarg;
+                        break;
+                case 'A':
+                        o->dpdk_addr = optarg;
                         break;
                 case 'd':
                         if (optarg[0] == '\0')
@@ -320,6 +337,14 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
          * inherited one is no longer needed. */
         close(o->arena_fd);
         dp_main_attached_log(&e, o->arena_fd);
+        if (o->dpdk_args != NULL) {
+                rc = dp_dpdk_open(&e, o->dpdk_args, o->dpdk_addr);
+                if (rc != 0) {
+                        dp_engine_fini(&e);
+                        /* A port that cannot start will not after a restart. */
+                        return DP_EXIT_USAGE;
+                }
+        }
         rc = dp_engine_start(&e);
         if (rc != 0 && o->nats.enabled)
                 shm_log(SHM_LOG_ERR, "cannot start the workers with a NATS listener on %s:%u: %s",
@@ -327,6 +352,8 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
         else if (rc != 0)
                 shm_log(SHM_LOG_ERR, "cannot start the workers: %s", strerror(-rc));
         if (rc != 0) {
+                dp_engine_stop(&e);
+                dp_dpdk_close(&e);
                 dp_engine_fini(&e);
                 /* A listener that cannot bind will not bind after a restart
                  * either: the supervisor must not loop on it. */
@@ -346,6 +373,7 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
                 shm_log(SHM_LOG_INFO, "running %u workers%s", e.workers, udp);
         int status = dp_main_wait(stop, parent);
         dp_engine_stop(&e);
+        dp_dpdk_close(&e);
         dp_engine_fini(&e);
         shm_log(SHM_LOG_INFO, "stopped");
         return status;

@@ -236,13 +236,16 @@ int dp_worker_do_work(struct dp_worker *w)
                 work += rc;
         work += dp_worker_agents_drain(w);
         work += dp_worker_net_poll(w, now_ns);
+        /* A polled backend (DPDK) has nothing to wake a sleep: its frames
+         * wait in the NIC's ring for at most this long. */
+        w->idle.sleep_cap_ns = w->dgram_q != NULL ? DP_NET_POLL_NS : 0;
         if (w->disk != NULL) {
                 work += dp_disk_poll(w->disk, now_ns);
                 /* Answers wait on the log's I/O. Its completions wake a
                  * sleep on the NATS ring (which watches the log's eventfd);
                  * any other sleep is kept short while the log works. */
-                w->idle.sleep_cap_ns = dp_disk_busy(w->disk) && !w->disk_watched ? DP_DISK_POLL_NS
-                                                                                   : 0;
+                if (dp_disk_busy(w->disk) && !w->disk_watched)
+                        w->idle.sleep_cap_ns = DP_DISK_POLL_NS;
         }
         rc = dp_worker_mesh_drain(w);
         if (rc < 0)

@@ -186,6 +186,9 @@ struct dp_worker {
         struct nic_uring *nic;        /* the io_uring network backend; NULL: none */
         struct dp_nats *nats;         /* the NATS listener's sessions; NULL: none */
         struct dp_dgram *dgram;       /* the datagram sessions; NULL: none */
+        struct dp_dgram_port *udp_port; /* the kernel UDP socket's sessions' port */
+        void *dgram_q;                /* the polled backend's queue (engine dgram_nic) */
+        struct dp_dgram_port *dgram_q_port; /* its sessions' port */
         struct dp_disk *disk;         /* the disk tier's log; NULL: none (dp_disk.h) */
         bool disk_watched;            /* the NATS ring's sleep wakes for the log's I/O */
         uint32_t publish_origin;      /* endpoint whose publish is being matched now */

@@ -2,7 +2,9 @@
  * for both its protocols, the NATS listener (TCP, dp_nats.h) and atomq
  * datagrams (UDP, dp_dgram.h), so one ring's completions and one idle
  * sleep serve both. The backend calls back here and this file hands each
- * event to the protocol it belongs to.
+ * event to the protocol it belongs to. A polled datagram backend (a DPDK
+ * queue, the engine's dgram_nic) feeds the same sessions: polled every
+ * pass, flushed at its end.
  *
  * Everything here runs on the worker's thread: the ring is single-issuer.
  */
@@ -40,13 +42,38 @@ static void dp_net_on_dgram(void *arg, const struct nic_dgram_addr *from, const 
                             size_t len)
 {
         struct dp_worker *w = arg;
-        dp_dgram_input(w->dgram, from, data, len);
+        dp_dgram_input(w->udp_port, from, data, len);
 }
 
 static int dp_net_udp_send(void *ctx, const struct nic_dgram_addr *to, const void *data,
                            size_t len)
 {
         return nic_uring_udp_send(ctx, to, data, len);
+}
+
+static int dp_net_q_send(void *ctx, const struct nic_dgram_addr *to, const void *data,
+                         size_t len)
+{
+        struct dp_worker *w = ctx;
+        return w->engine->dgram_nic.ops->send(w->dgram_q, to, data, len);
+}
+
+/* The polled backend's queue of this worker, as a port of its sessions. */
+static int dp_net_polled_open(struct dp_worker *w)
+{
+        const struct nic_dgram_backend *b = &w->engine->dgram_nic;
+        if (b->ops == NULL || w->dgram == NULL)
+                return 0;
+        w->dgram_q = b->ops->queue(b->ctx, w->index);
+        if (w->dgram_q == NULL)
+                return 0;   /* fewer queues than workers: this one has none */
+        int rc = b->ops->thread_init(b->ctx);
+        if (rc != 0)
+                return rc;
+        struct dp_dgram_tx tx = { .send = dp_net_q_send, .ctx = w,
+                                  .bytes_max = b->ops->bytes_max(w->dgram_q) };
+        w->dgram_q_port = dp_dgram_port_add(w->dgram, &tx);
+        return w->dgram_q_port != NULL ? 0 : -EINVAL;
 }
 
 static int dp_net_wait(void *arg, struct shm_wake *const *words, const uint32_t *seq,
@@ -75,8 +102,8 @@ static int dp_net_nic_open(struct dp_worker *w, const struct dp_nats_config *nc,
                 cfg.max_conns = nc->max_conns;
                 cfg.out_max_bytes = nc->max_pending;
         }
-        cfg.udp = dc->enabled;
-        if (dc->enabled) {
+        cfg.udp = dc->enabled && dc->kernel;
+        if (cfg.udp) {
                 memcpy(cfg.udp_host, dc->host, sizeof(cfg.udp_host));
                 cfg.udp_port = dc->port;
         }
@@ -106,11 +133,16 @@ int dp_worker_net_open(struct dp_worker *w)
         int rc = dp_net_nic_open(w, nc, dc);
         if (rc == 0 && nc->enabled)
                 rc = dp_nats_init(&w->nats, w, nc);
-        if (rc == 0 && dc->enabled) {
+        if (rc == 0 && dc->enabled)
+                rc = dp_dgram_init(&w->dgram, w, dc, (uint32_t)client);
+        if (rc == 0 && dc->enabled && dc->kernel) {
                 struct dp_dgram_tx tx = { .send = dp_net_udp_send, .ctx = w->nic,
                                           .bytes_max = NIC_DGRAM_BYTES_MAX };
-                rc = dp_dgram_init(&w->dgram, w, dc, (uint32_t)client, &tx);
+                w->udp_port = dp_dgram_port_add(w->dgram, &tx);
+                rc = w->udp_port != NULL ? 0 : -EINVAL;
         }
+        if (rc == 0)
+                rc = dp_net_polled_open(w);
         if (rc != 0) {
                 dp_worker_net_close(w);
                 return rc;
@@ -133,6 +165,9 @@ void dp_worker_net_close(struct dp_worker *w)
         w->nats = NULL;
         dp_dgram_fini(w->dgram);
         w->dgram = NULL;
+        w->udp_port = NULL;
+        w->dgram_q = NULL;
+        w->dgram_q_port = NULL;
         free(w->nic);
         w->nic = NULL;
         w->disk_watched = false;
@@ -144,6 +179,10 @@ int dp_worker_net_poll(struct dp_worker *w, uint64_t now_ns)
                 return 0;
         int rc = nic_uring_poll(w->nic);
         int work = rc > 0 ? rc : 0;
+        if (w->dgram_q != NULL) {
+                rc = w->engine->dgram_nic.ops->poll(w->dgram_q, dp_dgram_input, w->dgram_q_port);
+                work += rc > 0 ? rc : 0;
+        }
         if (w->nats != NULL)
                 work += dp_nats_poll(w->nats, now_ns);
         if (w->dgram != NULL)
@@ -153,6 +192,8 @@ int dp_worker_net_poll(struct dp_worker *w, uint64_t now_ns)
 
 void dp_worker_net_flush(struct dp_worker *w)
 {
+        if (w->dgram_q != NULL)
+                (void)w->engine->dgram_nic.ops->flush(w->dgram_q);
         if (w->nic != NULL)
                 (void)nic_uring_flush(w->nic);
 }

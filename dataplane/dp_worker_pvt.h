@@ -159,6 +159,11 @@ void dp_worker_cpl_corrupt(struct dp_worker *w, uint32_t client);
 
 /* dp_worker_net.c */
 
+/* The longest idle sleep of a worker that polls a DPDK queue (adaptive
+ * idle; --busy-poll=always never sleeps): what a frame may wait in the
+ * NIC's ring when the worker was idle. */
+#define DP_NET_POLL_NS (100ull * 1000)
+
 /* Opens the worker's network (on its own thread): the io_uring backend
  * with the NATS listener and/or the datagram socket the engine's config
  * asks for, the protocol layers on it, and the idle sleep on its ring.

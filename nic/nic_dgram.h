@@ -40,4 +40,27 @@ typedef void nic_dgram_fn(void *arg, const struct nic_dgram_addr *from, const ui
 /* The largest UDP payload over IPv4 (65535 - 20 - 8). */
 #define NIC_DGRAM_BYTES_MAX 65507u
 
+/* A polled datagram backend (a DPDK port: nic_dpdk.h), as a worker sees
+ * it: one queue per worker, polled in its loop, flushed at the end of a
+ * pass. The program that owns the backend fills these in, so the workers'
+ * code needs none of the backend's headers or libraries. */
+struct nic_dgram_ops {
+        /* On the worker's thread, once, before its queue is used. */
+        int (*thread_init)(void *ctx);
+        /* Worker w's queue; NULL: the backend has none for it. */
+        void *(*queue)(void *ctx, uint32_t w);
+        /* One burst: datagrams for us to fn. Returns frames taken or -errno. */
+        int (*poll)(void *q, nic_dgram_fn *fn, void *arg);
+        /* 0, -EMSGSIZE, -ENOBUFS (dropped, counted by the backend). */
+        int (*send)(void *q, const struct nic_dgram_addr *to, const void *data, size_t len);
+        int (*flush)(void *q);
+        /* The largest datagram a send takes. */
+        uint32_t (*bytes_max)(void *q);
+};
+
+struct nic_dgram_backend {
+        const struct nic_dgram_ops *ops;   /* NULL: none */
+        void *ctx;
+};
+
 #endif /* ATOMQ_NIC_DGRAM_H */
