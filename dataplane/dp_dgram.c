@@ -38,9 +38,13 @@ static uint32_t dp_dgram_crc(uint64_t session, const uint8_t *f, uint32_t len)
 
 void dp_dgram_crc_fill(uint64_t session, uint8_t *f, uint32_t len)
 {
-        struct atomq_frame *h = (struct atomq_frame *)f;
-        h->flags |= ATOMQ_FRAME_F_CRC;
-        h->crc32c = dp_dgram_crc(session, f, len);
+        /* Frames in a datagram are not aligned: the header is copied. */
+        struct atomq_frame h;
+        memcpy(&h, f, sizeof(h));
+        h.flags |= ATOMQ_FRAME_F_CRC;
+        memcpy(f, &h, sizeof(h));
+        h.crc32c = dp_dgram_crc(session, f, len);
+        memcpy(f + offsetof(struct atomq_frame, crc32c), &h.crc32c, sizeof(h.crc32c));
 }
 
 /* ---- requests ---- */

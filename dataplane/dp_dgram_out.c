@@ -76,7 +76,8 @@ static void dp_dgram_frame_put(struct dp_dgram *d, struct dp_dgram_out *o, uint8
         f.seq = seq;
         f.ttl_ms = ttl_ms;
         memcpy(p, &f, sizeof(f));
-        memcpy(p + sizeof(f), body, len);
+        if (len != 0)
+                memcpy(p + sizeof(f), body, len);
         dp_dgram_out_commit(o, bytes, d->stats);
 }
 
@@ -126,10 +127,9 @@ static void dp_dgram_fetched_put(struct dp_dgram *d, const struct dp_cpl *c, uin
                 uint8_t *p = dp_dgram_out_reserve(d, &d->ans, bytes);
                 if (p == NULL)
                         continue;
-                /* The frame's sections follow its header in the completion. */
+                /* The frame's sections follow its header in the completion;
+                 * dp_dgram_out_commit sets the flag and the CRC. */
                 memcpy(p, m.subject - ATOMQ_FRAME_HDR_BYTES, bytes);
-                struct atomq_frame *f = (struct atomq_frame *)p;
-                f->flags &= (uint16_t)~ATOMQ_FRAME_F_CRC;
                 dp_dgram_out_commit(&d->ans, bytes, d->stats);
         }
 }
@@ -216,6 +216,7 @@ static void dp_dgram_msg_put(struct dp_dgram *d, struct dp_dgram_session *s, uin
                              ? dp_dgram_out_reserve(d, &d->dlv, (uint32_t)bytes)
                              : NULL;
         if (p != NULL) {
+                /* The first frame of its datagram: 8-byte aligned. */
                 dp_frame_write(p, (enum atomq_frame_op)op, &m);
                 struct atomq_frame *f = (struct atomq_frame *)p;
                 f->handle = handle;

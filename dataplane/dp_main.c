@@ -362,10 +362,13 @@ static int dp_main_run(const struct dp_main_opts *o, const sigset_t *stop)
                                ? DP_EXIT_USAGE
                                : 1;
         }
-        char udp[96] = "";
+        char udp[160] = "", kernel[96] = "";
+        if (o->dgram.enabled && o->dgram.kernel)
+                snprintf(kernel, sizeof(kernel), " udp %s:%u", o->dgram.host, o->dgram.port);
         if (o->dgram.enabled)
-                snprintf(udp, sizeof(udp), "; datagrams on udp %s:%u", o->dgram.host,
-                         o->dgram.port);
+                snprintf(udp, sizeof(udp), "; datagrams on%s%s%s", kernel,
+                         o->dpdk_args != NULL ? " DPDK " : "",
+                         o->dpdk_args != NULL ? o->dpdk_addr : "");
         if (o->nats.enabled)
                 shm_log(SHM_LOG_INFO, "running %u workers; NATS on %s:%u%s", e.workers,
                         o->nats.host, o->nats.port, udp);

@@ -284,6 +284,8 @@ def main():
         check(counter(mport, "udp_sessions_expired") == 0, "a live session expired", srv)
         if workers == 1:
             test_limits(srv, uport, mport)
+    except (TimeoutError, OSError, AssertionError, ValueError) as e:
+        fail(f"{type(e).__name__}: {e}", srv)
     finally:
         srv.stop()
     print(f"PASS: udp_test ({workers} workers)")
