@@ -17,51 +17,11 @@
 # do not clash; the namespace and the link are removed on any exit.
 set -u
 echo_bin=${1:?usage: nic_dpdk_veth_test.sh PATH_TO_NIC_DPDK_ECHO}
-skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; for f in "$dir"/*.out; do echo "--- $f"; cat "$f"; done; exit 1; }
-
-[ "$(id -u)" -eq 0 ] || skip "needs root for ip netns and veth"
-for c in ip ping python3; do
-        command -v $c >/dev/null 2>&1 || skip "$c not installed"
-done
-
-ns=aqns$$
-va=aqa$$          # root side: DPDK's (interface names are at most 15 bytes)
-vb=aqb$$          # in the namespace: the kernel's
-peer_ip=10.77.0.1
-our_ip=10.77.0.2
+. "$(dirname "$0")/veth_env.sh"
 our_mac=02:aa:00:00:00:02
 port=9000
-dir=$(mktemp -d)
-pid=""
-cleanup() {
-        [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-        ip link del "$va" 2>/dev/null
-        ip netns del "$ns" 2>/dev/null
-        rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-ip netns add "$ns" 2>"$dir/err" || skip "cannot create a network namespace: $(cat "$dir/err")"
-ip link add "$va" type veth peer name "$vb" 2>"$dir/err" ||
-        skip "cannot create a veth pair: $(cat "$dir/err")"
-ip link set "$vb" netns "$ns" || fail "move $vb into $ns"
-# The root side carries no address: the kernel leaves its frames to DPDK.
-# IPv6 off keeps router solicitations and the like off the wire.
-sysctl -qw "net.ipv6.conf.$va.disable_ipv6=1" 2>/dev/null
-ip link set "$va" up || fail "$va up"
-ip -n "$ns" link set lo up
-ip -n "$ns" addr add "$peer_ip/24" dev "$vb" || fail "address $peer_ip"
-ip -n "$ns" link set "$vb" up || fail "$vb up"
-# A veth hands local UDP to its peer with the checksum left for an
-# offload that never comes (CHECKSUM_PARTIAL): turn tx checksumming off so
-# the frames DPDK reads carry real checksums, as from a real NIC.
-if command -v ethtool >/dev/null 2>&1; then
-        ip netns exec "$ns" ethtool -K "$vb" tx off >/dev/null 2>&1 || fail "ethtool -K $vb tx off"
-else
-        skip "ethtool not installed (needed to turn off veth tx checksum offload)"
-fi
+veth_up
 
 # start MODE [VDEV [IFACE]]: the echo server on $va (through net_af_packet
 # unless VDEV says otherwise), waits for its ready line. Returns 1 if it
