@@ -35,6 +35,7 @@
 #include "dataplane/dp_agent.h"
 #include "dataplane/dp_cmd.h"
 #include "dataplane/dp_handle.h"
+#include "shm/atomq_udp_pvt.h"
 #include "shm/shm_agent.h"
 #include "shm/shm_clock.h"
 #include "shm/shm_vring.h"
@@ -48,6 +49,7 @@
 #define ATOMQ_ANSWER_MAX 512u
 
 struct atomq {
+        struct atomq_udp *udp;  /* a remote agent over UDP (atomq_udp.c); NULL: shm */
         int sock;
         int memfd;
         int efd;
@@ -237,6 +239,20 @@ int atomq_connect(const char *path, struct atomq **out)
                         return rc;
                 path = def;
         }
+        if (atomq_udp_is_url(path)) {
+                /* A remote agent: a datagram session instead of the rings. */
+                a = calloc(1, sizeof(*a));
+                if (a == NULL)
+                        return -ENOMEM;
+                a->sock = a->memfd = a->efd = -1;
+                int rc = atomq_udp_connect(path, &a->udp);
+                if (rc != 0) {
+                        free(a);
+                        return rc;
+                }
+                *out = a;
+                return 0;
+        }
         int fd = atomq_sock_open(path);
         if (fd < 0)
                 return fd;
@@ -284,6 +300,11 @@ void atomq_close(struct atomq *a)
 {
         if (a == NULL)
                 return;
+        if (a->udp != NULL) {
+                atomq_udp_close(a->udp);
+                free(a);
+                return;
+        }
         /* Closing the socket is the detach: atomqd takes the slot back. */
         if (a->sock >= 0)
                 close(a->sock);
@@ -304,16 +325,22 @@ void atomq_close(struct atomq *a)
 
 void atomq_set_timeout(struct atomq *a, int64_t timeout_ns)
 {
+        if (a->udp != NULL)
+                atomq_udp_set_timeout(a->udp, timeout_ns);
         a->timeout_ns = timeout_ns;
 }
 
 int atomq_fd(const struct atomq *a)
 {
+        if (a->udp != NULL)
+                return atomq_udp_fd(a->udp);
         return a->efd;
 }
 
 uint64_t atomq_dropped(const struct atomq *a)
 {
+        if (a->udp != NULL)
+                return atomq_udp_dropped(a->udp);
         /* Kept by the workers in the agent's own file (atomqd's copy, in
          * the arena, is what `show agents` prints). */
         return atomic_load_explicit(&a->hdr->dropped, memory_order_relaxed);
@@ -414,6 +441,10 @@ static void atomq_batch_drop(struct atomq *a)
 
 void atomq_batch_release(struct atomq *a, struct atomq_batch *b)
 {
+        if (a->udp != NULL) {
+                atomq_udp_batch_release(a->udp, b);
+                return;
+        }
         if (b != NULL && b->worker >= 0 && b->worker == a->cpl_held)
                 atomq_batch_drop(a);
         if (b != NULL)
@@ -609,6 +640,8 @@ static int atomq_create_cmd(struct dp_cmd *c, enum atomq_mode mode, const char *
 int atomq_create(struct atomq *a, enum atomq_mode mode, const char *name,
                  const struct atomq_create_opts *o, uint64_t *handle)
 {
+        if (a->udp != NULL)
+                return atomq_udp_create(a->udp, mode, name, o, handle);
         struct dp_cmd c;
         struct dp_cpl r;
         int rc = atomq_create_cmd(&c, mode, name, o);
@@ -760,6 +793,8 @@ static int atomq_create_make(void *arg, uint32_t i, struct dp_cmd *c, const char
 int atomq_create_many(struct atomq *a, enum atomq_mode mode, const char *const *names,
                       uint32_t n, const struct atomq_create_opts *o, uint64_t *handles)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP; /* no pipelined create in the datagram protocol */
         struct atomq_create_arg x = { a, mode, names, o };
         return atomq_pipeline(a, n, atomq_create_make, &x, handles);
 }
@@ -782,6 +817,8 @@ static int atomq_destroy_make(void *arg, uint32_t i, struct dp_cmd *c, const cha
 
 int atomq_destroy_many(struct atomq *a, const uint64_t *handles, uint32_t n)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP;
         struct atomq_destroy_arg x = { a, handles };
         return atomq_pipeline(a, n, atomq_destroy_make, &x, NULL);
 }
@@ -800,6 +837,8 @@ static int atomq_entity_cmd(struct atomq *a, struct dp_cmd *c, uint64_t handle,
 
 int atomq_destroy(struct atomq *a, uint64_t handle, const char *name)
 {
+        if (a->udp != NULL)
+                return atomq_udp_destroy(a->udp, handle, name);
         struct dp_cmd c = { .op = ATOMQ_OP_DESTROY };
         uint32_t w;
         int rc = atomq_entity_cmd(a, &c, handle, name, &w);
@@ -808,6 +847,8 @@ int atomq_destroy(struct atomq *a, uint64_t handle, const char *name)
 
 int atomq_lookup(struct atomq *a, const char *name, uint64_t *handle)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP; /* no STAT op over UDP */
         struct dp_cmd c = { .op = DP_OP_STAT };
         struct dp_cpl r;
         uint32_t w;
@@ -824,6 +865,8 @@ int atomq_lookup(struct atomq *a, const char *name, uint64_t *handle)
 int atomq_send(struct atomq *a, uint64_t handle, const char *name, const char *key,
                const void *data, uint32_t len, const struct atomq_msg_opts *o, uint64_t *seq)
 {
+        if (a->udp != NULL)
+                return atomq_udp_send(a->udp, handle, name, key, data, len, o, seq);
         struct dp_cmd c = { .op = ATOMQ_OP_SEND };
         struct dp_msg_in m;
         struct dp_cpl r;
@@ -844,8 +887,9 @@ int atomq_send(struct atomq *a, uint64_t handle, const char *name, const char *k
         return rc;
 }
 
-/* Literal subjects only (no wildcards): tokens of [^ .*>] split by '.'. */
-static bool atomq_subject_ok(const char *s, size_t len, bool wildcards)
+/* Subjects: tokens of [^ .*>] split by '.', wildcards only where allowed
+ * (shared with atomq_udp.c through atomq_udp_pvt.h). */
+bool atomq_subject_ok(const char *s, size_t len, bool wildcards)
 {
         if (len == 0 || len > DP_CMD_NAME_MAX || s[0] == '.' || s[len - 1] == '.')
                 return false;
@@ -864,6 +908,8 @@ static bool atomq_subject_ok(const char *s, size_t len, bool wildcards)
 int atomq_publish(struct atomq *a, const char *subject, const void *data, uint32_t len,
                   const struct atomq_msg_opts *o)
 {
+        if (a->udp != NULL)
+                return atomq_udp_publish(a->udp, subject, data, len, o);
         /* Quiet: answered only if it fails (atomq_flush collects those). */
         struct dp_cmd c = { .op = ATOMQ_OP_PUB, .flags = DP_CMD_F_QUIET };
         struct dp_msg_in m;
@@ -878,6 +924,8 @@ int atomq_publish(struct atomq *a, const char *subject, const void *data, uint32
 
 int atomq_flush(struct atomq *a)
 {
+        if (a->udp != NULL)
+                return atomq_udp_flush(a->udp);
         atomq_batch_drop(a);
         /* A sync on each ring that carried quiet publishes: its answer
          * comes after theirs (a ring is handled in order), failures
@@ -902,6 +950,8 @@ int atomq_flush(struct atomq *a)
 int atomq_subscribe(struct atomq *a, const char *pattern, const char *group, uint32_t sid,
                     uint64_t *sub)
 {
+        if (a->udp != NULL)
+                return atomq_udp_subscribe(a->udp, pattern, group, sid, sub);
         struct dp_cmd c = { .op = ATOMQ_OP_SUB };
         struct dp_cpl r;
         size_t len = pattern != NULL ? strlen(pattern) : 0;
@@ -925,6 +975,8 @@ int atomq_subscribe(struct atomq *a, const char *pattern, const char *group, uin
 
 int atomq_unsubscribe(struct atomq *a, uint64_t sub)
 {
+        if (a->udp != NULL)
+                return atomq_udp_unsubscribe(a->udp, sub);
         struct dp_cmd c = { .op = ATOMQ_OP_UNSUB, .handle = sub };
         uint32_t w;
         int rc = atomq_worker_of(a, sub, NULL, &w);
@@ -960,6 +1012,10 @@ static int atomq_delivery_fill(struct atomq_delivery *d, const uint8_t *p, uint3
 
 void atomq_release(struct atomq *a)
 {
+        if (a->udp != NULL) {
+                atomq_udp_release(a->udp);
+                return;
+        }
         if (a->dlv_held >= 0) {
                 shm_vring_release(&a->dlv[a->dlv_held]);
                 a->dlv_held = -1;
@@ -1003,6 +1059,8 @@ static int atomq_recv_try(void *arg)
 
 int atomq_recv(struct atomq *a, struct atomq_delivery *d, int64_t timeout_ns)
 {
+        if (a->udp != NULL)
+                return atomq_udp_recv(a->udp, d, timeout_ns);
         struct atomq_rx x = { a, d };
         atomq_release(a);
         int rc = atomq_recv_try(&x);
@@ -1016,6 +1074,8 @@ int atomq_recv(struct atomq *a, struct atomq_delivery *d, int64_t timeout_ns)
 
 int atomq_poll_arm(struct atomq *a)
 {
+        if (a->udp != NULL)
+                return atomq_udp_poll_arm(a->udp);
         uint64_t v;
         struct atomq_delivery d;
         struct atomq_rx x = { a, &d };
@@ -1059,6 +1119,8 @@ static int atomq_batch_call(struct atomq *a, uint32_t w, struct dp_cmd *c, const
 int atomq_batch_next(struct atomq_batch *b, struct atomq_delivery *d)
 {
         struct dp_cpl_msg m;
+        if (b->reserved == ATOMQ_UDP_BATCH_TAG)
+                return atomq_udp_batch_next(b, d);
         if (b->worker < 0 || b->rec == NULL)
                 return 0;
         int rc = dp_cpl_msg_next(b->rec, b->rec_len, &b->off, &m);
@@ -1077,6 +1139,8 @@ int atomq_batch_next(struct atomq_batch *b, struct atomq_delivery *d)
 int atomq_fetch(struct atomq *a, uint64_t handle, const char *name, uint8_t end, unsigned max,
                 struct atomq_batch *b)
 {
+        if (a->udp != NULL)
+                return atomq_udp_fetch(a->udp, handle, name, end, max, b);
         struct dp_cmd c = { .op = ATOMQ_OP_FETCH };
         uint32_t w;
         *b = (struct atomq_batch){ .worker = -1 };
@@ -1092,6 +1156,8 @@ int atomq_fetch(struct atomq *a, uint64_t handle, const char *name, uint8_t end,
 
 int atomq_ack(struct atomq *a, uint64_t handle, uint64_t seq)
 {
+        if (a->udp != NULL)
+                return atomq_udp_ack(a->udp, handle, seq);
         struct dp_cmd c = { .op = ATOMQ_OP_ACK, .handle = handle, .seq = seq };
         uint32_t w;
         if (handle == DP_HANDLE_NONE || atomq_worker_of(a, handle, NULL, &w) != 0)
@@ -1117,6 +1183,8 @@ int atomq_get(struct atomq *a, uint64_t handle, const char *key, struct atomq_ba
         struct dp_cmd c = { .op = DP_OP_GET };
         uint32_t w;
         *b = (struct atomq_batch){ .worker = -1 };
+        if (a->udp != NULL)
+                return -ENOTSUP;
         if (key == NULL || key[0] == 0 || atomq_keyed_cmd(a, &c, handle, key, &w) != 0)
                 return -EINVAL;
         return atomq_batch_call(a, w, &c, key, b);
@@ -1128,6 +1196,8 @@ int atomq_read(struct atomq *a, uint64_t handle, const char *group, uint64_t off
         struct dp_cmd c = { .op = DP_OP_READ };
         uint32_t w;
         *b = (struct atomq_batch){ .worker = -1 };
+        if (a->udp != NULL)
+                return -ENOTSUP;
         if (max == 0 || max > DP_FETCH_MAX || (group != NULL && group[0] == 0) ||
             atomq_keyed_cmd(a, &c, handle, group, &w) != 0)
                 return -EINVAL;
@@ -1138,6 +1208,8 @@ int atomq_read(struct atomq *a, uint64_t handle, const char *group, uint64_t off
 
 int atomq_commit(struct atomq *a, uint64_t handle, const char *group, uint64_t offset)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP;
         struct dp_cmd c = { .op = DP_OP_COMMIT, .seq = offset };
         uint32_t w;
         if (group == NULL || group[0] == 0 || atomq_keyed_cmd(a, &c, handle, group, &w) != 0)
@@ -1166,17 +1238,23 @@ static int atomq_bind(struct atomq *a, uint8_t op, uint64_t handle, const char *
 int atomq_watch(struct atomq *a, uint64_t handle, const char *name, uint32_t sid, int hold,
                 uint8_t end)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP; /* no parties over UDP: subscribe instead */
         return atomq_bind(a, DP_OP_BIND, handle, name, sid, hold, end);
 }
 
 int atomq_unwatch(struct atomq *a, uint64_t handle, const char *name, uint32_t sid)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP;
         return atomq_bind(a, DP_OP_UNBIND, handle, name, sid, 0, 0);
 }
 
 int atomq_request(struct atomq *a, const char *subject, const void *data, uint32_t len,
                   uint32_t timeout_ms, uint32_t sid, uint64_t *inbox)
 {
+        if (a->udp != NULL)
+                return atomq_udp_request(a->udp, subject, data, len, timeout_ms, sid, inbox);
         struct dp_cmd c = { .op = ATOMQ_OP_REQUEST };
         struct dp_msg_in m;
         struct dp_cpl r;
@@ -1197,6 +1275,8 @@ int atomq_request(struct atomq *a, const char *subject, const void *data, uint32
 int atomq_reply(struct atomq *a, const struct atomq_delivery *d, const void *data,
                 uint32_t len)
 {
+        if (a->udp != NULL)
+                return atomq_udp_reply(a->udp, d, data, len);
         if (d->reply == DP_HANDLE_NONE)
                 return -EINVAL;
         return atomq_send(a, d->reply, NULL, NULL, data, len, NULL, NULL);
@@ -1243,6 +1323,8 @@ static int atomq_chan_request(struct atomq *a, const char *line, size_t len,
 int atomq_channel_open(struct atomq *a, const char *name, uint32_t ring_bytes, uint32_t ttl_ms,
                        struct atomq_channel *ch)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP; /* a channel's memfd cannot cross hosts */
         char line[160];
         if (!atomq_chan_name_ok(name))
                 return -EINVAL;
@@ -1253,6 +1335,8 @@ int atomq_channel_open(struct atomq *a, const char *name, uint32_t ring_bytes, u
 
 int atomq_channel_join(struct atomq *a, const char *name, struct atomq_channel *ch)
 {
+        if (a->udp != NULL)
+                return -ENOTSUP;
         char line[96];
         if (!atomq_chan_name_ok(name))
                 return -EINVAL;

@@ -200,10 +200,14 @@ void atomq_channel_close(struct atomq_channel *ch);
  *
  * Errors common to every call below (not repeated on each):
  *   -ECONNRESET  atomqd took the connection back (the agent broke its
- *                rings, or atomqd stopped): close and connect again;
+ *                rings, or atomqd stopped): close and connect again; over
+ *                UDP, the session's lease ran out (no call for
+ *                --udp-lease-ms);
  *   -ETIMEDOUT   no answer within the call timeout (atomq_set_timeout;
  *                10 s by default), e.g. while the dataplane restarts;
- *   -EPROTO      the agent's own rings are corrupt.
+ *   -EPROTO      the agent's own rings are corrupt;
+ *   -ENOTSUP     a remote agent (udp://): a call, or an argument, that
+ *                atomq datagrams do not carry (docs/agents.md).
  */
 
 struct atomq;   /* a connection: opaque */
@@ -287,7 +291,24 @@ struct atomq_batch {
  * user's; -EPERM: atomqd refused this user; -EUSERS: every agent slot is
  * taken; -ENODEV: atomqd has no agent slots; -EPROTO: not an atomqd, or
  * an answer that does not add up; -ENOMEM; other -errno of socket,
- * connect, recvmsg, mmap. */
+ * connect, recvmsg, mmap.
+ *
+ * A remote agent: path (or $ATOMQ_CONTROL) "udp://A.B.C.D:PORT" opens a
+ * session of atomq datagrams with atomqd's --udp port instead (an IPv4
+ * address in numbers, no host name; "?timeout_ms=N" after the port sets the
+ * call timeout from the start, the handshake included, else 10 s). The
+ * calls below then run over UDP, as far as the protocol carries them;
+ * docs/agents.md "Remote agents over UDP" lists what differs, and the
+ * calls it has no operation for (create_many, destroy_many, lookup, get,
+ * watch, unwatch, read, commit, channel_open, channel_join) return
+ * -ENOTSUP. Errors of this form:
+ *   -EINVAL     not such an address (a host name, no or a zero port, a
+ *               port above 65535, IPv6, anything after the port but
+ *               "?timeout_ms=N");
+ *   -ETIMEDOUT  no answer within the timeout (no atomqd on that port, or
+ *               the path loses everything);
+ *   -EUSERS     atomqd's worker holds --udp-sessions sessions already;
+ *   -EPROTO     an answer without a lease; -ENOMEM; -errno of socket. */
 int atomq_connect(const char *path, struct atomq **out);
 
 /* Detaches (atomqd drops the agent's subscriptions, watches and channel
