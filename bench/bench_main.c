@@ -137,6 +137,18 @@ static const struct bench_scenario bench_scenarios[] = {
           "msgs_per_s = matches_per_s (one message, one match call); every delivery is\n"
           "counted and checked. Runs on the first CPU of --cpus.",
           BENCH_OPTF_DURATION | BENCH_OPTF_CPUS | BENCH_OPTF_SUBS, bench_route_run },
+        { "udp", "atomq datagrams: the DPDK backend, the io_uring UDP backend, a bare DPDK forwarder",
+          "sets up what it needs in this process: an engine of one busy-polling worker\n"
+          "(first CPU of --cpus, default 0) serving atomq datagrams from a DPDK port made\n"
+          "of two software rings (backend dpdk), the same port echoed by the bare\n"
+          "forwarder (dpdk-forwarder: the ceiling), and an engine serving a kernel UDP\n"
+          "socket on 127.0.0.1 (uring); the client on the second CPU (default 1).\n"
+          "msgs_per_s: 64-byte messages back per second, 256 in flight (atomq: publishes\n"
+          "to a subject the client's session subscribes to, each delivered back; the\n"
+          "forwarder: echoes); p50/p99 ns: one request at a time (atomq: a publish with\n"
+          "ACK_REQ answered by STATUS; the forwarder: one echo). The dpdk line carries\n"
+          "vs_forwarder and vs_uring. Without DPDK in the build: uring alone.",
+          BENCH_OPTF_DURATION | BENCH_OPTF_CPUS, bench_udp_run },
 };
 
 #define BENCH_SCENARIOS_N (sizeof(bench_scenarios) / sizeof(bench_scenarios[0]))

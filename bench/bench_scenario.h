@@ -112,5 +112,6 @@ bench_scenario_run_fn bench_churn_agent;
 bench_scenario_run_fn bench_churn_nats;
 bench_scenario_run_fn bench_durable_run;
 bench_scenario_run_fn bench_route_run;
+bench_scenario_run_fn bench_udp_run;
 
 #endif /* ATOMQ_BENCH_SCENARIO_H */

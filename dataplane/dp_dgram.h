@@ -113,6 +113,11 @@ void dp_dgram_deliver(struct dp_dgram *d, const struct dp_dispatch *dsp);
 /* Has a completion for our column come back (the idle re-check)? */
 bool dp_dgram_ready(struct dp_dgram *d);
 
+/* Sets ATOMQ_FRAME_F_CRC and the CRC32C of the frame at f (len bytes, any
+ * alignment) for session: what a server answers with and a client in C
+ * (tests, atomq-bench) sends. */
+void dp_dgram_crc_fill(uint64_t session, uint8_t *f, uint32_t len);
+
 /* Sessions open now. */
 uint32_t dp_dgram_sessions(const struct dp_dgram *d);
 

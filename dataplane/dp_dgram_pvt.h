@@ -154,8 +154,6 @@ int dp_dgram_cpls_poll(struct dp_dgram *d);
 
 /* ---- dp_dgram.c ---- */
 
-/* Fills the CRC of the frame at f (len bytes) for session. */
-void dp_dgram_crc_fill(uint64_t session, uint8_t *f, uint32_t len);
 /* Unsubscribes a session's subscription. */
 void dp_dgram_sub_drop(struct dp_dgram *d, struct dp_dgram_sub *sub);
 

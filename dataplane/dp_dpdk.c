@@ -97,8 +97,13 @@ int dp_dpdk_open(struct dp_engine *e, const char *eal_args, const char *addr)
         int rc = nic_dpdk_init(&dp_dpdk_port, &cfg);
         if (rc != 0)
                 return rc;
-        e->dgram_nic = (struct nic_dgram_backend){ .ops = &dp_dpdk_ops, .ctx = &dp_dpdk_port };
+        dp_dpdk_serve(e, &dp_dpdk_port);
         return 0;
+}
+
+void dp_dpdk_serve(struct dp_engine *e, struct nic_dpdk *nic)
+{
+        e->dgram_nic = (struct nic_dgram_backend){ .ops = &dp_dpdk_ops, .ctx = nic };
 }
 
 void dp_dpdk_close(struct dp_engine *e)

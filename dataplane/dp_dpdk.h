@@ -24,4 +24,9 @@ int dp_dpdk_open(struct dp_engine *e, const char *eal_args, const char *addr);
 /* Stops and closes the port, cleans up the EAL (the workers have stopped). */
 void dp_dpdk_close(struct dp_engine *e);
 
+struct nic_dpdk;
+/* Makes nic, a port someone else initialised, e's dgram_nic (worker i
+ * polls its queue i). Built with DPDK only. */
+void dp_dpdk_serve(struct dp_engine *e, struct nic_dpdk *nic);
+
 #endif /* ATOMQ_DP_DPDK_H */

@@ -311,6 +311,9 @@ static void nic_dpdk_teardown(struct nic_dpdk *d, bool port_open, bool port_star
                 rte_mempool_free(d->queues[i].pool);
                 d->queues[i].pool = NULL;
         }
+        d->started = false;
+        if (d->eal_external)
+                return;
         /* rte_eal_cleanup leaves the runtime directory (/var/run/dpdk/<file
          * prefix>) behind, empty with --no-shconf or --in-memory: one per
          * process adds up in CI. rmdir removes it only when it is empty. */
@@ -319,7 +322,6 @@ static void nic_dpdk_teardown(struct nic_dpdk *d, bool port_open, bool port_star
         (void)rte_eal_cleanup();
         if (run_dir[0] != '\0')
                 (void)rmdir(run_dir);
-        d->started = false;
 }
 
 int nic_dpdk_init(struct nic_dpdk *d, const struct nic_dpdk_config *cfg)
@@ -333,7 +335,8 @@ int nic_dpdk_init(struct nic_dpdk *d, const struct nic_dpdk_config *cfg)
                         "port, a unicast MAC, sizes in range)", NIC_DPDK_QUEUES_MAX);
                 return rc;
         }
-        rc = nic_dpdk_eal_start(d, cfg->eal_args);
+        d->eal_external = cfg->eal_external;
+        rc = cfg->eal_external ? 0 : nic_dpdk_eal_start(d, cfg->eal_args);
         if (rc != 0)
                 return rc;
         rc = nic_dpdk_port_pick(cfg, &d->port_id);

@@ -73,6 +73,10 @@ struct nic_dpdk_config {
         /* Whitespace-separated EAL arguments (no quoting), e.g.
          * "--no-huge -m 256 --no-pci --no-shconf -l 0 --vdev=net_ring0". */
         char eal_args[NIC_DPDK_EAL_ARGS_BYTES];
+        /* The caller runs the EAL (it made a port of its own, say with
+         * rte_eth_from_rings): eal_args are not used, and fini leaves the
+         * EAL to the caller. */
+        bool eal_external;
         int32_t eth_port;        /* DPDK port id; < 0: the first available */
         uint16_t queues;         /* 1..NIC_DPDK_QUEUES_MAX; RSS spreads them */
         /* queues > 1 on a port that cannot spread IPv4/UDP over them (no
@@ -141,6 +145,7 @@ struct nic_dpdk {
         uint16_t queue_count;        /* may be less than cfg.queues: see queues_exact */
         bool started;
         bool promiscuous;
+        bool eal_external;           /* the caller's EAL: not cleaned up here */
         uint8_t mac[6];
         char eal_buf[NIC_DPDK_EAL_ARGS_BYTES];   /* the argv's words: the EAL may
                                                   * keep pointers into them */
