@@ -22,7 +22,6 @@
 #include "dataplane/dp_shard_pvt.h"
 #include "dataplane/dp_subject.h"
 #include "dataplane/dp_worker_pvt.h"
-#include "shm/shm_clock.h"
 
 /* The CRC of frame f (len bytes) in session: the session id's bytes, then
  * the frame with its crc32c field taken as zero. */
@@ -188,7 +187,7 @@ static void dp_dgram_request(struct dp_dgram *d, struct dp_dgram_session *s,
         uint32_t wait_ms = f->ttl_ms != 0 ? f->ttl_ms : DP_DGRAM_REQUEST_MS_DEFAULT;
         if (wait_ms > DP_DGRAM_REQUEST_MS_MAX)
                 wait_ms = DP_DGRAM_REQUEST_MS_MAX;
-        sl->deadline_ns = shm_clock_ns() + (uint64_t)wait_ms * 1000000;
+        sl->deadline_ns = d->now_ns + (uint64_t)wait_ms * 1000000;
         s->requests++;
         rc = dp_worker_publish_msg(d->w, m, dp_dgram_endpoint(dp_dgram_session_slot(d, s)), 0);
         /* The reply may have come already (a responder on this shard that
@@ -395,7 +394,7 @@ static struct dp_dgram_session *dp_dgram_open(struct dp_dgram *d, uint8_t port,
                 dp_counter_inc(&d->stats->spoofed);
                 return NULL;
         }
-        struct dp_dgram_session *s = dp_dgram_session_open(d, port, from, shm_clock_ns());
+        struct dp_dgram_session *s = dp_dgram_session_open(d, port, from, d->now_ns);
         if (s == NULL) {
                 dp_counter_inc(&d->stats->sessions_refused);
                 dp_dgram_out_begin(d, &d->ans, port, 0, from);
@@ -437,7 +436,7 @@ void dp_dgram_input(void *arg, const struct nic_dgram_addr *from, const uint8_t 
                                 return;
                         dp_dgram_out_begin(d, &d->ans, port->index, s->id, from);
                 }
-                s->last_ns = shm_clock_ns();
+                s->last_ns = d->now_ns;
                 if (!dp_dgram_frame(d, s, &f, data + off))
                         break;
                 off += bytes;

@@ -90,6 +90,9 @@ struct dp_dgram {
         uint32_t free_head;     /* slot + 1; 0: none free */
         uint32_t live;
         uint64_t sweep_ns;      /* the last lease and timeout sweep */
+        uint64_t now_ns;        /* the worker's clock as of its last pass: leases and
+                                 * waits need no finer time than that, and a read
+                                 * of the clock per frame cost 14% of the worker */
         uint64_t id_state;      /* session ids: a keyed sequence (dp_dgram_id_next) */
         uint64_t id_key;
         struct dp_dgram_out ans; /* answers to a datagram, or to a completion */

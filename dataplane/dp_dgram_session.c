@@ -219,6 +219,7 @@ static int dp_dgram_sweep(struct dp_dgram *d, uint64_t now_ns)
 
 int dp_dgram_poll(struct dp_dgram *d, uint64_t now_ns)
 {
+        d->now_ns = now_ns;
         int work = dp_dgram_cpls_poll(d);
         if (now_ns > d->sweep_ns && now_ns - d->sweep_ns >= DP_DGRAM_SWEEP_NS) {
                 d->sweep_ns = now_ns;
@@ -285,7 +286,7 @@ int dp_dgram_init(struct dp_dgram **out, struct dp_worker *w, const struct dp_dg
                 dp_dgram_free(d);
                 return -EIO;
         }
-        d->sweep_ns = shm_clock_ns();
+        d->sweep_ns = d->now_ns = shm_clock_ns();
         /* Completions of our column from other workers wake our sleep. */
         w->net_wake = w->client_wake[client];
         dp_worker_extra_words(w);
