@@ -1272,14 +1272,36 @@ int atomq_request(struct atomq *a, const char *subject, const void *data, uint32
         return (int)r.count;
 }
 
+/* A reply to a requester known by subject, not handle: a NATS client's
+ * reply-to, or a UDP agent's inbox (_AQD.<session>.<seq>, dataplane/
+ * dp_dgram.c). A publish there, routed as atomq_publish routes it, but
+ * waited for rather than quiet: atomq_reply then reports a failure itself,
+ * as its send to a reply handle does. The subject points into the
+ * delivery ring, which stays borrowed while the command is written (a
+ * call releases only completions). */
+static int atomq_reply_subject(struct atomq *a, const struct atomq_delivery *d,
+                               const void *data, uint32_t len)
+{
+        struct dp_cmd c = { .op = ATOMQ_OP_PUB };
+        struct dp_msg_in m = { .subject = d->reply_subject, .subject_len = d->reply_subject_len,
+                               .payload = data, .payload_len = len, .storage = -1 };
+        if (!atomq_subject_ok(d->reply_subject, d->reply_subject_len, false))
+                return -EINVAL;
+        uint32_t w = atomq_worker_of_name(a, d->reply_subject, d->reply_subject_len);
+        return atomq_call_simple(a, w, &c, NULL, &m, NULL);
+}
+
 int atomq_reply(struct atomq *a, const struct atomq_delivery *d, const void *data,
                 uint32_t len)
 {
         if (a->udp != NULL)
                 return atomq_udp_reply(a->udp, d, data, len);
-        if (d->reply == DP_HANDLE_NONE)
-                return -EINVAL;
-        return atomq_send(a, d->reply, NULL, NULL, data, len, NULL, NULL);
+        /* A reply handle first: a shared-memory requester's inbox. */
+        if (d->reply != DP_HANDLE_NONE)
+                return atomq_send(a, d->reply, NULL, NULL, data, len, NULL, NULL);
+        if (d->reply_subject != NULL && d->reply_subject_len != 0)
+                return atomq_reply_subject(a, d, data, len);
+        return -EINVAL;
 }
 
 /* ---- direct channels through atomqd ---------------------------------------- */

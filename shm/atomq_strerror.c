@@ -45,7 +45,9 @@ static const struct atomq_err_text atomq_err_texts[] = {
         { ENOBUFS, "the entity is full and refuses more (its max_msgs or max_bytes)" },
         { ESTALE, "the entity of this handle is gone" },
         { EEXIST, "the name is taken" },
-        { EOPNOTSUPP, "not an operation of this entity's mode" },
+        /* ENOTSUP is EOPNOTSUPP on Linux: one code for both of its uses. */
+        { EOPNOTSUPP, "not supported: not an operation of this entity's mode, or of this "
+                      "transport (UDP)" },
         { ERANGE, "offset beyond the end of the log" },
 };
 

@@ -472,8 +472,10 @@ int atomq_channel_open(struct atomq *a, const char *name, uint32_t ring_bytes, u
  * -ENOENT: no such channel; -EBUSY: end 1 is taken (or its agent left). */
 int atomq_channel_join(struct atomq *a, const char *name, struct atomq_channel *ch);
 
-/* Answers a request: sends data to the reply handle of delivery d.
- * -EINVAL: d carries no reply handle; -ESTALE: the requester gave up. */
+/* Answers a request: sends data to the reply handle of delivery d, or,
+ * for a request from a NATS client or a UDP agent (a reply subject and no
+ * handle), publishes it to the reply subject. -EINVAL: d carries neither;
+ * -ESTALE: the requester gave up. */
 int atomq_reply(struct atomq *a, const struct atomq_delivery *d, const void *data,
                 uint32_t len);
 

@@ -1,4 +1,4 @@
-/* agents_udp_test.c - libatomq over UDP (shm/atomq_udp.c) against the real
+/* agents_udp_test.c - libatomq over UDP (shm/atomq_udp*.c) against the real
  * atomqd and its dataplane: atomq_connect("udp://127.0.0.1:PORT") opens a
  * datagram session with atomqd's --udp port, and the agent calls work over
  * it, beside shared-memory agents of the same process.
@@ -717,6 +717,61 @@ Test(agents_udp, shm_request_udp_reply)
                   "status %u, %.*s", d.status, (int)d.len, (const char *)d.data);
         atomq_close(s);
         responder_stop(&r);
+        daemon_stop();
+}
+
+/* A UDP requester answered by a shared-memory responder: the request's
+ * delivery names the requester by its reply subject (the session's inbox,
+ * _AQD.<session>.<seq>) and carries no reply handle, and atomq_reply
+ * publishes the answer there. First by hand, to see the delivery; then
+ * through the threaded responder, whose every atomq_reply must succeed.
+ * A delivery with neither a handle nor a subject is still -EINVAL. */
+Test(agents_udp, udp_request_shm_reply)
+{
+        struct responder r;
+        struct atomq_delivery d;
+        uint64_t inbox, inbox2;
+        daemon_start("5000");
+        struct atomq *u = udp_connect(t.url);
+        struct atomq *s = NULL;
+        RC(atomq_connect(t.sock, &s), 0);
+        atomq_set_timeout(s, CALL_TIMEOUT_NS);
+        RC(atomq_subscribe(s, "svc.hand", NULL, 21, NULL), 0);
+        cr_assert_gt(atomq_request(u, "svc.hand", "ping", 4, 2000, 5, &inbox), 0);
+        recv_one(s, &d);
+        cr_assert(d.sid == 21 && bytes_are(d.data, d.len, "ping"));
+        cr_assert_eq(d.reply, 0, "reply handle %llx", (unsigned long long)d.reply);
+        cr_assert(d.reply_subject != NULL && d.reply_subject_len > 5 &&
+                          memcmp(d.reply_subject, "_AQD.", 5) == 0,
+                  "reply subject %.*s", (int)d.reply_subject_len,
+                  d.reply_subject != NULL ? d.reply_subject : "");
+        RC(atomq_reply(s, &d, "pong", 4), 0);
+        recv_one(u, &d);
+        cr_assert(d.status == 0 && d.sid == 5 && d.entity == inbox &&
+                          bytes_are(d.data, d.len, "pong"),
+                  "status %u, sid %u, %.*s", d.status, d.sid, (int)d.len, (const char *)d.data);
+        /* Neither a reply handle nor a reply subject: a plain publish. */
+        RC(atomq_publish(u, "svc.hand", "plain", 5, NULL), 0);
+        recv_one(s, &d);
+        cr_assert(bytes_are(d.data, d.len, "plain") && d.reply == 0 && d.reply_subject == NULL);
+        RC(atomq_reply(s, &d, "x", 1), -EINVAL);
+        atomq_close(s);
+        /* The same through a responder on its own thread, twice at once. */
+        responder_start(&r, t.sock);
+        cr_assert_gt(atomq_request(u, "svc.upper", "one", 3, 2000, 6, &inbox), 0);
+        cr_assert_gt(atomq_request(u, "svc.upper", "two", 3, 2000, 7, &inbox2), 0);
+        for (int i = 0; i < 2; i++) {
+                recv_one(u, &d);
+                cr_assert_eq(d.status, 0, "status %u", d.status);
+                if (d.sid == 6)
+                        cr_assert(d.entity == inbox && bytes_are(d.data, d.len, "ONE"));
+                else
+                        cr_assert(d.sid == 7 && d.entity == inbox2 &&
+                                  bytes_are(d.data, d.len, "TWO"));
+        }
+        atomq_close(u);
+        responder_stop(&r);
+        cr_assert_eq(r.answered, 2);
         daemon_stop();
 }
 
