@@ -290,7 +290,10 @@ static struct dp_dgram_slot *dp_dgram_take(struct dp_dgram *d, struct dp_dgram_s
                 dp_counter_inc(&d->stats->retransmits);
                 if (sl->state == DP_DGRAM_PENDING)
                         return NULL;   /* its answer is on the way */
-                /* A fetch or request runs again (docs/protocol.md). */
+                /* A fetch gets its kept answer; one too old to be kept, and
+                 * a request, run again (docs/protocol.md). */
+                if (sl->op == ATOMQ_OP_FETCH && dp_dgram_fetch_again(d, s, sl))
+                        return NULL;
                 if (sl->op != ATOMQ_OP_FETCH && sl->op != ATOMQ_OP_REQUEST) {
                         dp_dgram_answer_again(d, s, sl);
                         return NULL;

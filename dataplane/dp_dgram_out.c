@@ -28,14 +28,17 @@ void dp_dgram_out_begin(struct dp_dgram *d, struct dp_dgram_out *o, uint8_t port
         o->peer = *peer;
         memcpy(o->buf, &session, sizeof(session));
         o->len = ATOMQ_DGRAM_SESSION_BYTES;
+        o->sent = 0;
         o->open = true;
 }
 
 static void dp_dgram_out_send(struct dp_dgram *d, struct dp_dgram_out *o)
 {
-        if (o->len > ATOMQ_DGRAM_SESSION_BYTES &&
-            o->tx->send(o->tx->ctx, &o->peer, o->buf, o->len) != 0)
-                dp_counter_inc(&d->stats->tx_dropped);
+        if (o->len > ATOMQ_DGRAM_SESSION_BYTES) {
+                if (o->tx->send(o->tx->ctx, &o->peer, o->buf, o->len) != 0)
+                        dp_counter_inc(&d->stats->tx_dropped);
+                o->sent++;
+        }
         o->len = ATOMQ_DGRAM_SESSION_BYTES;
 }
 
@@ -112,6 +115,39 @@ void dp_dgram_answer_again(struct dp_dgram *d, struct dp_dgram_session *s,
         dp_dgram_answer(d, s, sl->seq, sl->status, sl->handle, sl->msg_seq, sl->count);
 }
 
+/* ---- the fetch answer cache ---- */
+
+/* Keeps the answer being built in d->ans (one datagram) for copies of the
+ * fetch in window slot sl. */
+static void dp_dgram_cache_put(struct dp_dgram *d, struct dp_dgram_slot *sl)
+{
+        const struct dp_dgram_out *o = &d->ans;
+        uint32_t at = (uint32_t)(d->cache_written % DP_DGRAM_CACHE_BYTES);
+        if (o->sent != 0 || o->len > DP_DGRAM_CACHE_BYTES)
+                return;   /* split over datagrams: a copy fetches again */
+        if (at + o->len > DP_DGRAM_CACHE_BYTES) {
+                d->cache_written += DP_DGRAM_CACHE_BYTES - at;   /* the tail is skipped */
+                at = 0;
+        }
+        memcpy(d->cache + at, o->buf, o->len);
+        sl->cache_pos = d->cache_written;
+        sl->cache_len = o->len;
+        d->cache_written += o->len;
+}
+
+bool dp_dgram_fetch_again(struct dp_dgram *d, struct dp_dgram_session *s,
+                          const struct dp_dgram_slot *sl)
+{
+        /* Written over once the ring has moved a whole size past it. */
+        if (sl->cache_len == 0 || d->cache_written > sl->cache_pos + DP_DGRAM_CACHE_BYTES)
+                return false;
+        const struct dp_dgram_tx *tx = &d->ports[s->port].tx;
+        if (tx->send(tx->ctx, &s->peer, d->cache + sl->cache_pos % DP_DGRAM_CACHE_BYTES,
+                     sl->cache_len) != 0)
+                dp_counter_inc(&d->stats->tx_dropped);
+        return true;
+}
+
 /* ---- completions ---- */
 
 /* The messages of a fetch's completion, after its STATUS: each frame as
@@ -152,6 +188,8 @@ static void dp_dgram_on_cpl(void *arg, const struct dp_cpl *c, uint32_t len)
         dp_dgram_status_put(d, &d->ans, sl->seq, sl->status, sl->handle, sl->msg_seq, sl->count);
         if (msgs)
                 dp_dgram_fetched_put(d, c, len);
+        if (msgs && c->op == ATOMQ_OP_FETCH && c->count != 0)
+                dp_dgram_cache_put(d, sl);
         dp_dgram_out_end(d, &d->ans);
 }
 

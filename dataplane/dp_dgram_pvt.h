@@ -28,10 +28,15 @@ struct dp_dgram_slot {
         uint64_t deadline_ns;   /* a pending request's */
         int32_t status;
         uint32_t count;
+        uint64_t cache_pos;     /* a fetch's answer in the answer cache ... */
+        uint32_t cache_len;     /* ... of these bytes; 0: not kept */
         uint8_t state;          /* enum dp_dgram_slot_state */
         uint8_t op;             /* the request's */
-        uint8_t reserved[6];
+        uint8_t reserved[2];
 };
+
+/* Bytes of fetch answers a worker keeps for copies of their requests. */
+#define DP_DGRAM_CACHE_BYTES (1u << 20)
 
 /* A subscription of a session; its index is the shard's sid. */
 struct dp_dgram_sub {
@@ -74,6 +79,7 @@ struct dp_dgram_out {
         uint8_t *buf;           /* NIC_DGRAM_BYTES_MAX */
         const struct dp_dgram_tx *tx; /* the backend it leaves through */
         uint32_t len;
+        uint32_t sent;          /* datagrams sent since begin (a long answer is split) */
         bool open;              /* begun and not ended */
         uint64_t session;
         struct nic_dgram_addr peer;
@@ -95,6 +101,14 @@ struct dp_dgram {
                                  * of the clock per frame cost 14% of the worker */
         uint64_t id_state;      /* session ids: a keyed sequence (dp_dgram_id_next) */
         uint64_t id_key;
+        /* Fetch answers, kept so that a copy of a fetch whose answer was
+         * lost gets the same messages again instead of a new fetch (which
+         * would count another delivery of each and, after max_deliver,
+         * drop them). A ring of DP_DGRAM_CACHE_BYTES: an answer lives
+         * there until later ones write over it (cache_written passes its
+         * position by the ring's size); one too old is fetched again. */
+        uint8_t *cache;
+        uint64_t cache_written;  /* bytes ever written, tails skipped at a wrap included */
         struct dp_dgram_out ans; /* answers to a datagram, or to a completion */
         struct dp_dgram_out dlv; /* a delivery: it may come while ans is open */
         uint8_t *cmd;           /* DP_CMD_BYTES_MAX: a command being built */
@@ -152,6 +166,10 @@ void dp_dgram_pong(struct dp_dgram *d, struct dp_dgram_session *s, uint64_t seq)
 /* The answer window slot sl holds, again (a retransmitted request). */
 void dp_dgram_answer_again(struct dp_dgram *d, struct dp_dgram_session *s,
                            const struct dp_dgram_slot *sl);
+/* A fetch's answer again from the cache: true when it was still there
+ * and went out. */
+bool dp_dgram_fetch_again(struct dp_dgram *d, struct dp_dgram_session *s,
+                          const struct dp_dgram_slot *sl);
 /* Completions of our column: answers. Returns the count. */
 int dp_dgram_cpls_poll(struct dp_dgram *d);
 

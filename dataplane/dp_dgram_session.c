@@ -238,6 +238,7 @@ uint32_t dp_dgram_sessions(const struct dp_dgram *d)
 static void dp_dgram_free(struct dp_dgram *d)
 {
         free(d->sessions);
+        free(d->cache);
         free(d->ans.buf);
         free(d->dlv.buf);
         free(d->cmd);
@@ -273,7 +274,9 @@ int dp_dgram_init(struct dp_dgram **out, struct dp_worker *w, const struct dp_dg
         d->ans.buf = aligned_alloc(8, shm_align_up(NIC_DGRAM_BYTES_MAX, 8));
         d->dlv.buf = aligned_alloc(8, shm_align_up(NIC_DGRAM_BYTES_MAX, 8));
         d->cmd = aligned_alloc(SHM_CACHE_LINE, DP_CMD_BYTES_MAX);
-        if (d->sessions == NULL || d->ans.buf == NULL || d->dlv.buf == NULL || d->cmd == NULL) {
+        d->cache = malloc(DP_DGRAM_CACHE_BYTES);
+        if (d->sessions == NULL || d->ans.buf == NULL || d->dlv.buf == NULL || d->cmd == NULL ||
+            d->cache == NULL) {
                 dp_dgram_free(d);
                 return -ENOMEM;
         }
