@@ -263,6 +263,17 @@ static const struct ctl_ctr worker_ctrs[] = {
         { "udp_busy", "udp_busy", "Requests dropped for a full ring (the peer resends).", WCTR(dgram.busy) },
         { "udp_tx_dropped", "udp_tx_dropped", "Datagrams the backend refused or too large to send.", WCTR(dgram.tx_dropped) },
         { "udp_request_timeouts", "udp_request_timeouts", "Datagram requests answered ETIMEDOUT.", WCTR(dgram.request_timeouts) },
+        { "dpdk_rx_packets", "dpdk_rx_packets", "Frames taken from the worker's DPDK queue.", WCTR(nic.rx_pkts) },
+        { "dpdk_rx_malformed", "dpdk_rx_malformed", "DPDK frames dropped: truncated, bad headers, IP fragments.", WCTR(nic.rx_malformed) },
+        { "dpdk_rx_bad_checksum", "dpdk_rx_bad_csum", "DPDK frames dropped: a wrong IPv4, UDP or ICMP checksum.", WCTR(nic.rx_bad_csum) },
+        { "dpdk_rx_not_for_us", "dpdk_rx_not_for_us", "DPDK frames dropped: another MAC, IP address or UDP port.", WCTR(nic.rx_not_for_us) },
+        { "dpdk_rx_other", "dpdk_rx_other", "DPDK frames dropped: other protocols, ARP replies.", WCTR(nic.rx_other) },
+        { "dpdk_arp_replies", "dpdk_arp_replies", "ARP requests answered on the DPDK port.", WCTR(nic.arp_replies) },
+        { "dpdk_icmp_replies", "dpdk_icmp_replies", "ICMP echo requests answered on the DPDK port.", WCTR(nic.icmp_replies) },
+        { "dpdk_tx_packets", "dpdk_tx_packets", "Frames the DPDK port took for sending.", WCTR(nic.tx_pkts) },
+        { "dpdk_tx_full", "dpdk_tx_full", "DPDK sends refused: the queue's tx was full.", WCTR(nic.tx_full) },
+        { "dpdk_tx_dropped", "dpdk_tx_dropped", "DPDK replies freed: no room to send them.", WCTR(nic.tx_dropped) },
+        { "dpdk_no_mbufs", "dpdk_no_mbufs", "DPDK sends refused: the pool had no buffer.", WCTR(nic.no_mbufs) },
 };
 
 #define SCTR(f) .off = offsetof(struct dp_shard_stats, f)

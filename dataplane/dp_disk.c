@@ -68,6 +68,7 @@ struct dp_disk {
         char dir[4096];
         char next_dir[4096 + 8];       /* dir ".next": a compaction's new log */
         int efd;                       /* the log's completions signal it; -1: none */
+        int failed_told;               /* the failed state already logged (its rc) */
 };
 
 static uint64_t dp_disk_realtime_ns(void)
@@ -180,12 +181,56 @@ int dp_disk_wait(struct dp_disk *d, const struct dp_disk_wait *wait)
         }
 }
 
+/* The log is failed (rc, from dp_seglog_poll): a write or fdatasync error
+ * stopped it, so answers still parked wait for records that will never be
+ * written. Each is answered with an error instead, and the failure is
+ * logged once: without this a request whose record was appended just
+ * before the failure (the first one into a segment the full disk refused,
+ * say) was never answered at all. Its message may still be in memory
+ * (the shard took it before the log failed), so the error says it is not
+ * durable rather than not kept. A rare path: it may format text. */
+static void dp_disk_failed(struct dp_disk *d, int rc)
+{
+        char why[4400];
+        if (d->failed_told != rc) {
+                d->failed_told = rc;
+                shm_log(SHM_LOG_ERR, "worker %u: disk log failed: %s: %s; storage disk is "
+                        "refused on this worker until atomqd restarts",
+                        d->w->index, dp_disk_error(d, why, sizeof(why)), strerror(-rc));
+        }
+        dp_disk_publish_ready(d, false);
+        if (d->parked_count == 0)
+                return;
+        char text[256];
+        int len = snprintf(text, sizeof(text),
+                           "{\"ok\":false,\"error\":\"%s\",\"message\":\"the disk log failed "
+                           "before this request's records were written (%s): not durable\"}",
+                           rc == -ENOSPC || rc == -EDQUOT ? "DISK_FULL" : "DISK_ERROR",
+                           strerror(-rc));
+        if (len < 0 || (size_t)len >= sizeof(text))
+                len = snprintf(text, sizeof(text), "{\"ok\":false,\"error\":\"DISK_ERROR\"}");
+        while (d->parked_count > 0) {
+                struct dp_disk_parked *p = &d->parked[d->parked_head];
+                struct dp_msg_in m = { .subject = p->data, .subject_len = p->subject_len,
+                                       .payload = text, .payload_len = (uint32_t)len,
+                                       .storage = -1 };
+                (void)dp_worker_publish_msg(d->w, &m, 0, 0);
+                free(p->data);
+                p->data = NULL;
+                d->parked_head = (d->parked_head + 1) % DP_DISK_PARKED_MAX;
+                d->parked_count--;
+        }
+}
+
 void dp_disk_settle(struct dp_disk *d)
 {
         if (d == NULL || d->parked_count == 0)
                 return;
-        if (dp_seglog_poll(d->log, shm_clock_ns()) >= 0)
+        int rc = dp_seglog_poll(d->log, shm_clock_ns());
+        if (rc >= 0)
                 dp_disk_publish_ready(d, false);
+        else
+                dp_disk_failed(d, rc);
 }
 
 void dp_disk_request_begin(struct dp_disk *d)
@@ -728,8 +773,13 @@ int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
 {
         int rc = dp_seglog_poll(d->log, now_ns);
         dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
-        if (d->parked_count > 0)
-                dp_disk_publish_ready(d, false);
+        if (rc < 0) {
+                dp_disk_failed(d, rc);
+        } else {
+                d->failed_told = 0;   /* open again (a compaction reopened it) */
+                if (d->parked_count > 0)
+                        dp_disk_publish_ready(d, false);
+        }
         /* Between requests, with no I/O in flight or due: a log grown to
          * compact_after segments is written afresh. */
         if (rc == 0 && dp_seglog_segments(d->log, NULL, 0) >= d->compact_after &&

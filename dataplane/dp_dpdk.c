@@ -47,6 +47,18 @@ static uint32_t dp_dpdk_bytes_max(void *q)
         return (uint32_t)nic_dpdk_payload_max(q);
 }
 
+static void dp_dpdk_stats(void *q, struct nic_dgram_stats *out)
+{
+        const struct nic_dpdk_stats *s = nic_dpdk_stats(q);
+        *out = (struct nic_dgram_stats){
+                .rx_pkts = s->rx_pkts, .rx_malformed = s->rx_malformed,
+                .rx_bad_csum = s->rx_bad_csum, .rx_not_for_us = s->rx_not_for_us,
+                .rx_other = s->rx_other, .arp_replies = s->arp_replies,
+                .icmp_replies = s->icmp_replies, .tx_pkts = s->tx_pkts,
+                .tx_full = s->tx_full, .tx_dropped = s->tx_dropped, .no_mbufs = s->no_mbufs,
+        };
+}
+
 static const struct nic_dgram_ops dp_dpdk_ops = {
         .thread_init = dp_dpdk_thread_init,
         .queue = dp_dpdk_queue,
@@ -54,6 +66,7 @@ static const struct nic_dgram_ops dp_dpdk_ops = {
         .send = dp_dpdk_send,
         .flush = dp_dpdk_flush,
         .bytes_max = dp_dpdk_bytes_max,
+        .stats = dp_dpdk_stats,
 };
 
 /* "IPv4:PORT" into network-order ip and port. */

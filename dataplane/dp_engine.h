@@ -67,9 +67,10 @@ struct dp_groups;
 #include "shm/shm_arena.h"
 
 #define DP_ENGINE_MAGIC 0x454e494745514d41ull /* "AMQEGINE" */
-#define DP_ENGINE_VERSION 5 /* 2: shard and idle config, owner, audit; 3: agents;
+#define DP_ENGINE_VERSION 6 /* 2: shard and idle config, owner, audit; 3: agents;
                              * 4: NATS counters in the worker stats (384 bytes);
-                             * 5: datagram counters (512 bytes), net client columns */
+                             * 5: datagram counters (512 bytes), net client columns;
+                             * 6: a polled backend's counters (640 bytes) */
 #define DP_REGION_ENGINE (SHM_REGION_USER + 1)
 #define DP_REGION_SHARDS (SHM_REGION_USER + 2)
 /* Ring sizes a command (DP_CMD_BYTES_MAX) or a completion (DP_CPL_BYTES_MAX)

@@ -35,6 +35,7 @@
 #include "dataplane/dp_counter.h"
 #include "dataplane/dp_idle.h"
 #include "dataplane/dp_shard.h"
+#include "nic/nic_dgram.h"
 #include "shm/shm_base.h"
 #include "shm/shm_mpsc.h"
 #include "shm/shm_vring.h"
@@ -106,6 +107,23 @@ struct dp_dgram_stats {
         dp_counter request_timeouts;  /* requests answered -ETIMEDOUT */
 };
 
+/* A polled datagram backend's counters (a DPDK queue), added up from the
+ * backend's own every DP_NET_STATS_NS: they carry on across dataplane
+ * restarts, as the arena does. */
+struct dp_nic_counters {
+        dp_counter rx_pkts;
+        dp_counter rx_malformed;
+        dp_counter rx_bad_csum;
+        dp_counter rx_not_for_us;
+        dp_counter rx_other;
+        dp_counter arp_replies;
+        dp_counter icmp_replies;
+        dp_counter tx_pkts;
+        dp_counter tx_full;
+        dp_counter tx_dropped;
+        dp_counter no_mbufs;
+};
+
 /* A worker's counters: in the arena, one writer (the worker), read by
  * anyone with dp_counter_get. Whole cache-line pairs of their own per
  * worker, so the adjacent-line prefetcher does not pair them with a
@@ -132,8 +150,9 @@ struct dp_worker_stats {
         struct dp_nats_stats nats;
         struct dp_disk_counters disk;
         struct dp_dgram_stats dgram;
+        struct dp_nic_counters nic;
 };
-#define DP_WORKER_STATS_BYTES 512u
+#define DP_WORKER_STATS_BYTES 640u
 _Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats fit their lines");
 
 struct dp_worker;
@@ -188,6 +207,8 @@ struct dp_worker {
         struct dp_dgram *dgram;       /* the datagram sessions; NULL: none */
         struct dp_dgram_port *udp_port; /* the kernel UDP socket's sessions' port */
         void *dgram_q;                /* the polled backend's queue (engine dgram_nic) */
+        struct nic_dgram_stats dgram_q_seen; /* its counters as last added to stats->nic */
+        uint64_t dgram_q_stats_ns;    /* when */
         struct dp_dgram_port *dgram_q_port; /* its sessions' port */
         struct dp_disk *disk;         /* the disk tier's log; NULL: none (dp_disk.h) */
         bool disk_watched;            /* the NATS ring's sleep wakes for the log's I/O */

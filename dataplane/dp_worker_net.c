@@ -83,6 +83,28 @@ static int dp_net_wait(void *arg, struct shm_wake *const *words, const uint32_t 
         return nic_uring_wait(w->nic, words, seq, count, timeout_ns);
 }
 
+/* Adds what the polled backend counted since the last time to the
+ * worker's arena counters. */
+static void dp_net_polled_stats(struct dp_worker *w)
+{
+        struct nic_dgram_stats now;
+        struct nic_dgram_stats *seen = &w->dgram_q_seen;
+        struct dp_nic_counters *c = &w->stats->nic;
+        w->engine->dgram_nic.ops->stats(w->dgram_q, &now);
+        dp_counter_add(&c->rx_pkts, now.rx_pkts - seen->rx_pkts);
+        dp_counter_add(&c->rx_malformed, now.rx_malformed - seen->rx_malformed);
+        dp_counter_add(&c->rx_bad_csum, now.rx_bad_csum - seen->rx_bad_csum);
+        dp_counter_add(&c->rx_not_for_us, now.rx_not_for_us - seen->rx_not_for_us);
+        dp_counter_add(&c->rx_other, now.rx_other - seen->rx_other);
+        dp_counter_add(&c->arp_replies, now.arp_replies - seen->arp_replies);
+        dp_counter_add(&c->icmp_replies, now.icmp_replies - seen->icmp_replies);
+        dp_counter_add(&c->tx_pkts, now.tx_pkts - seen->tx_pkts);
+        dp_counter_add(&c->tx_full, now.tx_full - seen->tx_full);
+        dp_counter_add(&c->tx_dropped, now.tx_dropped - seen->tx_dropped);
+        dp_counter_add(&c->no_mbufs, now.no_mbufs - seen->no_mbufs);
+        *seen = now;
+}
+
 /* The backend: TCP when NATS is on, UDP when datagrams are. */
 static int dp_net_nic_open(struct dp_worker *w, const struct dp_nats_config *nc,
                            const struct dp_dgram_config *dc)
@@ -163,11 +185,14 @@ void dp_worker_net_close(struct dp_worker *w)
         nic_uring_fini(w->nic);
         dp_nats_fini(w->nats);
         w->nats = NULL;
+        if (w->dgram_q != NULL)
+                dp_net_polled_stats(w);
         dp_dgram_fini(w->dgram);
         w->dgram = NULL;
         w->udp_port = NULL;
         w->dgram_q = NULL;
         w->dgram_q_port = NULL;
+        w->dgram_q_seen = (struct nic_dgram_stats){ 0 };
         free(w->nic);
         w->nic = NULL;
         w->disk_watched = false;
@@ -182,6 +207,10 @@ int dp_worker_net_poll(struct dp_worker *w, uint64_t now_ns)
         if (w->dgram_q != NULL) {
                 rc = w->engine->dgram_nic.ops->poll(w->dgram_q, dp_dgram_input, w->dgram_q_port);
                 work += rc > 0 ? rc : 0;
+                if (now_ns - w->dgram_q_stats_ns >= DP_NET_STATS_NS) {
+                        w->dgram_q_stats_ns = now_ns;
+                        dp_net_polled_stats(w);
+                }
         }
         if (w->nats != NULL)
                 work += dp_nats_poll(w->nats, now_ns);

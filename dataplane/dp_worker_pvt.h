@@ -163,6 +163,8 @@ void dp_worker_cpl_corrupt(struct dp_worker *w, uint32_t client);
  * idle; --busy-poll=always never sleeps): what a frame may wait in the
  * NIC's ring when the worker was idle. */
 #define DP_NET_POLL_NS (100ull * 1000)
+/* How often a polled backend's counters reach the arena. */
+#define DP_NET_STATS_NS (100ull * 1000 * 1000)
 
 /* Opens the worker's network (on its own thread): the io_uring backend
  * with the NATS listener and/or the datagram socket the engine's config

@@ -40,6 +40,22 @@ typedef void nic_dgram_fn(void *arg, const struct nic_dgram_addr *from, const ui
 /* The largest UDP payload over IPv4 (65535 - 20 - 8). */
 #define NIC_DGRAM_BYTES_MAX 65507u
 
+/* A polled backend's counters of one queue since it started: what it
+ * took, answered and dropped (each reason its own). */
+struct nic_dgram_stats {
+        uint64_t rx_pkts;
+        uint64_t rx_malformed;   /* truncated, bad headers, fragments */
+        uint64_t rx_bad_csum;
+        uint64_t rx_not_for_us;  /* another MAC, IP address or UDP port */
+        uint64_t rx_other;       /* other protocols, ARP replies */
+        uint64_t arp_replies;
+        uint64_t icmp_replies;
+        uint64_t tx_pkts;
+        uint64_t tx_full;        /* sends refused: the queue's tx was full */
+        uint64_t tx_dropped;     /* replies freed: no room */
+        uint64_t no_mbufs;       /* sends refused: no buffer */
+};
+
 /* A polled datagram backend (a DPDK port: nic_dpdk.h), as a worker sees
  * it: one queue per worker, polled in its loop, flushed at the end of a
  * pass. The program that owns the backend fills these in, so the workers'
@@ -56,6 +72,8 @@ struct nic_dgram_ops {
         int (*flush)(void *q);
         /* The largest datagram a send takes. */
         uint32_t (*bytes_max)(void *q);
+        /* The queue's counters, on the worker's thread. */
+        void (*stats)(void *q, struct nic_dgram_stats *out);
 };
 
 struct nic_dgram_backend {

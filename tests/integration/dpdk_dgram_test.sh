@@ -4,7 +4,8 @@
 # (tests/integration/veth_env.sh), no kernel UDP socket (--udp off), and
 # kernel UDP clients inside the namespace (dpdk_dgram_client.py). Checks
 # that the appliance answers ping (ARP and ICMP by the DPDK port), that
-# every datagram op works through it, and the counters the server keeps.
+# every datagram op works through it, and the counters the server keeps,
+# the port's own (dpdk_* in /workers) among them.
 #
 #   sh tests/integration/dpdk_dgram_test.sh build/control/atomqd
 #
@@ -52,6 +53,14 @@ PY
 [ "$(counter udp_bad_crc)" -eq 1 ] || fail "bad CRC counted: $(counter udp_bad_crc)"
 [ "$(counter udp_retransmits)" -ge 40 ] || fail "retransmits: $(counter udp_retransmits)"
 [ "$(counter udp_spoofed)" -eq 0 ] || fail "spoofed: $(counter udp_spoofed)"
+# The port's own counters reach /workers every 100 ms.
+sleep 0.3
+[ "$(counter dpdk_arp_replies)" -ge 1 ] || fail "ARP replies: $(counter dpdk_arp_replies)"
+[ "$(counter dpdk_icmp_replies)" -eq 2 ] || fail "ICMP replies: $(counter dpdk_icmp_replies)"
+# At least the 60 sends, 20 acks and the pings; retransmissions vary.
+[ "$(counter dpdk_rx_packets)" -ge 83 ] || fail "rx packets: $(counter dpdk_rx_packets)"
+[ "$(counter dpdk_rx_malformed)" -eq 0 ] || fail "malformed: $(counter dpdk_rx_malformed)"
+[ "$(counter dpdk_rx_bad_csum)" -eq 0 ] || fail "bad checksums: $(counter dpdk_rx_bad_csum)"
 
 kill -TERM "$pid"
 wait "$pid" || fail "atomqd exit status $?"
