@@ -107,8 +107,13 @@ static inline bool dp_dgram_endpoint_is(uint32_t endpoint)
         return (endpoint & DP_DGRAM_ENDPOINT_BITS) == DP_DGRAM_ENDPOINT_BITS;
 }
 
-/* A delivery from the shard to a session: a MSG datagram. */
+/* A delivery from the shard to a session: a MSG frame, in a datagram that
+ * may carry more of that session's messages of this pass. */
 void dp_dgram_deliver(struct dp_dgram *d, const struct dp_dispatch *dsp);
+
+/* Hands the pass's last delivery datagram to its backend (before the
+ * backends' flush). */
+void dp_dgram_flush(struct dp_dgram *d);
 
 /* Has a completion for our column come back (the idle re-check)? */
 bool dp_dgram_ready(struct dp_dgram *d);

@@ -249,19 +249,33 @@ static void dp_dgram_msg_put(struct dp_dgram *d, struct dp_dgram_session *s, uin
                 m.reply_subject_len = v->reply_subject_len;
         }
         uint64_t bytes = dp_frame_bytes(&m);
-        dp_dgram_out_begin(d, &d->dlv, s->port, s->id, &s->peer);
-        uint8_t *p = bytes != 0 && bytes <= UINT32_MAX
-                             ? dp_dgram_out_reserve(d, &d->dlv, (uint32_t)bytes)
-                             : NULL;
-        if (p != NULL) {
-                /* The first frame of its datagram: 8-byte aligned. */
-                dp_frame_write(p, (enum atomq_frame_op)op, &m);
-                struct atomq_frame *f = (struct atomq_frame *)p;
-                f->handle = handle;
-                f->seq = seq;
-                dp_dgram_out_commit(&d->dlv, (uint32_t)bytes, d->stats);
-        }
-        dp_dgram_out_end(d, &d->dlv);
+        struct dp_dgram_out *o = &d->dlv;
+        /* Messages to one session in one pass share datagrams (a burst of
+         * publishes fans out to few packets); another session's message
+         * sends what is there first. */
+        if (o->open && o->session != s->id)
+                dp_dgram_out_end(d, o);
+        if (!o->open)
+                dp_dgram_out_begin(d, o, s->port, s->id, &s->peer);
+        uint8_t *p = bytes != 0 && bytes <= UINT32_MAX ? dp_dgram_out_reserve(d, o, (uint32_t)bytes)
+                                                       : NULL;
+        if (p == NULL)
+                return;
+        /* Frames after the first are not aligned: the header is built
+         * aside and copied. */
+        dp_frame_write(p, (enum atomq_frame_op)op, &m);
+        struct atomq_frame f;
+        memcpy(&f, p, sizeof(f));
+        f.handle = handle;
+        f.seq = seq;
+        memcpy(p, &f, sizeof(f));
+        dp_dgram_out_commit(o, (uint32_t)bytes, d->stats);
+}
+
+void dp_dgram_flush(struct dp_dgram *d)
+{
+        if (d->dlv.open)
+                dp_dgram_out_end(d, &d->dlv);
 }
 
 void dp_dgram_deliver(struct dp_dgram *d, const struct dp_dispatch *dsp)

@@ -221,6 +221,8 @@ int dp_worker_net_poll(struct dp_worker *w, uint64_t now_ns)
 
 void dp_worker_net_flush(struct dp_worker *w)
 {
+        if (w->dgram != NULL)
+                dp_dgram_flush(w->dgram);
         if (w->dgram_q != NULL)
                 (void)w->engine->dgram_nic.ops->flush(w->dgram_q);
         if (w->nic != NULL)
