@@ -26,6 +26,8 @@ struct ctl_config {
         char nats_token[128];            /* --nats-token: clients must send it */
         char nats_user[64];              /* --nats-user and --nats-pass */
         char nats_pass[128];
+        bool nats_no_auth;               /* --nats-no-auth: a non-loopback listener without
+                                          * credentials is allowed */
         char udp_addr[64];               /* --udp ADDR:PORT, "off": no atomq datagrams */
         uint32_t udp_sessions;           /* --udp-sessions: per worker */
         uint32_t udp_lease_ms;           /* --udp-lease-ms */

@@ -72,6 +72,10 @@ static const struct ctl_config_key ctl_keys[] = {
         { .name = "nats-pass", .arg = "PASS", .kind = CTL_KEY_STRING, CTL_FIELD(nats_pass),
           .flags = CTL_KEY_F_SECRET,
           .help = "the password that goes with --nats-user" },
+        { .name = "nats-no-auth", .kind = CTL_KEY_BOOL, CTL_FIELD(nats_no_auth),
+          .help = "serve NATS on a non-loopback address without\n"
+                  "credentials (refused by default: any host that\n"
+                  "reaches it could publish and subscribe)" },
         { .name = "ping-interval-ms", .arg = "MS", .def = "120000", .kind = CTL_KEY_U32,
           CTL_FIELD(ping_interval_ms), .min = 100, .max = 86400000,
           .help = "the server PINGs each NATS client this often;\n"

@@ -155,11 +155,19 @@ static int ctl_nats_config(void)
             (cfg.nats_user[0] && (setenv(DP_NATS_ENV_USER, cfg.nats_user, 1) != 0 ||
                                   setenv(DP_NATS_ENV_PASS, cfg.nats_pass, 1) != 0)))
                 return -errno;
+        /* Authentication is off only on loopback unless asked for. */
         if (!dp_nats_auth_required(&nats_cfg) && strncmp(nats_cfg.host, "127.", 4) != 0 &&
-            strcmp(nats_cfg.host, "::1") != 0)
-                shm_log(SHM_LOG_WARN, "NATS listener on %s without authentication: any host "
-                        "that reaches it may publish and subscribe (--nats-token or "
-                        "--nats-user/--nats-pass)", nats_cfg.host);
+            strcmp(nats_cfg.host, "::1") != 0) {
+                if (!cfg.nats_no_auth) {
+                        shm_log(SHM_LOG_ERR, "--nats %s: a listener beyond loopback needs "
+                                "credentials (--nats-token, or --nats-user and --nats-pass); "
+                                "--nats-no-auth serves it without", cfg.nats_addr);
+                        return -EINVAL;
+                }
+                shm_log(SHM_LOG_WARN, "NATS listener on %s without authentication "
+                        "(--nats-no-auth): any host that reaches it may publish and subscribe",
+                        nats_cfg.host);
+        }
         return 0;
 }
 

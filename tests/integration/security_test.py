@@ -291,6 +291,30 @@ def test_bad_names(exe, tmp):
     print("ok: unknown group or user: exit 2 naming the key and the value")
 
 
+def test_nats_auth_default(exe, tmp):
+    """NATS beyond loopback without credentials is refused unless asked for."""
+    def once(*args):
+        d = os.path.join(tmp, "once")
+        shutil.rmtree(d, ignore_errors=True)
+        os.mkdir(d)
+        return subprocess.run([exe, "--hugepages", "off", "--control", os.path.join(d, "c.sock"),
+                               "--metrics", "off", "--data-dir", os.path.join(d, "data"),
+                               "--max-agents", "0", "--once", *args],
+                              capture_output=True, text=True, timeout=30)
+    addr = f"0.0.0.0:{free_port()}"
+    r = once("--nats", addr)
+    check(r.returncode == 1 and "a listener beyond loopback needs credentials" in r.stderr,
+          f"--nats {addr} without credentials: exit {r.returncode}: {r.stderr[-300:]}")
+    r = once("--nats", addr, "--nats-no-auth")
+    check(r.returncode == 0 and "without authentication (--nats-no-auth)" in r.stderr,
+          f"--nats-no-auth: exit {r.returncode}: {r.stderr[-300:]}")
+    r = once("--nats", addr, "--nats-token", "s3cret")
+    check(r.returncode == 0, f"with a token: exit {r.returncode}: {r.stderr[-300:]}")
+    r = once("--nats", f"127.0.0.1:{free_port()}")
+    check(r.returncode == 0, f"loopback without credentials: exit {r.returncode}: {r.stderr[-300:]}")
+    print("ok: NATS without credentials only on loopback, or with --nats-no-auth")
+
+
 def test_group(exe, ctl_exe, latest, tmp, group):
     gid = grp.getgrnam(group).gr_gid
     conf = os.path.join(tmp, "group.conf")
@@ -395,6 +419,7 @@ def main():
     try:
         test_default(exe, ctl_exe, tmp)
         test_bad_names(exe, tmp)
+        test_nats_auth_default(exe, tmp)
         test_group(exe, ctl_exe, latest, tmp, group)
     except Failure as e:
         print(f"FAIL: {e}")
