@@ -388,7 +388,28 @@ static uint32_t dp_dgram_frame_at(struct dp_dgram *d, uint64_t session, const ui
         return (uint32_t)bytes;
 }
 
-/* A datagram of session 0: a PING opens a session, nothing else is taken. */
+/* The live session a copy of this open's PING opened already, or NULL.
+ * Only one that has taken no request yet: a client that restarts on the
+ * same address and port with the same nonce must not inherit the answers
+ * kept for another's sequence numbers. */
+static struct dp_dgram_session *dp_dgram_open_again(struct dp_dgram *d, uint8_t port,
+                                                    const struct nic_dgram_addr *from,
+                                                    uint64_t nonce)
+{
+        for (uint32_t i = 0; i < DP_DGRAM_OPENS; i++) {
+                const struct dp_dgram_open *o = &d->opens[i];
+                if (o->id == 0 || o->nonce != nonce || o->port != port ||
+                    !nic_dgram_addr_eq(&o->peer, from))
+                        continue;
+                struct dp_dgram_session *s = dp_dgram_session_find(d, o->id);
+                if (s != NULL && s->seq_max == 0)
+                        return s;
+        }
+        return NULL;
+}
+
+/* A datagram of session 0: a PING opens a session, nothing else is taken.
+ * A copy of a PING whose PONG was lost gets the session it opened. */
 static struct dp_dgram_session *dp_dgram_open(struct dp_dgram *d, uint8_t port,
                                               const struct nic_dgram_addr *from,
                                               const struct atomq_frame *f)
@@ -397,7 +418,12 @@ static struct dp_dgram_session *dp_dgram_open(struct dp_dgram *d, uint8_t port,
                 dp_counter_inc(&d->stats->spoofed);
                 return NULL;
         }
-        struct dp_dgram_session *s = dp_dgram_session_open(d, port, from, d->now_ns);
+        struct dp_dgram_session *s = dp_dgram_open_again(d, port, from, f->seq);
+        if (s != NULL) {
+                dp_counter_inc(&d->stats->retransmits);
+                return s;
+        }
+        s = dp_dgram_session_open(d, port, from, d->now_ns);
         if (s == NULL) {
                 dp_counter_inc(&d->stats->sessions_refused);
                 dp_dgram_out_begin(d, &d->ans, port, 0, from);
@@ -406,6 +432,8 @@ static struct dp_dgram_session *dp_dgram_open(struct dp_dgram *d, uint8_t port,
                 return NULL;
         }
         dp_counter_inc(&d->stats->sessions_opened);
+        d->opens[d->opens_next++ % DP_DGRAM_OPENS] =
+                (struct dp_dgram_open){ .peer = *from, .port = port, .nonce = f->seq, .id = s->id };
         return s;
 }
 

@@ -85,6 +85,16 @@ struct dp_dgram_out {
         struct nic_dgram_addr peer;
 };
 
+/* A session opened lately: a copy of its PING (same peer, same seq: the
+ * client's nonce) gets the same session, not another one. */
+struct dp_dgram_open {
+        struct nic_dgram_addr peer;
+        uint8_t port;
+        uint64_t nonce;
+        uint64_t id;
+};
+#define DP_DGRAM_OPENS 256u
+
 struct dp_dgram {
         struct dp_worker *w;
         struct dp_dgram_stats *stats;
@@ -112,6 +122,8 @@ struct dp_dgram {
         struct dp_dgram_out ans; /* answers to a datagram, or to a completion */
         struct dp_dgram_out dlv; /* a delivery: it may come while ans is open */
         uint8_t *cmd;           /* DP_CMD_BYTES_MAX: a command being built */
+        struct dp_dgram_open opens[DP_DGRAM_OPENS]; /* the last opens, a ring */
+        uint32_t opens_next;
 };
 
 /* ---- dp_dgram_session.c ---- */

@@ -106,6 +106,14 @@ def check(cond, why, server):
 def test_open_and_pubsub(srv, uport, mport):
     s = Session(uport).open()
     check(s.session != 0 and s.lease_ms == 2000, f"session {s.session:x} lease {s.lease_ms}", srv)
+    # A copy of the open's PING (its PONG lost) gets the same session,
+    # not a second one.
+    opened = counter(mport, "udp_sessions_opened")
+    s.send_frames([Frame(OP["PING"], seq=7)], session=0)
+    again = s.recv(1.0)
+    check(again is not None and again[0] == s.session and again[1][0].op == OP["PONG"],
+          f"a copy of the open: {again}", srv)
+    check(counter(mport, "udp_sessions_opened") == opened, "a copy of the open opened another", srv)
     sub, _ = s.call(Frame(OP["SUB"], handle=42, subject=b"cross.>"))
     st, _, sub_id, _ = sub.status()
     check(st == 0 and sub_id != 0, f"SUB answered {sub.status()}", srv)
