@@ -12,6 +12,8 @@
  */
 #include "dataplane/dp_crc32c.h"
 
+#include "atomq/frame.h"
+
 #include <endian.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -249,4 +251,15 @@ bool dp_crc32c_hw_available(void)
 void dp_crc32c_force_sw(bool on)
 {
         atomic_store_explicit(&dp_crc32c_use_hw, dp_crc32c_have_hw && !on, memory_order_relaxed);
+}
+
+uint32_t dp_crc32c_dgram(uint64_t session, const void *f, uint32_t len)
+{
+        static const uint8_t zero[4];
+        const uint32_t at = (uint32_t)offsetof(struct atomq_frame, crc32c);
+        const uint8_t *p = f;
+        uint32_t c = dp_crc32c(0, &session, sizeof(session));
+        c = dp_crc32c(c, p, at);
+        c = dp_crc32c(c, zero, sizeof(zero));
+        return dp_crc32c(c, p + at + sizeof(zero), len - at - (uint32_t)sizeof(zero));
 }

@@ -23,6 +23,12 @@
 /* The CRC32C of len bytes at buf, continuing from crc (0 to start). */
 uint32_t dp_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* The CRC of an atomq datagram's frame (atomq/dgram.h): the session id's
+ * 8 bytes, then the frame of len bytes at f (len >= the 48-byte header;
+ * any alignment) with its crc32c field taken as zero. The server and the
+ * clients (libatomq, tests, atomq-bench) share this one. */
+uint32_t dp_crc32c_dgram(uint64_t session, const void *f, uint32_t len);
+
 /* The table-driven path, whatever the CPU. */
 uint32_t dp_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 

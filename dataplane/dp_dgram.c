@@ -23,18 +23,6 @@
 #include "dataplane/dp_subject.h"
 #include "dataplane/dp_worker_pvt.h"
 
-/* The CRC of frame f (len bytes) in session: the session id's bytes, then
- * the frame with its crc32c field taken as zero. */
-static uint32_t dp_dgram_crc(uint64_t session, const uint8_t *f, uint32_t len)
-{
-        static const uint8_t zero[4];
-        const uint32_t at = (uint32_t)offsetof(struct atomq_frame, crc32c);
-        uint32_t c = dp_crc32c(0, &session, sizeof(session));
-        c = dp_crc32c(c, f, at);
-        c = dp_crc32c(c, zero, sizeof(zero));
-        return dp_crc32c(c, f + at + 4, len - at - 4);
-}
-
 void dp_dgram_crc_fill(uint64_t session, uint8_t *f, uint32_t len)
 {
         /* Frames in a datagram are not aligned: the header is copied. */
@@ -42,7 +30,7 @@ void dp_dgram_crc_fill(uint64_t session, uint8_t *f, uint32_t len)
         memcpy(&h, f, sizeof(h));
         h.flags |= ATOMQ_FRAME_F_CRC;
         memcpy(f, &h, sizeof(h));
-        h.crc32c = dp_dgram_crc(session, f, len);
+        h.crc32c = dp_crc32c_dgram(session, f, len);
         memcpy(f + offsetof(struct atomq_frame, crc32c), &h.crc32c, sizeof(h.crc32c));
 }
 
@@ -381,7 +369,7 @@ static uint32_t dp_dgram_frame_at(struct dp_dgram *d, uint64_t session, const ui
                 return 0;
         }
         if (!(f->flags & ATOMQ_FRAME_F_CRC) ||
-            dp_dgram_crc(session, data + off, (uint32_t)bytes) != f->crc32c) {
+            dp_crc32c_dgram(session, data + off, (uint32_t)bytes) != f->crc32c) {
                 dp_counter_inc(&d->stats->bad_crc);
                 return 0;
         }

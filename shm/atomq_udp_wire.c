@@ -34,18 +34,6 @@
 
 /* ---- frames ---------------------------------------------------------------- */
 
-/* The CRC of a frame of len bytes at f in session (dgram.h): the session
- * id's 8 bytes, then the frame with its crc32c field taken as zero. */
-static uint32_t atomq_udp_crc(uint64_t session, const uint8_t *f, uint32_t len)
-{
-        static const uint8_t zero[4];
-        const uint32_t at = (uint32_t)offsetof(struct atomq_frame, crc32c);
-        uint32_t c = dp_crc32c(0, &session, sizeof(session));
-        c = dp_crc32c(c, f, at);
-        c = dp_crc32c(c, zero, sizeof(zero));
-        return dp_crc32c(c, f + at + 4, len - at - 4);
-}
-
 /* Builds a datagram of one frame at out (ATOMQ_UDP_TX_BYTES): session,
  * then m as a frame of op with handle, seq and flags, CRC filled. *len
  * gets its bytes. -EMSGSIZE: it does not fit a datagram atomqd takes. */
@@ -65,7 +53,7 @@ int atomq_udp_build(uint8_t *out, uint64_t session, uint8_t op, uint16_t flags,
         f.flags |= (uint16_t)(flags | ATOMQ_FRAME_F_CRC);
         f.crc32c = 0;
         memcpy(p, &f, sizeof(f));
-        f.crc32c = atomq_udp_crc(session, p, (uint32_t)bytes);
+        f.crc32c = dp_crc32c_dgram(session, p, (uint32_t)bytes);
         memcpy(p + offsetof(struct atomq_frame, crc32c), &f.crc32c, sizeof(f.crc32c));
         *len = (uint32_t)(bytes + ATOMQ_DGRAM_SESSION_BYTES);
         return 0;
@@ -312,7 +300,7 @@ static uint32_t atomq_udp_frame_at(struct atomq_udp *u, uint64_t session, const 
                 return 0;
         }
         if (!(f->flags & ATOMQ_FRAME_F_CRC) ||
-            atomq_udp_crc(session, data + off, (uint32_t)bytes) != f->crc32c) {
+            dp_crc32c_dgram(session, data + off, (uint32_t)bytes) != f->crc32c) {
                 u->bad_crc++;
                 return 0;
         }
