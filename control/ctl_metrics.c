@@ -274,6 +274,7 @@ static const struct ctl_ctr worker_ctrs[] = {
         { "dpdk_tx_full", "dpdk_tx_full", "DPDK sends refused: the queue's tx was full.", WCTR(nic.tx_full) },
         { "dpdk_tx_dropped", "dpdk_tx_dropped", "DPDK replies freed: no room to send them.", WCTR(nic.tx_dropped) },
         { "dpdk_no_mbufs", "dpdk_no_mbufs", "DPDK sends refused: the pool had no buffer.", WCTR(nic.no_mbufs) },
+        { "net_errors", "net_errors", "Network backend polls or flushes that failed (io_uring_enter).", WCTR(net_errors) },
 };
 
 #define SCTR(f) .off = offsetof(struct dp_shard_stats, f)

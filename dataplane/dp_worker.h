@@ -151,6 +151,8 @@ struct dp_worker_stats {
         struct dp_disk_counters disk;
         struct dp_dgram_stats dgram;
         struct dp_nic_counters nic;
+        dp_counter net_errors;     /* the network backend's poll or flush failed (-errno
+                                    * of io_uring_enter, a polled queue's poll) */
 };
 #define DP_WORKER_STATS_BYTES 640u
 _Static_assert(sizeof(struct dp_worker_stats) <= DP_WORKER_STATS_BYTES, "stats fit their lines");

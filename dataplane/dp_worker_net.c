@@ -204,9 +204,13 @@ int dp_worker_net_poll(struct dp_worker *w, uint64_t now_ns)
                 return 0;
         int rc = nic_uring_poll(w->nic);
         int work = rc > 0 ? rc : 0;
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+                dp_counter_inc(&w->stats->net_errors);
         if (w->dgram_q != NULL) {
                 rc = w->engine->dgram_nic.ops->poll(w->dgram_q, dp_dgram_input, w->dgram_q_port);
                 work += rc > 0 ? rc : 0;
+                if (rc < 0)
+                        dp_counter_inc(&w->stats->net_errors);
                 if (now_ns - w->dgram_q_stats_ns >= DP_NET_STATS_NS) {
                         w->dgram_q_stats_ns = now_ns;
                         dp_net_polled_stats(w);
@@ -225,6 +229,10 @@ void dp_worker_net_flush(struct dp_worker *w)
                 dp_dgram_flush(w->dgram);
         if (w->dgram_q != NULL)
                 (void)w->engine->dgram_nic.ops->flush(w->dgram_q);
-        if (w->nic != NULL)
-                (void)nic_uring_flush(w->nic);
+        if (w->nic != NULL) {
+                int rc = nic_uring_flush(w->nic);
+                /* The busy ones are retried at the next flush. */
+                if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+                        dp_counter_inc(&w->stats->net_errors);
+        }
 }
