@@ -596,8 +596,16 @@ static void dp_nats_ping_sweep(struct dp_nats *n, uint64_t now_ns)
                         continue;
                 c->last_ping_ns = now_ns;
                 if (c->pings_out >= n->cfg.max_pings_out) {
+                        /* A silent client sent no bad input: it counts as
+                         * stale only, not also as a protocol error
+                         * (dp_nats_err's close would count it there). */
+                        static const char stale[] = "-ERR 'Stale Connection'\r\n";
                         dp_counter_inc(&n->stats->stale_conns);
-                        dp_nats_err(n, c, "Stale Connection", true);
+                        dp_nats_send(n, c, stale, sizeof(stale) - 1);
+                        if (!c->closing) {
+                                c->closing = true;
+                                nic_uring_close(n->nic, c->id, true);
+                        }
                         continue;
                 }
                 c->pings_out++;
