@@ -293,6 +293,13 @@ const struct nic_uring_stats *nic_uring_stats(const struct nic_uring *n)
         return &n->stats;
 }
 
+#ifdef NIC_FAULT_INJECT
+void nic_uring_fault_set(struct nic_uring *n, uint32_t every, int err)
+{
+        n->fault = (struct nic_fault){ .every = every, .err = err };
+}
+#endif
+
 static int nic_config_check(const struct nic_uring_config *cfg, const struct nic_uring_ops *ops)
 {
         if (ops == NULL || ops->on_open == NULL || ops->on_data == NULL || ops->on_close == NULL)

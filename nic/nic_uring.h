@@ -123,6 +123,7 @@ struct nic_uring_stats {
         uint64_t udp_tx_bytes;
         uint64_t udp_tx_full;    /* nic_uring_udp_send refused: both batches busy */
         uint64_t udp_tx_errors;  /* sends the kernel failed */
+        uint64_t faults_injected; /* test builds only (NIC_FAULT_INJECT): submits failed on purpose */
 };
 
 struct nic_uring; /* defined in nic_uring.c */
@@ -221,5 +222,12 @@ int nic_uring_wait(struct nic_uring *n, struct shm_wake *const *words, const uin
                    uint32_t nwords, int64_t timeout_ns);
 
 const struct nic_uring_stats *nic_uring_stats(const struct nic_uring *n);
+
+#ifdef NIC_FAULT_INJECT
+/* Test builds only: from now on 1 in every `every` submissions (0: none)
+ * fails with err (-EAGAIN, -EBUSY, -ENOMEM, ...) before the kernel sees
+ * it, its entries left for the next submit. On the ring's thread. */
+void nic_uring_fault_set(struct nic_uring *n, uint32_t every, int err);
+#endif
 
 #endif /* ATOMQ_NIC_URING_H */

@@ -137,8 +137,23 @@ struct nic_cqe {
         uint32_t flags;
 };
 
+#ifdef NIC_FAULT_INJECT
+/* Fault injection, compiled into test builds only (-DNIC_FAULT_INJECT,
+ * tests/meson.build): 1 in every `every` io_uring submissions fails with
+ * err before it reaches the kernel, its entries left in the SQ, as the
+ * kernel leaves them when it refuses a submit (EAGAIN, EBUSY, ENOMEM). */
+struct nic_fault {
+        uint32_t every;   /* 0: none */
+        int err;
+        uint64_t calls;
+};
+#endif
+
 struct nic_uring {
         struct io_uring ring;
+#ifdef NIC_FAULT_INJECT
+        struct nic_fault fault;
+#endif
         struct nic_uring_config cfg;
         struct nic_uring_ops ops;
         void *arg;
@@ -223,6 +238,12 @@ static inline int nic_submit(struct nic_uring *n)
 {
         if (io_uring_sq_ready(&n->ring) == 0)
                 return 0;
+#ifdef NIC_FAULT_INJECT
+        if (n->fault.every != 0 && ++n->fault.calls % n->fault.every == 0) {
+                n->stats.faults_injected++;
+                return n->fault.err;
+        }
+#endif
         n->stats.submits++;
         return io_uring_submit(&n->ring);
 }

@@ -36,8 +36,8 @@ and corrupt datagrams (udp_test.py), --disk-max (disk_test.py).
     faults_test.py ATOMQD FAULTS_AGENT
 
 Prints "ok <check>" per check; exits 1 with the reason at the first
-failure. Not covered: io_uring submissions
-failing, which needs a fault-injection hook in nic/nic_uring*.c.
+failure. io_uring submissions that fail are injected in a test build of
+the backend instead (unit test nic_uring_faults: nic_uring_fault_set).
 """
 import base64
 import errno

@@ -232,6 +232,15 @@ static struct nic_uring *nic_new(const struct nic_uring_config *c)
         return n;
 }
 
+#ifdef NIC_FAULT_INJECT
+/* Built with -DNIC_FAULT_INJECT: 1 in every fault.every submissions fails
+ * with fault.err (server_start sets it on the new server). */
+static struct {
+        uint32_t every;
+        int err;
+} fault;
+#endif
+
 /* Initialised here, run on its own thread: the ring's single issuer is the
  * thread that first polls, not the one that initialised it. */
 static uint16_t server_start(const struct nic_uring_config *c)
@@ -239,6 +248,9 @@ static uint16_t server_start(const struct nic_uring_config *c)
         shm_wake_init(&S.wake);
         atomic_store(&S.echo, true);
         S.n = nic_new(c);
+#ifdef NIC_FAULT_INJECT
+        nic_uring_fault_set(S.n, fault.every, fault.err);
+#endif
         cr_assert_eq(pthread_create(&S.thread, NULL, server_main, NULL), 0);
         S.threaded = true;
         return nic_uring_port(S.n);
@@ -1106,3 +1118,65 @@ Test(nic_uring, udp_send_refuses_oversize_and_a_socketless_nic)
         cr_assert_eq(nic_uring_udp_send(S.n, &to, "x", 1), -ENOTCONN);
         cr_assert_eq(nic_uring_udp_port(S.n), 0);
 }
+
+#ifdef NIC_FAULT_INJECT
+/* --- io_uring submissions that fail (NIC_FAULT_INJECT builds) -------------- */
+
+/* A 1 MiB echo and a round of datagrams while 1 in every `every`
+ * submissions fails with err: nothing is lost or reordered (the entries
+ * wait in the SQ for the next submit), the failures were injected, and a
+ * flush reports the ones it does not retry on its own. */
+static void echo_under_faults(uint32_t every, int err)
+{
+        fault.every = every;
+        fault.err = err;
+        struct nic_uring_config c;
+        cfg_test(&c);
+        c.udp = true;
+        c.udp_port = 0;
+        c.udp_buf_count = 16;
+        c.udp_tx_max = 64;
+        uint16_t port = server_start(&c);
+        int fd = client_connect(port);
+        const size_t total = 1 * MIB;
+        static uint8_t buf[4096], back[4096];
+        for (size_t done = 0; done < total; done += sizeof(buf)) {
+                for (size_t i = 0; i < sizeof(buf); i++)
+                        buf[i] = pattern(done + i);
+                write_all(fd, buf, sizeof(buf));
+                read_all(fd, back, sizeof(back));
+                cr_assert_arr_eq(back, buf, sizeof(buf), "echo differs at %zu", done);
+        }
+        int u = udp_client(nic_uring_udp_port(S.n));
+        for (uint32_t i = 0; i < 64; i++) {
+                uint32_t v = i, got = UINT32_MAX;
+                cr_assert_eq(send(u, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+                cr_assert_eq(recv(u, &got, sizeof(got), 0), (ssize_t)sizeof(got),
+                             "datagram %u not echoed", i);
+                cr_assert_eq(got, i);
+        }
+        struct nic_uring_stats st = server_stats();
+        cr_assert_gt(st.faults_injected, 10, "only %llu faults injected",
+                     (unsigned long long)st.faults_injected);
+        cr_assert_eq(st.rx_bytes, total);
+        cr_assert_eq(st.tx_bytes, total);
+        /* EAGAIN and EBUSY are retried quietly; anything else reaches the
+         * flush's caller (the worker counts it: net_errors). */
+        if (err == -EAGAIN || err == -EBUSY)
+                cr_assert_eq(atomic_load(&S.loop_errors), 0);
+        else
+                cr_assert_gt(atomic_load(&S.loop_errors), 0);
+        close(u);
+        close(fd);
+}
+
+Test(nic_uring, faults_submit_eagain)
+{
+        echo_under_faults(3, -EAGAIN);
+}
+
+Test(nic_uring, faults_submit_enomem)
+{
+        echo_under_faults(4, -ENOMEM);
+}
+#endif
