@@ -4,7 +4,7 @@
 #   make run     install deps, build, start atomqd in the foreground
 #   make test    install deps, build, run every test suite, then all of
 #                them again on an ASan + UBSan build (make test-sanitized),
-#                then each fuzz target for 15 s (make test-fuzz)
+#                then each fuzz target for 10 s (make test-fuzz)
 #   make fuzz    each libFuzzer target for FUZZ_SECONDS (default 300)
 #   make bench   build a release tree and run the benchmarks
 #   make bench-compare  atomqd against nats-server under the same NATS load
@@ -57,7 +57,7 @@ test: build
 $(SANITIZED)/build.ninja:
 	meson setup $(SANITIZED) -Db_sanitize=address,undefined $(MESON_ARGS)
 
-# The soak test runs 15 s there (45 s in the plain run): enough to touch
+# The soak test runs 15 s there (30 s in the plain run): enough to touch
 # every path under the sanitizers, short enough for CI.
 test-sanitized: deps $(SANITIZED)/build.ninja
 	ninja -C $(SANITIZED)
@@ -75,7 +75,7 @@ fuzz: deps $(FUZZ)/build.ninja
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tools/run-tests.sh $(FUZZ) --suite fuzz --no-rebuild
 
 test-fuzz:
-	$(MAKE) fuzz FUZZ_SECONDS=15
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 test-unit: build
 	sh tools/run-tests.sh $(BUILD) --suite unit

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """soak_test.py - every mode of atomq at once, through every front-end,
-for SOAK_SECONDS (default 45), against the real atomqd (two workers, NATS,
+for SOAK_SECONDS (default 30), against the real atomqd (two workers, NATS,
 atomq datagrams, a shared-memory agent), with entities churned all along.
 
     soak_test.py ATOMQD SOAK_AGENT
@@ -69,7 +69,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from dgram import Frame, Session, OP, OP_NAME, MODE_MAILBOX  # noqa: E402
 from natsenv import Atomqd, free_port  # noqa: E402
 
-SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "30"))
 RATE = float(os.environ.get("SOAK_RATE", "1.0"))
 # Fetched messages come again after this long without an ack. Every fetch
 # here is acked within milliseconds, so a redelivery is a failure; a
