@@ -17,6 +17,7 @@
 
 #include "dataplane/dp_cmd.h"
 #include "dataplane/dp_crc32c.h"
+#include "dataplane/dp_dgram_wire.h"
 #include "dataplane/dp_groups.h"
 #include "dataplane/dp_mode.h"
 #include "dataplane/dp_shard_pvt.h"
@@ -304,7 +305,7 @@ static bool dp_dgram_frame(struct dp_dgram *d, struct dp_dgram_session *s,
         dp_frame_read(f, bytes, &m);
         dp_counter_inc(&d->stats->frames_in);
         if (f->op == ATOMQ_OP_PING) {
-                dp_dgram_pong(d, s, f->seq);
+                dp_dgram_pong(d, f->seq);
                 return true;
         }
         if (f->op == ATOMQ_OP_PUB && f->seq == 0) {
@@ -349,31 +350,22 @@ static bool dp_dgram_frame(struct dp_dgram *d, struct dp_dgram_session *s,
 }
 
 /* The next frame of a datagram at off: its header in *f and its length,
- * or 0 when what is there is not a whole, valid frame of this session. */
+ * or 0 (counted) when what is there is not a whole, valid frame of this
+ * session. */
 static uint32_t dp_dgram_frame_at(struct dp_dgram *d, uint64_t session, const uint8_t *data,
                                   size_t len, size_t off, struct atomq_frame *f)
 {
-        size_t left = len - off;
-        if (left < ATOMQ_FRAME_HDR_BYTES) {
-                dp_counter_inc(&d->stats->bad_frames);
-                return 0;
-        }
-        memcpy(f, data + off, sizeof(*f));
-        uint64_t bytes = (uint64_t)ATOMQ_FRAME_HDR_BYTES + f->subject_len;
-        /* The sums use the header's lengths only once each is bounded. */
-        if (f->subject_len > ATOMQ_FRAME_SUBJECT_MAX || f->headers_len > ATOMQ_FRAME_HEADERS_MAX ||
-            f->payload_len > ATOMQ_FRAME_PAYLOAD_MAX ||
-            (bytes += (uint64_t)f->headers_len + f->payload_len) > left ||
-            atomq_frame_check(data + off, (size_t)bytes, f) != ATOMQ_FRAME_OK) {
-                dp_counter_inc(&d->stats->bad_frames);
-                return 0;
-        }
-        if (!(f->flags & ATOMQ_FRAME_F_CRC) ||
-            dp_crc32c_dgram(session, data + off, (uint32_t)bytes) != f->crc32c) {
+        uint32_t bytes = 0;
+        switch (dp_dgram_frame_verify(session, data, len, off, f, &bytes)) {
+        case DP_DGRAM_FRAME_OK:
+                return bytes;
+        case DP_DGRAM_FRAME_BAD_CRC:
                 dp_counter_inc(&d->stats->bad_crc);
                 return 0;
+        default:
+                dp_counter_inc(&d->stats->bad_frames);
+                return 0;
         }
-        return (uint32_t)bytes;
 }
 
 /* The live session a copy of this open's PING opened already, or NULL.

@@ -103,9 +103,8 @@ void dp_dgram_answer(struct dp_dgram *d, struct dp_dgram_session *s, uint64_t se
                 dp_dgram_out_end(d, &d->ans);
 }
 
-void dp_dgram_pong(struct dp_dgram *d, struct dp_dgram_session *s, uint64_t seq)
+void dp_dgram_pong(struct dp_dgram *d, uint64_t seq)
 {
-        (void)s;
         dp_dgram_frame_put(d, &d->ans, ATOMQ_OP_PONG, seq, d->cfg.lease_ms, NULL, 0);
 }
 

@@ -174,7 +174,8 @@ void dp_dgram_status_put(struct dp_dgram *d, struct dp_dgram_out *o, uint64_t se
  * being answered), else as a datagram of its own. */
 void dp_dgram_answer(struct dp_dgram *d, struct dp_dgram_session *s, uint64_t seq, int32_t status,
                      uint64_t handle, uint64_t msg_seq, uint32_t count);
-void dp_dgram_pong(struct dp_dgram *d, struct dp_dgram_session *s, uint64_t seq);
+/* A PONG with seq and the lease, into the open answer datagram. */
+void dp_dgram_pong(struct dp_dgram *d, uint64_t seq);
 /* The answer window slot sl holds, again (a retransmitted request). */
 void dp_dgram_answer_again(struct dp_dgram *d, struct dp_dgram_session *s,
                            const struct dp_dgram_slot *sl);

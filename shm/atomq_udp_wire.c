@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "dataplane/dp_crc32c.h"
+#include "dataplane/dp_dgram_wire.h"
 #include "shm/shm_clock.h"
 
 /* After a fetch's STATUS, how long its MSG frames (which may come in
@@ -282,29 +283,17 @@ static bool atomq_udp_foreign(struct atomq_udp *u, uint64_t session, const struc
 static uint32_t atomq_udp_frame_at(struct atomq_udp *u, uint64_t session, const uint8_t *data,
                                    size_t len, size_t off, struct atomq_frame *f)
 {
-        size_t left = len - off;
-        if (left < ATOMQ_FRAME_HDR_BYTES) {
-                u->bad_frames++;
-                return 0;
-        }
-        memcpy(f, data + off, sizeof(*f));
-        /* Each length is bounded before the sum, so it cannot overflow. */
-        if (f->subject_len > ATOMQ_FRAME_SUBJECT_MAX || f->headers_len > ATOMQ_FRAME_HEADERS_MAX ||
-            f->payload_len > ATOMQ_FRAME_PAYLOAD_MAX) {
-                u->bad_frames++;
-                return 0;
-        }
-        uint64_t bytes = atomq_frame_bytes(f->subject_len, f->headers_len, f->payload_len);
-        if (bytes > left || atomq_frame_check(data + off, (size_t)bytes, f) != ATOMQ_FRAME_OK) {
-                u->bad_frames++;
-                return 0;
-        }
-        if (!(f->flags & ATOMQ_FRAME_F_CRC) ||
-            dp_crc32c_dgram(session, data + off, (uint32_t)bytes) != f->crc32c) {
+        uint32_t bytes = 0;
+        switch (dp_dgram_frame_verify(session, data, len, off, f, &bytes)) {
+        case DP_DGRAM_FRAME_OK:
+                return bytes;
+        case DP_DGRAM_FRAME_BAD_CRC:
                 u->bad_crc++;
                 return 0;
+        default:
+                u->bad_frames++;
+                return 0;
         }
-        return (uint32_t)bytes;
 }
 
 /* One datagram: each frame checked, then taken. A frame that does not

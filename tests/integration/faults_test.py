@@ -82,18 +82,8 @@ def workers(mport):
     return doc["workers"] if isinstance(doc, dict) else doc
 
 
-def counter(mport, name):
-    return sum(w[name] for w in workers(mport))
-
-
-def rss_kib(pid):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+counter = natsenv.worker_counter
+rss_kib = natsenv.rss_kib
 
 
 def stats(srv):
@@ -380,7 +370,7 @@ def check_stopped_agent(atomqd, agent_exe):
         check(rest == ["6", "4", "5", "6", "7", "8", "9"], f"b's first fetch {rest}", srv)
         for q in rest[1:]:
             b.ok(f"ack jobs {q}")
-        dp_pid = int(open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read().split()[0])
+        dp_pid = srv.dataplane_pid()
         rss0 = (rss_kib(srv.proc.pid), rss_kib(dp_pid))
         # 400 messages of 1000 bytes (6x a's 64 KiB ring), in bursts b can
         # hold (its ring is as small), b draining after each.
@@ -516,7 +506,7 @@ def check_nats_cut(srv, mport):
     sub.sync()
     base = {k: counter(mport, k) for k in ("nats_conns_opened", "nats_conns_closed",
                                            "nats_protocol_errors")}
-    dp_pid = int(open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read().split()[0])
+    dp_pid = srv.dataplane_pid()
     rss0 = rss_kib(dp_pid)
     cuts = [
         b'CONNECT {"verbose":false}\r\nPUB cut.a 100\r\n' + b"a" * 50,

@@ -1,6 +1,7 @@
 """natsenv.py - what the NATS integration tests share: a free port, atomqd
 started with its NATS listener in a temporary directory, and the reference
 nats-server when Debian's is installed."""
+import json
 import os
 import shutil
 import socket
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 
 def fail(why, server=None):
@@ -87,17 +89,18 @@ class Atomqd:
         """One command on atomqd's control socket: the reply's lines."""
         return control(os.path.join(self.tmp, "ctl.sock"), line)
 
-    def dataplane_rss_kib(self):
-        """VmRSS of atomq-dataplane (atomqd's child), or None."""
+    def dataplane_pid(self):
+        """The pid of atomq-dataplane (atomqd's child), or None."""
         try:
             kids = open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split()
-            for kid in kids:
-                for line in open(f"/proc/{kid}/status"):
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
         except OSError:
-            pass
-        return None
+            return None
+        return int(kids[0]) if kids else None
+
+    def dataplane_rss_kib(self):
+        """VmRSS of atomq-dataplane, or None."""
+        pid = self.dataplane_pid()
+        return rss_kib(pid) if pid is not None else None
 
     def alive(self):
         return self.proc.poll() is None
@@ -105,6 +108,25 @@ class Atomqd:
     def stop(self):
         stop(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def rss_kib(pid):
+    """VmRSS of process pid in KiB, or None when it is gone."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def worker_counter(mport, name):
+    """A counter of /workers on the metrics port mport, summed over the workers."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/workers", timeout=5) as r:
+        doc = json.load(r)
+    rows = doc["workers"] if isinstance(doc, dict) else doc
+    return sum(w[name] for w in rows)
 
 
 def nats_server(extra=()):

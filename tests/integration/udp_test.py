@@ -24,17 +24,15 @@ with no responder times out instead of failing at once, and the session
 limit (per worker) is not checked.
 """
 import errno
-import json
 import os
 import socket
 import struct
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dgram import Frame, Session, OP, MODE_MAILBOX  # noqa: E402
-from natsenv import Atomqd, fail, free_port, stop  # noqa: E402
+from natsenv import Atomqd, fail, free_port, stop, worker_counter  # noqa: E402
 
 
 class Nats:
@@ -77,15 +75,7 @@ class Nats:
         self.s.close()
 
 
-def workers_json(mport):
-    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/workers", timeout=5) as r:
-        return json.load(r)
-
-
-def counter(mport, name):
-    doc = workers_json(mport)
-    rows = doc["workers"] if isinstance(doc, dict) else doc
-    return sum(w[name] for w in rows)
+counter = worker_counter
 
 
 def wait_serving(srv):
