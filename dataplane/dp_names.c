@@ -40,3 +40,21 @@ int dp_names_attach(struct dp_names *n, void *mem, size_t len)
         n->unit_count = h->units;
         return 0;
 }
+
+int dp_names_split(struct dp_names *n, uint32_t size, uint32_t *unit)
+{
+        struct dp_names_hdr *h = n->hdr;
+        for (uint32_t big = size + 1; big <= DP_NAME_UNITS_MAX; big++) {
+                uint32_t head = h->free_head[big - 1];
+                if (head == 0)
+                        continue;
+                uint32_t u = head - 1;
+                DP_ASSERT(u + big <= n->unit_count);
+                h->free_head[big - 1] = dp_names_load32(dp_names_unit(n, u));
+                dp_names_push(n, u + size, big - size);
+                h->splits++;
+                *unit = u;
+                return 0;
+        }
+        return -ENOSPC;
+}

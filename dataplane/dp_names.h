@@ -5,8 +5,12 @@
  * entity record: a name of len bytes takes ceil((len + 1) / 16) units (the
  * first byte holds the length). Free blocks sit on one LIFO list per size
  * (1 to 16 units), linked by unit index; a new block comes from a free list
- * of its size, else from the top. One writer (the shard's worker); readers
- * in other processes bounds-check every reference.
+ * of its size, else from the top, else by splitting the smallest larger free
+ * block (its rest goes on the list of its own size), so the room of
+ * destroyed long names serves shorter ones. Free blocks are never merged:
+ * a heap churned down to short blocks still refuses a long name while
+ * shorter ones fit (FULL). One writer (the shard's worker); readers in
+ * other processes bounds-check every reference.
  *
  * A free block starts with the link to the next free block of its size
  * (unit + 1, 0 ends the list), then the links 2, 3 and 4 places down that
@@ -43,7 +47,8 @@ struct dp_names_hdr {
         uint32_t top;             /* first never-used unit */
         uint32_t used;            /* units in live names */
         uint32_t free_head[DP_NAME_UNITS_MAX]; /* per size: unit + 1, 0 = empty */
-        uint8_t reserved[12];
+        uint32_t splits;          /* blocks split to serve a shorter name */
+        uint8_t reserved[8];
 };
 _Static_assert(sizeof(struct dp_names_hdr) == 96, "names header");
 
@@ -62,6 +67,10 @@ int dp_names_init(struct dp_names *n, void *mem, size_t len, uint32_t units);
 /* Attaches to a heap formatted earlier. -EPROTO: no magic; -ENOSPC: its
  * size does not fit len. */
 int dp_names_attach(struct dp_names *n, void *mem, size_t len);
+
+/* The slow path of dp_names_alloc: the front `size` units of the smallest
+ * larger free block in *unit, the rest of it freed. -ENOSPC: none. */
+int dp_names_split(struct dp_names *n, uint32_t size, uint32_t *unit);
 
 /* Units a name of len bytes takes (its length byte included). */
 static inline uint32_t dp_names_units_for(uint32_t len)
@@ -129,11 +138,13 @@ static inline int dp_names_alloc(struct dp_names *n, const char *s, uint32_t len
                 uint32_t ahead = dp_names_load32(fb + 4 * (DP_NAMES_LINKS - 1));
                 if (ahead - 1 < n->unit_count)
                         __builtin_prefetch(dp_names_unit(n, ahead - 1), 1);
-        } else {
-                if (n->unit_count - h->top < size)
-                        return -ENOSPC;
+        } else if (n->unit_count - h->top >= size) {
                 unit = h->top;
                 h->top += size;
+        } else {
+                int rc = dp_names_split(n, size, &unit);
+                if (rc < 0)
+                        return rc;
         }
         uint8_t *b = dp_names_unit(n, unit);
         b[0] = (uint8_t)len;
@@ -158,14 +169,10 @@ static inline const char *dp_names_get(const struct dp_names *n, uint32_t ref, u
         return (const char *)b + 1;
 }
 
-/* Returns the name's units to the heap. -EINVAL for a bad ref. */
-static inline int dp_names_free(struct dp_names *n, uint32_t ref)
+/* Puts the block of `size` units at `unit` on the free list of its size. */
+static inline void dp_names_push(struct dp_names *n, uint32_t unit, uint32_t size)
 {
-        uint32_t len;
-        if (dp_names_get(n, ref, &len) == NULL)
-                return -EINVAL;
-        uint32_t size = dp_names_units_for(len);
-        uint8_t *b = dp_names_unit(n, ref);
+        uint8_t *b = dp_names_unit(n, unit);
         struct dp_names_hdr *h = n->hdr;
         uint32_t head = h->free_head[size - 1];
         /* Our links past the head are the head's, one place on. Word by
@@ -175,8 +182,18 @@ static inline int dp_names_free(struct dp_names *n, uint32_t ref)
         for (unsigned k = 1; k < DP_NAMES_LINKS; k++)
                 dp_names_store32(b + 4 * k, head - 1 < n->unit_count ?
                                  dp_names_load32(dp_names_unit(n, head - 1) + 4 * (k - 1)) : 0);
-        h->free_head[size - 1] = ref + 1;
-        h->used -= size;
+        h->free_head[size - 1] = unit + 1;
+}
+
+/* Returns the name's units to the heap. -EINVAL for a bad ref. */
+static inline int dp_names_free(struct dp_names *n, uint32_t ref)
+{
+        uint32_t len;
+        if (dp_names_get(n, ref, &len) == NULL)
+                return -EINVAL;
+        uint32_t size = dp_names_units_for(len);
+        dp_names_push(n, ref, size);
+        n->hdr->used -= size;
         return 0;
 }
 

@@ -181,9 +181,9 @@ def check_tables(atomqd):
               f"long names: {len(long_names)} made, {live} live, then {refused}", srv)
         r = srv.control("create mailbox " + "c" * 200)
         check(r[0].startswith("error:"), f"control create of a long name: {r}", srv)
-        # Their room comes back: as many again, of the same length (the
-        # heap keeps a free list per size and never splits or merges
-        # blocks, so only names of the same 16-byte class reuse them).
+        # Their room comes back: as many again, of the same length. (A
+        # freed block is split for shorter names, never merged: test_dp_table
+        # has those cases.)
         for name in long_names:
             check(c.req(b"$AQ.MAILBOX.DESTROY." + name, b"").get("ok"), "destroy long", srv)
         for name in long_names:

@@ -149,6 +149,48 @@ Test(dp_table, full_name_heap_is_enospc_and_leaks_no_slot)
         table_free();
 }
 
+/* The room of destroyed long names serves short ones: a free block larger
+ * than asked for is split when its own list and the top are empty. Blocks
+ * are never merged, so short free blocks cannot make a long name fit. */
+Test(dp_table, freed_long_names_are_split_for_short_ones)
+{
+        uint64_t big, h[8];
+        char long_name[200];
+        memset(long_name, 'n', sizeof(long_name) - 1);
+        long_name[sizeof(long_name) - 1] = '\0';
+        table_new(32, 16, 0);      /* 16 units of names, slots to spare */
+        cr_assert_eq(create_named(long_name, &big), 0);   /* 13 units */
+        char name[16];
+        for (int i = 0; i < 3; i++) {                     /* 3 x 1 unit: full */
+                snprintf(name, sizeof(name), "s%d", i);
+                cr_assert_eq(create_named(name, &h[i]), 0);
+        }
+        cr_assert_eq(create_named("one.more", &h[3]), -ENOSPC);
+        cr_assert_eq(dp_table_destroy(&table, big), 0);
+        cr_assert_eq(table.names.hdr->used, 3);
+        /* 13 free units: a 2-unit name, then eleven 1-unit names, each cut
+         * from what the split before left. */
+        cr_assert_eq(create_named("a.name.of.twenty.bytes", &h[3]), 0);
+        int made = 0;
+        for (int i = 0; i < 20; i++) {
+                snprintf(name, sizeof(name), "t%d", i);
+                uint64_t t;
+                if (create_named(name, &t) != 0)
+                        break;
+                made++;
+        }
+        cr_assert_eq(made, 11, "every freed unit reused: %d", made);
+        cr_assert_eq(table.names.hdr->used, 16);
+        cr_assert_geq(table.names.hdr->splits, 2);
+        cr_assert_eq(create_named("t99", &h[4]), -ENOSPC);
+        /* Free one-unit blocks do not merge into room for a long name. */
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(dp_table_destroy(&table, h[i]), 0);
+        cr_assert_eq(create_named(long_name + 150, &h[5]), -ENOSPC, "4 units from 1-unit blocks");
+        cr_assert_eq(create_named("s9", &h[5]), 0);
+        table_free();
+}
+
 Test(dp_table, anonymous_entities_have_only_a_handle)
 {
         uint64_t h;
