@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -170,19 +169,23 @@ static int bench_nats_fail(struct bench_nats_conn *c, const char *what, const ch
 }
 
 /* The value after "key": in a flat JSON object, or NULL; *rest gets the
- * bytes left from there. */
+ * bytes left from there. Runs for every answer of a durable bench, so it
+ * matches the key at each quote in place (no pattern built per call). */
 const char *bench_nats_json_find(const char *json, size_t len, const char *key, size_t *rest)
 {
-        char pat[BENCH_NATS_INFO_STR_BYTES];
-        int n = snprintf(pat, sizeof(pat), "\"%s\"", key);
+        size_t klen = strlen(key);
         const char *end = json + len;
         /* The key is the quoted word followed by a colon: the same word
          * as a value ("server_name":"go") is passed over. */
         for (const char *p = json; p < end;) {
-                p = memmem(p, (size_t)(end - p), pat, (size_t)n);
-                if (p == NULL)
+                p = memchr(p, '"', (size_t)(end - p));
+                if (p == NULL || (size_t)(end - p) < klen + 2)
                         return NULL;
-                p += n;
+                if (memcmp(p + 1, key, klen) != 0 || p[1 + klen] != '"') {
+                        p++;
+                        continue;
+                }
+                p += klen + 2;
                 while (p < end && *p == ' ')
                         p++;
                 if (p == end || *p != ':')
@@ -193,6 +196,19 @@ const char *bench_nats_json_find(const char *json, size_t len, const char *key, 
                 return p;
         }
         return NULL;
+}
+
+size_t bench_nats_u64(char *out, uint64_t v)
+{
+        char tmp[20];
+        size_t n = 0;
+        do {
+                tmp[n++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v != 0);
+        for (size_t i = 0; i < n; i++)
+                out[i] = tmp[n - 1 - i];
+        return n;
 }
 
 static void bench_nats_json_str(const char *json, size_t len, const char *key, char *out,
@@ -308,11 +324,17 @@ static int bench_nats_on_msg_line(struct bench_nats_conn *c, const char *line, s
         return 0;
 }
 
+/* Whether the line is op (upper case), in any case, alone or followed by
+ * a blank. By hand: it runs for every line read. */
 static bool bench_nats_is(const char *line, size_t len, const char *op)
 {
-        size_t n = strlen(op);
-        return len >= n && strncasecmp(line, op, n) == 0 &&
-               (len == n || line[n] == ' ' || line[n] == '\t');
+        size_t n = 0;
+        for (; op[n] != '\0'; n++) {
+                char ch = line[n];
+                if (n == len || (ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch) != op[n])
+                        return false;
+        }
+        return len == n || line[n] == ' ' || line[n] == '\t';
 }
 
 /* One control line (without its CRLF). 0, 1 (a kept payload is not all
