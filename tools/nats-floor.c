@@ -210,10 +210,15 @@ static int floor_listen(const char *addr)
 
 int main(int argc, char **argv)
 {
+        static const char usage[] = "usage: nats-floor [--spin] HOST:PORT\n"
+                                    "a yardstick for atomq-bench nats reqrep (see the source)\n";
+        if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+                fputs(usage, stdout);
+                return 0;
+        }
         bool spin = argc == 3 && strcmp(argv[1], "--spin") == 0;
-        if (argc != 2 + spin || strcmp(argv[argc - 1], "--help") == 0) {
-                fprintf(stderr, "usage: nats-floor [--spin] HOST:PORT\n"
-                                "a yardstick for atomq-bench nats reqrep (see the source)\n");
+        if (argc != 2 + spin) {
+                fputs(usage, stderr);
                 return 2;
         }
         int lfd = floor_listen(argv[argc - 1]);
