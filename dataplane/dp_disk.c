@@ -15,6 +15,7 @@
 #include "dataplane/dp_cmd.h"
 #include "dataplane/dp_seglog.h"
 #include "dataplane/dp_shard_pvt.h"
+#include "dataplane/dp_trash.h"
 #include "dataplane/dp_worker_pvt.h"
 #include "shm/shm_clock.h"
 #include "shm/shm_log.h"
@@ -69,6 +70,8 @@ struct dp_disk {
         char next_dir[4096 + 8];       /* dir ".next": a compaction's new log */
         int efd;                       /* the log's completions signal it; -1: none */
         int failed_told;               /* the failed state already logged (its rc) */
+        uint64_t trash_errors_told;
+        struct dp_trash trash;         /* old logs' directories being removed */
 };
 
 static uint64_t dp_disk_realtime_ns(void)
@@ -506,7 +509,9 @@ static int dp_disk_replay(void *arg, const struct dp_seglog_rec *rec)
  * removes), a crash after it the new one. Everything the old log held that
  * is no longer live (acked, expired, destroyed, superseded) is gone with
  * it. It runs on the worker's thread between requests and blocks it for as
- * long as the live data takes to write. */
+ * long as the live data takes to write; the old log's files are unlinked
+ * in the background (dp_trash.h: each unlink of a full segment took the
+ * worker 20-40 ms). */
 
 static void dp_disk_rmdir(const char *path)
 {
@@ -606,7 +611,9 @@ int dp_disk_compact(struct dp_disk *d)
         (void)dp_seglog_close(d->log);
         dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         rc = renameat2(AT_FDCWD, d->next_dir, AT_FDCWD, d->dir, RENAME_EXCHANGE) != 0 ? -errno : 0;
-        dp_disk_rmdir(d->next_dir);
+        /* At next_dir now: the old log (or, when the swap failed, the new). */
+        if (rc != 0 || dp_trash_dir(&d->trash, d->next_dir) != 0)
+                dp_disk_rmdir(d->next_dir);
         int orc = dp_seglog_open(d->log, &d->lc, NULL, NULL);
         d->told = *dp_seglog_stats(d->log);
         /* If the new ring cannot signal it, the eventfd stays (the NATS
@@ -695,6 +702,8 @@ int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk
         d->compact_after = DP_DISK_COMPACT_SEGMENTS;
         snprintf(d->next_dir, sizeof(d->next_dir), "%s.next", d->dir);
         dp_disk_rmdir(d->next_dir);    /* a compaction that did not finish */
+        (void)dp_trash_init(&d->trash, d->dir);   /* dir is shorter than its bound */
+        (void)dp_trash_sweep(&d->trash);          /* removals a crash cut short */
         struct dp_shard *s = &w->shard;
         /* The journal is set first: replaying a create of storage disk
          * needs one, and replaying tells it nothing. */
@@ -731,6 +740,7 @@ int dp_disk_open(struct dp_disk **out, struct dp_worker *w, const struct dp_disk
                 close(d->efd);
                 d->efd = -1;
         }
+        dp_trash_set_eventfd(&d->trash, d->efd);
         *out = d;
         return 0;
 }
@@ -760,6 +770,7 @@ void dp_disk_close(struct dp_disk *d)
         dp_seglog_close(d->log);
         dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         dp_disk_publish_ready(d, false);
+        dp_trash_fini(&d->trash);
         if (d->efd >= 0)
                 close(d->efd);
         for (uint32_t i = 0; i < d->parked_count; i++)
@@ -771,6 +782,13 @@ void dp_disk_close(struct dp_disk *d)
 
 int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
 {
+        int trashed = dp_trash_poll(&d->trash);
+        if (d->trash.stats.errors != d->trash_errors_told) {
+                d->trash_errors_told = d->trash.stats.errors;
+                shm_log(SHM_LOG_WARN, "worker %u: %llu files of old disk logs could not be removed "
+                        "(in %s.trash.*)", d->w->index, (unsigned long long)d->trash_errors_told,
+                        d->dir);
+        }
         int rc = dp_seglog_poll(d->log, now_ns);
         dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         if (rc < 0) {
@@ -785,12 +803,13 @@ int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
         if (rc == 0 && dp_seglog_segments(d->log, NULL, 0) >= d->compact_after &&
             dp_seglog_next_ns(d->log) > now_ns)
                 (void)dp_disk_compact(d);
-        return rc > 0 ? rc : 0;
+        return (rc > 0 ? rc : 0) + trashed;
 }
 
 bool dp_disk_busy(const struct dp_disk *d)
 {
-        return d != NULL && dp_seglog_next_ns(d->log) != UINT64_MAX;
+        return d != NULL &&
+               (dp_seglog_next_ns(d->log) != UINT64_MAX || dp_trash_busy(&d->trash));
 }
 
 const struct dp_disk_stats *dp_disk_stats(const struct dp_disk *d)
