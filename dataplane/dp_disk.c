@@ -547,10 +547,16 @@ static int dp_disk_restate(struct dp_disk *d)
         struct dp_shard *s = &d->w->shard;
         struct dp_table *t = &s->table;
         int rc = 0;
-        for (uint32_t slot = 0; slot < t->capacity && rc == 0; slot++) {
+        /* The scan stops at the last live entity: slots are reused last
+         * freed first, so the live ones sit low, and a table of a million
+         * slots took 10 ms to walk through to its end. */
+        uint32_t live = t->hdr->live, seen = 0;
+        for (uint32_t slot = 0; slot < t->capacity && seen < live && rc == 0; slot++) {
                 struct dp_entity *e = &t->slots[slot];
-                if (!(e->flags & DP_ENT_F_LIVE) || !(e->flags & DP_ENT_F_NAMED) ||
-                    e->storage != DP_STORAGE_DISK)
+                if (!(e->flags & DP_ENT_F_LIVE))
+                        continue;
+                seen++;
+                if (!(e->flags & DP_ENT_F_NAMED) || e->storage != DP_STORAGE_DISK)
                         continue;
                 struct dp_journal j = { .kind = DP_JOURNAL_CREATE };
                 uint64_t deadline = dp_timer_deadline(&s->timers, slot);
@@ -588,34 +594,51 @@ int dp_disk_compact(struct dp_disk *d)
         struct dp_seglog_config c = d->lc;
         c.dir = d->next_dir;
         c.on_durable = NULL;
-        c.sync = DP_SEGLOG_SYNC_BATCH;  /* close syncs it once, at the end */
+        c.sync = DP_SEGLOG_SYNC_BATCH;  /* synced once, at the end */
         c.batch_us = 10u * 1000 * 1000;
         int rc = dp_seglog_open(nl, &c, NULL, NULL);
         if (rc == 0) {
                 d->target = nl;
                 rc = dp_disk_restate(d);
                 d->target = d->log;
-                int crc = dp_seglog_close(nl);
-                rc = rc != 0 ? rc : crc;
+                if (rc == 0)
+                        rc = dp_seglog_sync_now(nl);
+        }
+        if (rc != 0) {
+                (void)dp_seglog_close(nl);
                 struct dp_seglog_stats none = { 0 };
                 dp_disk_count(d, dp_seglog_stats(nl), &none);
-        }
-        free(nl);
-        if (rc != 0) {
+                free(nl);
                 dp_disk_rmdir(d->next_dir);
                 return dp_disk_compact_failed(d, rc);
         }
         /* The old log closes synced (its parked answers go out); then the
-         * swap, and the log at dir (the new one, or the old one if the swap
-         * failed) opens again. */
+         * swap. The new log stays open across it (its descriptors follow
+         * the rename) and becomes the worker's log: no reopen, no second
+         * read of what was just written. */
         (void)dp_seglog_close(d->log);
         dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         rc = renameat2(AT_FDCWD, d->next_dir, AT_FDCWD, d->dir, RENAME_EXCHANGE) != 0 ? -errno : 0;
-        /* At next_dir now: the old log (or, when the swap failed, the new). */
-        if (rc != 0 || dp_trash_dir(&d->trash, d->next_dir) != 0)
+        int orc = 0;
+        if (rc == 0) {
+                free(d->log);
+                d->log = d->target = nl;
+                /* The restate's writes count too. */
+                d->told = (struct dp_seglog_stats){ 0 };
+                dp_disk_count(d, dp_seglog_stats(nl), &d->told);
+                orc = dp_seglog_set_policy(nl, d->lc.sync, d->lc.batch_us, d->lc.on_durable,
+                                           d->lc.durable_arg);
+                /* At next_dir now: the old log. */
+                if (dp_trash_dir(&d->trash, d->next_dir) != 0)
+                        dp_disk_rmdir(d->next_dir);
+        } else {
+                /* The swap failed: the new log goes, the old one opens again. */
+                (void)dp_seglog_close(nl);
+                free(nl);
                 dp_disk_rmdir(d->next_dir);
-        int orc = dp_seglog_open(d->log, &d->lc, NULL, NULL);
-        d->told = *dp_seglog_stats(d->log);
+                orc = dp_seglog_open(d->log, &d->lc, NULL, NULL);
+                d->told = *dp_seglog_stats(d->log);
+        }
         /* If the new ring cannot signal it, the eventfd stays (the NATS
          * ring watches it) and goes quiet: the worker's sleep is bounded. */
         if (orc == 0 && d->efd >= 0)

@@ -758,6 +758,47 @@ void dp_seglog_wait(struct dp_seglog *log, uint64_t wait_ns)
         (void)io_uring_wait_cqe_timeout(&log->ring, &cqe, &ts);
 }
 
+int dp_seglog_sync_now(struct dp_seglog *log)
+{
+        if (!log->open || log->closing)
+                return -EBADF;
+        uint64_t last = log->next_seq - 1;
+        if (log->sync_req_seq < last)
+                log->sync_req_seq = last;   /* makes a sync due, whatever the policy */
+        uint64_t deadline_ns = shm_clock_ns() + (uint64_t)log->cfg.close_timeout_ms * 1000000;
+        for (;;) {
+                uint64_t now_ns = shm_clock_ns();
+                (void)dp_seglog_poll(log, now_ns);
+                if (log->failed != 0)
+                        return log->failed;
+                if (log->synced_seq >= last && !log->job.active)
+                        return 0;
+                if (now_ns >= deadline_ns)
+                        return -ETIMEDOUT;
+                uint64_t wait_ns = deadline_ns - now_ns;
+                dp_seglog_wait(log, wait_ns < DP_SEGLOG_CLOSE_WAIT_NS ? wait_ns
+                                                                      : DP_SEGLOG_CLOSE_WAIT_NS);
+        }
+}
+
+int dp_seglog_set_policy(struct dp_seglog *log, enum dp_seglog_sync sync, uint32_t batch_us,
+                         dp_seglog_durable_fn *on_durable, void *durable_arg)
+{
+        if (!log->open)
+                return -EBADF;
+        if (sync != DP_SEGLOG_SYNC_ALWAYS && sync != DP_SEGLOG_SYNC_BATCH &&
+            sync != DP_SEGLOG_SYNC_NONE)
+                return -EINVAL;
+        log->cfg.sync = sync;
+        log->cfg.batch_us = batch_us;
+        log->cfg.on_durable = on_durable;
+        log->cfg.durable_arg = durable_arg;
+        dp_seglog_durable_set(log);
+        /* What is durable now is no news to the new callback. */
+        log->durable_told = log->durable_seq;
+        return 0;
+}
+
 int dp_seglog_close(struct dp_seglog *log)
 {
         if (!log->open)

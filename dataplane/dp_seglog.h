@@ -360,6 +360,19 @@ int dp_seglog_iter_next(struct dp_seglog_iter *it, struct dp_seglog_rec *rec);
 
 void dp_seglog_iter_fini(struct dp_seglog_iter *it);
 
+/* Writes and fdatasyncs every record appended so far, whatever the policy,
+ * and waits for it (up to close_timeout_ms; on_durable is called as usual).
+ * 0; -ETIMEDOUT; the failed state's error; -EBADF: not open. Blocks: for a
+ * log being prepared (compaction), not on the path of a request. */
+int dp_seglog_sync_now(struct dp_seglog *log);
+
+/* Changes the sync policy, batch interval and on_durable callback of an
+ * open log (one opened with a provisional policy, then adopted). What is
+ * durable at the call is not reported to the new callback. -EINVAL: bad
+ * sync; -EBADF: not open. */
+int dp_seglog_set_policy(struct dp_seglog *log, enum dp_seglog_sync sync, uint32_t batch_us,
+                         dp_seglog_durable_fn *on_durable, void *durable_arg);
+
 /* Writes what is buffered (and syncs it, unless the policy is `none`),
  * waits up to close_timeout_ms for the I/O in flight, and releases the
  * files, the ring and the buffers. Returns 0; the failed state's error;

@@ -172,6 +172,11 @@ static unsigned dp_trash_fill(struct dp_trash *t)
                         n++;
                 }
                 if (s->listed && s->inflight == 0 && !s->rmdir_sent) {
+                        /* Closed while the directory is still there: the
+                         * last close of a removed one evicts it, which
+                         * waited on the journal (3-11 ms on the worker). */
+                        closedir(s->dir);
+                        s->dir = NULL;
                         struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring);
                         DP_VERIFY(sqe != NULL);
                         io_uring_prep_unlinkat(sqe, AT_FDCWD, s->path, AT_REMOVEDIR);
@@ -198,8 +203,6 @@ static void dp_trash_done(struct dp_trash *t, uint64_t ud, int res)
                 t->stats.files += res == 0;
                 return;
         }
-        closedir(s->dir);
-        s->dir = NULL;
         s->used = false;
 }
 

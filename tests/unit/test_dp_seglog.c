@@ -4,7 +4,8 @@
  * record and at random offsets, flipped bytes and misplaced records, zero
  * padding, segment rolls with drop_before and the iterator, O_DIRECT block
  * re-writes, the limits (directory bytes, record size, buffers, configs), a
- * second opener, and a real write error from the kernel (a file size limit).
+ * second opener, a real write error from the kernel (a file size limit), and
+ * a log synced on demand and adopted under another policy (compaction).
  *
  * Logs live in temporary directories under /tmp (O_DIRECT cases: the first
  * of /tmp and /var/tmp that takes O_DIRECT writes, skipped if neither does),
@@ -403,6 +404,54 @@ static void roundtrip(enum dp_seglog_io io, enum dp_seglog_sync sync)
         cr_assert_eq(dp_seglog_close(log), 0);
         free(log);
 }
+
+/* A log opened with a provisional policy (a compaction's): sync_now makes
+ * everything durable whatever the policy, survives a rename of its
+ * directory, and set_policy gives it its callback and policy from then on,
+ * without reporting what was durable before. */
+static void sync_now_and_adopt(enum dp_seglog_io io)
+{
+        tmp_make(root_for(io));
+        char dir[PATH_MAX], moved[PATH_MAX];
+        path_join(dir, tmp_root, "w0.next");
+        path_join(moved, tmp_root, "w0");
+        struct dp_seglog_config cfg;
+        cfg_small(&cfg, dir, io, DP_SEGLOG_SYNC_BATCH);
+        cfg.batch_us = 10u * 1000 * 1000;   /* never by the clock in this test */
+        cfg.batch_bytes = 1u << 30;
+        uint32_t pmax = payload_max_of(&cfg);
+        struct dp_seglog *log = log_new();
+        struct seen s;
+        open_ok(log, &cfg, &s, pmax);
+        for (uint64_t seq = 1; seq <= 40; seq++)
+                append_gen(log, seq, pmax, 0);
+        cr_assert_eq(dp_seglog_durable_seq(log), 0, "nothing synced by the policy yet");
+        cr_assert_eq(dp_seglog_sync_now(log), 0);
+        cr_assert_eq(dp_seglog_durable_seq(log), 40);
+        cr_assert_eq(dp_seglog_written_seq(log), 40);
+        cr_assert_eq(rename(dir, moved), 0);
+        struct durable_log dl = { 0 };
+        cr_assert_eq(dp_seglog_set_policy(log, 99, 0, NULL, NULL), -EINVAL);
+        cr_assert_eq(dp_seglog_set_policy(log, DP_SEGLOG_SYNC_ALWAYS, 0, on_durable, &dl), 0);
+        for (uint64_t seq = 41; seq <= 45; seq++)
+                append_gen(log, seq, pmax, 0);
+        POLL_UNTIL(log, dp_seglog_durable_seq(log) == 45);
+        cr_assert_eq(dl.last, 45, "the new callback hears of the new records");
+        cr_assert_geq(dl.calls, 1);
+        cr_assert_eq(dp_seglog_close(log), 0);
+        cr_assert_eq(dl.last, 45);
+        /* Everything is where the directory went. */
+        cfg.dir = moved;
+        open_ok(log, &cfg, &s, pmax);
+        cr_assert_eq(s.n, 45);
+        cr_assert_eq(s.last, 45);
+        cr_assert_eq(dp_seglog_close(log), 0);
+        cr_assert_eq(dp_seglog_sync_now(log), -EBADF, "not open");
+        free(log);
+}
+
+Test(dp_seglog, sync_now_and_adopt_buffered) { sync_now_and_adopt(DP_SEGLOG_IO_BUFFERED); }
+Test(dp_seglog, sync_now_and_adopt_direct) { sync_now_and_adopt(DP_SEGLOG_IO_DIRECT); }
 
 Test(dp_seglog, roundtrip_buffered_always) { roundtrip(DP_SEGLOG_IO_BUFFERED, DP_SEGLOG_SYNC_ALWAYS); }
 Test(dp_seglog, roundtrip_buffered_batch) { roundtrip(DP_SEGLOG_IO_BUFFERED, DP_SEGLOG_SYNC_BATCH); }

@@ -54,8 +54,8 @@ static void make_dir(const char *path, unsigned n, size_t bytes)
         char *buf = calloc(1, bytes + 1);
         cr_assert_not_null(buf);
         for (unsigned i = 0; i < n; i++) {
-                char f[PATH_MAX];
-                snprintf(f, sizeof(f), "%s/%020u.seg", path, i);
+                char f[PATH_MAX + 32];
+                snprintf(f, sizeof(f), "%.*s/%020u.seg", PATH_MAX - 1, path, i);
                 int fd = open(f, O_CREAT | O_WRONLY, 0600);
                 cr_assert_geq(fd, 0);
                 cr_assert_eq(write(fd, buf, bytes), (ssize_t)bytes);
