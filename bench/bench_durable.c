@@ -460,9 +460,9 @@ static int bench_durable_pub(struct bench_durable_run *r)
         line[n++] = ' ';
         memcpy(line + n, r->inbox, r->inbox_len);
         n += r->inbox_len;
-        n += bench_nats_u64(line + n, r->sent);
+        n += shm_u64_dec(line + n, r->sent);
         line[n++] = ' ';
-        n += bench_nats_u64(line + n, r->cs.msg_bytes);
+        n += shm_u64_dec(line + n, r->cs.msg_bytes);
         line[n++] = '\r';
         line[n++] = '\n';
         int rc = 0;

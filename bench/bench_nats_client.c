@@ -198,19 +198,6 @@ const char *bench_nats_json_find(const char *json, size_t len, const char *key, 
         return NULL;
 }
 
-size_t bench_nats_u64(char *out, uint64_t v)
-{
-        char tmp[20];
-        size_t n = 0;
-        do {
-                tmp[n++] = (char)('0' + v % 10);
-                v /= 10;
-        } while (v != 0);
-        for (size_t i = 0; i < n; i++)
-                out[i] = tmp[n - 1 - i];
-        return n;
-}
-
 static void bench_nats_json_str(const char *json, size_t len, const char *key, char *out,
                                 size_t out_len)
 {

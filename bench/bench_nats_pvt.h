@@ -169,9 +169,6 @@ int bench_nats_pongs_wait(struct bench_nats_conn *c, uint64_t allowed);
  * Also used on answers to requests (scenario durable). */
 const char *bench_nats_json_find(const char *json, size_t len, const char *key, size_t *rest);
 
-/* Writes v in decimal at out (at most 20 bytes, no NUL); returns the count. */
-size_t bench_nats_u64(char *out, uint64_t v);
-
 /* ---- the scenario: bench_nats.c, bench_nats_stream.c, bench_nats_reqrep.c */
 
 /* Subscriber connections of fanout and queue: a thread each. */

@@ -91,20 +91,6 @@ static void dp_nats_ok(struct dp_nats *n, struct dp_nats_conn *c)
                 dp_nats_send(n, c, "+OK\r\n", 5);
 }
 
-/* Decimal digits of v at p; returns the count. */
-static size_t dp_nats_u64(char *p, uint64_t v)
-{
-        char tmp[20];
-        size_t len = 0;
-        do {
-                tmp[len++] = (char)('0' + v % 10);
-                v /= 10;
-        } while (v != 0);
-        for (size_t i = 0; i < len; i++)
-                p[i] = tmp[len - 1 - i];
-        return len;
-}
-
 static char *dp_nats_put(char *p, const void *s, size_t len)
 {
         memcpy(p, s, len);
@@ -139,10 +125,10 @@ static void dp_nats_write_msg(struct dp_nats *n, struct dp_nats_conn *c,
                 *p++ = ' ';
         }
         if (hlen != 0) {
-                p += dp_nats_u64(p, hlen);
+                p += shm_u64_dec(p, hlen);
                 *p++ = ' ';
         }
-        p += dp_nats_u64(p, (uint64_t)hlen + v->payload_len);
+        p += shm_u64_dec(p, (uint64_t)hlen + v->payload_len);
         p = dp_nats_put(p, "\r\n", 2);
         p = dp_nats_put(p, v->headers, hlen);
         p = dp_nats_put(p, v->payload, v->payload_len);

@@ -56,4 +56,20 @@ static inline void shm_cpu_relax(void)
 #endif
 }
 
+/* Writes v in decimal at out (at most 20 bytes, no NUL) and returns how
+ * many: for lines built per message, where snprintf costs more than the
+ * rest of the line. */
+static inline size_t shm_u64_dec(char *out, uint64_t v)
+{
+        char tmp[20];
+        size_t n = 0;
+        do {
+                tmp[n++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v != 0);
+        for (size_t i = 0; i < n; i++)
+                out[i] = tmp[n - 1 - i];
+        return n;
+}
+
 #endif /* ATOMQ_SHM_BASE_H */
