@@ -547,16 +547,14 @@ static int dp_disk_restate(struct dp_disk *d)
         struct dp_shard *s = &d->w->shard;
         struct dp_table *t = &s->table;
         int rc = 0;
-        /* The scan stops at the last live entity: slots are reused last
-         * freed first, so the live ones sit low, and a table of a million
-         * slots took 10 ms to walk through to its end. */
-        uint32_t live = t->hdr->live, seen = 0;
-        for (uint32_t slot = 0; slot < t->capacity && seen < live && rc == 0; slot++) {
+        /* Up to the highest slot ever taken, not the whole table: slots are
+         * reused last freed first, so the live ones sit low, and a walk over
+         * a million slots took 10 ms. */
+        uint32_t top = t->hdr->top < t->capacity ? t->hdr->top : t->capacity;
+        for (uint32_t slot = 0; slot < top && rc == 0; slot++) {
                 struct dp_entity *e = &t->slots[slot];
-                if (!(e->flags & DP_ENT_F_LIVE))
-                        continue;
-                seen++;
-                if (!(e->flags & DP_ENT_F_NAMED) || e->storage != DP_STORAGE_DISK)
+                if (!(e->flags & DP_ENT_F_LIVE) || !(e->flags & DP_ENT_F_NAMED) ||
+                    e->storage != DP_STORAGE_DISK)
                         continue;
                 struct dp_journal j = { .kind = DP_JOURNAL_CREATE };
                 uint64_t deadline = dp_timer_deadline(&s->timers, slot);
@@ -574,6 +572,26 @@ static int dp_disk_restate(struct dp_disk *d)
                                                    d);
         }
         d->restating = NULL;
+        return rc;
+}
+
+/* fsync of the directory that holds dir (and dir.next): after the swap. */
+static int dp_disk_parent_sync(const struct dp_disk *d)
+{
+        char parent[sizeof(d->dir)];
+        memcpy(parent, d->dir, sizeof(parent));
+        char *slash = strrchr(parent, '/');
+        if (slash == NULL)
+                strcpy(parent, ".");
+        else if (slash == parent)
+                parent[1] = '\0';
+        else
+                *slash = '\0';
+        int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int rc = fsync(fd) != 0 ? -errno : 0;
+        close(fd);
         return rc;
 }
 
@@ -619,6 +637,10 @@ int dp_disk_compact(struct dp_disk *d)
         (void)dp_seglog_close(d->log);
         dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         rc = renameat2(AT_FDCWD, d->next_dir, AT_FDCWD, d->dir, RENAME_EXCHANGE) != 0 ? -errno : 0;
+        /* The swap itself made durable before anything is acknowledged from
+         * the new log: a crash must not bring the old directory back. */
+        if (rc == 0 && dp_disk_parent_sync(d) != 0)
+                dp_counter_inc(&dp_disk_ctr(d)->compact_errors);
         int orc = 0;
         if (rc == 0) {
                 free(d->log);
@@ -808,16 +830,16 @@ int dp_disk_poll(struct dp_disk *d, uint64_t now_ns)
         int trashed = dp_trash_poll(&d->trash);
         if (d->trash.stats.errors != d->trash_errors_told) {
                 d->trash_errors_told = d->trash.stats.errors;
-                shm_log(SHM_LOG_WARN, "worker %u: %llu files of old disk logs could not be removed "
-                        "(in %s.trash.*)", d->w->index, (unsigned long long)d->trash_errors_told,
-                        d->dir);
+                shm_log(SHM_LOG_WARN, "worker %u: %llu removals of old disk logs failed "
+                        "(what is left is in %s.trash.*, removed at the next start)",
+                        d->w->index, (unsigned long long)d->trash_errors_told, d->dir);
         }
         int rc = dp_seglog_poll(d->log, now_ns);
         dp_disk_count(d, dp_seglog_stats(d->log), &d->told);
         if (rc < 0) {
                 dp_disk_failed(d, rc);
         } else {
-                d->failed_told = 0;   /* open again (a compaction reopened it) */
+                d->failed_told = 0;   /* working again (a compaction replaced it) */
                 if (d->parked_count > 0)
                         dp_disk_publish_ready(d, false);
         }

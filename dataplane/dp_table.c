@@ -162,19 +162,21 @@ int dp_table_attach(struct dp_table *t, void *mem, size_t len)
          * have left anything: check every link before trusting it. */
         if (h->free_head > h->capacity)
                 return -EBADMSG;
-        uint32_t live = 0;
+        uint32_t top = 0;
         for (uint32_t i = 0; i < h->capacity; i++) {
                 const struct dp_entity *e = &t->slots[i];
                 if (!(e->flags & DP_ENT_F_LIVE) && e->q_head > h->capacity)
                         return -EBADMSG;
                 if ((e->flags & DP_ENT_F_NAMED) && e->name_ref >= t->names.unit_count)
                         return -EBADMSG;
-                live += (e->flags & DP_ENT_F_LIVE) != 0;
+                if (e->flags & DP_ENT_F_LIVE)
+                        top = i + 1;
         }
-        /* Counted afresh: one that died between a slot's flag and the count
-         * left it one off, and compaction trusts it to find the last live
-         * entity (dp_disk_restate). */
-        h->live = live;
+        /* Raised to the highest live slot: a table written before `top`
+         * existed (0), or one a crash left short, cannot hide a live slot
+         * from a walk that stops there (dp_disk_restate). */
+        if (h->top < top || h->top > h->capacity)
+                h->top = top;
         return 0;
 }
 
@@ -223,8 +225,12 @@ static inline struct dp_entity *dp_table_slot_take(struct dp_table *t,
         struct dp_table_hdr *h = t->hdr;
         if (h->free_head == 0)
                 return NULL;
-        struct dp_entity *e = &t->slots[h->free_head - 1];
+        uint32_t slot = h->free_head - 1;
+        struct dp_entity *e = &t->slots[slot];
         DP_ASSERT(!(e->flags & DP_ENT_F_LIVE));
+        /* Only raised (attach recounts it from the slots after a crash). */
+        if (slot >= h->top)
+                h->top = slot + 1;
         h->free_head = e->q_head;
         uint32_t ahead = dp_table_link(e, DP_TABLE_LINKS - 1);
         if (ahead - 1 < t->capacity)

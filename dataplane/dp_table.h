@@ -36,7 +36,8 @@ struct dp_table_hdr {
         uint32_t free_head;   /* first free slot + 1, 0 = table full */
         uint64_t creates;     /* counters: one writer, the shard's worker */
         uint64_t destroys;
-        uint8_t reserved[16];
+        uint32_t top;         /* slots below it were ever taken: every live one is */
+        uint8_t reserved[12];
 };
 _Static_assert(sizeof(struct dp_table_hdr) == 64, "table header is one line");
 

@@ -98,6 +98,16 @@ static int dp_trash_ring(struct dp_trash *t)
         int rc = io_uring_queue_init(DP_TRASH_RING_ENTRIES, &t->ring, 0);
         if (rc < 0)
                 return rc;
+        /* IORING_OP_UNLINKAT came with Linux 5.11: without it every unlink
+         * would fail and the old logs stay; the caller removes them itself. */
+        struct io_uring_probe *probe = io_uring_get_probe_ring(&t->ring);
+        bool ok = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_UNLINKAT);
+        if (probe != NULL)
+                io_uring_free_probe(probe);
+        if (!ok) {
+                io_uring_queue_exit(&t->ring);
+                return -EOPNOTSUPP;
+        }
         t->ring_ready = true;
         if (t->efd >= 0)
                 (void)io_uring_register_eventfd(&t->ring, t->efd);
@@ -254,10 +264,18 @@ void dp_trash_fini(struct dp_trash *t)
                 struct dp_trash_slot *s = &t->slots[i];
                 if (!s->used)
                         continue;
+                s->used = false;
+                if (s->inflight != 0) {
+                        /* Unlinks that never completed may still run and
+                         * name their directory by this descriptor: it is
+                         * left open (not reused for another directory),
+                         * and the next start sweeps what is left. */
+                        t->stats.errors++;
+                        continue;
+                }
                 if (s->dir != NULL)
                         closedir(s->dir);
                 s->dir = NULL;
-                s->used = false;
                 if (dp_trash_remove_now(s->path) < 0)
                         t->stats.errors++;
         }

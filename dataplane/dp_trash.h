@@ -76,8 +76,9 @@ int dp_trash_sweep(struct dp_trash *t);
 
 /* Takes directory path (files in it, no subdirectories): renames it to a
  * trash name and starts unlinking its files. 0; -EBUSY: DP_TRASH_DIRS are
- * being removed already; -errno of the rename, of opening it, or of
- * io_uring set-up. On error path is untouched and the caller removes it. */
+ * being removed already; -EOPNOTSUPP: the kernel has no IORING_OP_UNLINKAT
+ * (before 5.11); -errno of the rename, of opening it, or of io_uring
+ * set-up. On error path is untouched and the caller removes it. */
 int dp_trash_dir(struct dp_trash *t, const char *path);
 
 /* Reaps completions and submits what comes next. Returns the work done. */
@@ -86,7 +87,9 @@ int dp_trash_poll(struct dp_trash *t);
 /* Whether removals are under way. */
 bool dp_trash_busy(const struct dp_trash *t);
 
-/* Waits for what is in flight, removes the rest blocking, frees the ring. */
+/* Waits for what is in flight (5 s at most for each completion), removes
+ * the rest blocking, frees the ring. A directory whose unlinks did not
+ * complete is left (with its descriptor) for the next start's sweep. */
 void dp_trash_fini(struct dp_trash *t);
 
 #endif /* ATOMQ_DP_TRASH_H */
