@@ -17,6 +17,7 @@ socket yet (control/ctl_main.c must call ctl_server_open).
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -381,6 +382,9 @@ def main():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # The log was printed by fail(); the data directory holds a
+        # preallocated 64 MiB segment that must not pile up in /tmp.
+        shutil.rmtree(tmp, ignore_errors=True)
     print("control socket: ok")
 
 
