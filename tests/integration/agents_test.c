@@ -24,7 +24,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,6 +40,7 @@
 #include <unistd.h>
 
 #include "atomq/atomq.h"
+#include "tests/integration/atomqd_child.h"
 
 #define MS 1000000ll /* nanoseconds */
 #define KIDS_MAX 8
@@ -79,50 +79,7 @@ static struct {
         int out;
 } self;
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(long ms)
-{
-        nanosleep(&(struct timespec){ .tv_nsec = ms * 1000000L }, NULL);
-}
-
-/* waitpid with a deadline: pid, or 0 when it is still running. */
-static pid_t wait_pid_ms(pid_t pid, int *status, int timeout_ms)
-{
-        int64_t deadline = now_ms() + timeout_ms;
-        for (;;) {
-                pid_t got = waitpid(pid, status, WNOHANG);
-                if (got != 0 || now_ms() >= deadline)
-                        return got;
-                nap_ms(2);
-        }
-}
-
-static const char *status_text(int st, char *buf, size_t len)
-{
-        if (WIFEXITED(st))
-                snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
-        else if (WIFSIGNALED(st))
-                snprintf(buf, len, "killed by signal %d", WTERMSIG(st));
-        else
-                snprintf(buf, len, "status 0x%x", st);
-        return buf;
-}
-
 /* ---- atomqd ------------------------------------------------------------ */
-
-static const char *env_path(const char *name)
-{
-        const char *p = getenv(name);
-        if (p == NULL || p[0] == 0)
-                cr_skip_test("%s is not set (meson test sets it to the binary)", name);
-        return p;
-}
 
 /* The pid of atomqd's running atomq-dataplane child; 0 when there is none
  * (a killed one that atomqd has not reaped yet is a zombie, not running). */
@@ -157,44 +114,11 @@ static pid_t dataplane_pid(void)
         return found;
 }
 
-/* A unix address for path; false when path is too long for one. */
-static bool sun_make(struct sockaddr_un *sa, const char *path)
-{
-        size_t len = strlen(path);
-        *sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
-        if (len >= sizeof(sa->sun_path))
-                return false;
-        memcpy(sa->sun_path, path, len + 1);
-        return true;
-}
-
-static bool sock_accepts(const char *path)
-{
-        struct sockaddr_un sa;
-        if (!sun_make(&sa, path))
-                return false;
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        if (fd >= 0)
-                close(fd);
-        return ok;
-}
-
 /* Up: the control socket accepts and the dataplane runs, so no test step
  * counts the dataplane's start-up against its own deadline. */
-static void daemon_wait_ready(void)
+static bool dataplane_runs(void)
 {
-        int64_t deadline = now_ms() + WAIT_MS;
-        while (!sock_accepts(t.sock) || dataplane_pid() == 0) {
-                int st;
-                char why[64];
-                if (waitpid(t.pid, &st, WNOHANG) == t.pid) {
-                        t.pid = 0;
-                        cr_assert_fail("atomqd %s at start", status_text(st, why, sizeof(why)));
-                }
-                cr_assert_lt(now_ms(), deadline, "atomqd was not up within %d ms", WAIT_MS);
-                nap_ms(5);
-        }
+        return dataplane_pid() != 0;
 }
 
 /* Starts atomqd with the flags every test uses and `extra` (NULL-ended)
@@ -203,10 +127,7 @@ static void daemon_run(const char *const *extra);
 
 static void daemon_start(const char *const *extra)
 {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(t.dir, sizeof(t.dir), "%s/atomq-agents-XXXXXX",
-                 tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
-        cr_assert_not_null(mkdtemp(t.dir), "mkdtemp %s: %s", t.dir, strerror(errno));
+        atomqd_tmpdir(t.dir, sizeof(t.dir), "atomq-agents");
         daemon_run(extra);
 }
 
@@ -226,33 +147,14 @@ static void daemon_run(const char *const *extra)
                 cr_assert_lt(n, 31, "too many flags");
                 argv[n++] = extra[i];
         }
-        pid_t parent = getpid();
-        t.pid = fork();
-        cr_assert_geq(t.pid, 0, "fork: %s", strerror(errno));
-        if (t.pid == 0) {
-                /* atomqd dies with the test, even when criterion kills the
-                 * test on its timeout; the dataplane follows atomqd. */
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                int fd = open(t.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-                if (getppid() != parent || fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-                        _exit(127);
-                execv(atomqd, (char *const *)argv);
-                _exit(127);
-        }
-        daemon_wait_ready();
+        t.pid = atomqd_spawn(t.log, argv);
+        atomqd_wait_ready(&t.pid, t.sock, dataplane_runs, WAIT_MS);
 }
 
 /* SIGTERM: atomqd must exit 0 within WAIT_MS. */
 static void daemon_stop(void)
 {
-        int st;
-        char why[64];
-        cr_assert_eq(kill(t.pid, SIGTERM), 0);
-        pid_t got = wait_pid_ms(t.pid, &st, WAIT_MS);
-        cr_assert_eq(got, t.pid, "atomqd did not stop within %d ms of SIGTERM", WAIT_MS);
-        t.pid = 0;
-        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "atomqd %s after SIGTERM",
-                  status_text(st, why, sizeof(why)));
+        atomqd_stop(&t.pid, WAIT_MS);
         t.clean = true;
 }
 
@@ -265,29 +167,6 @@ static bool log_has(const char *text)
                 fclose(f);
         buf[n] = 0;
         return strstr(buf, text) != NULL;
-}
-
-static void log_dump(void)
-{
-        char buf[4096];
-        FILE *f = fopen(t.log, "r");
-        size_t n;
-        if (f == NULL)
-                return;
-        fprintf(stderr, "---- %s ----\n", t.log);
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-                fwrite(buf, 1, n, stderr);
-        fprintf(stderr, "---- end of atomqd's log ----\n");
-        fclose(f);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        remove(path);
-        return 0;
 }
 
 static void kid_forget(struct kid *k)
@@ -316,9 +195,8 @@ static void teardown(void)
                 t.pid = 0;
         }
         if (!t.clean && t.dir[0] != 0)
-                log_dump();
-        if (t.dir[0] != 0)
-                nftw(t.dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+                atomqd_log_dump(t.log);
+        atomqd_rm_tree(t.dir);
 }
 
 TestSuite(agents, .fini = teardown, .timeout = 40);

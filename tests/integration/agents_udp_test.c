@@ -18,7 +18,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -36,6 +34,7 @@
 #include <unistd.h>
 
 #include "atomq/atomq.h"
+#include "tests/integration/atomqd_child.h"
 
 #define MS 1000000ll /* nanoseconds */
 /* How long atomqd may take to come up or stop. */
@@ -57,19 +56,6 @@ static struct {
         uint16_t port;
 } t;
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(long ms)
-{
-        nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L },
-                  NULL);
-}
-
 static const char *rc_text(int rc)
 {
         return rc < 0 ? atomq_strerror(rc) : "success or a count";
@@ -85,14 +71,6 @@ static const char *rc_text(int rc)
 
 /* ---- atomqd ------------------------------------------------------------ */
 
-static const char *env_path(const char *name)
-{
-        const char *p = getenv(name);
-        if (p == NULL || p[0] == 0)
-                cr_skip_test("%s is not set (meson test sets it to the binary)", name);
-        return p;
-}
-
 /* A UDP port nobody uses on 127.0.0.1 now (bound, read, closed). */
 static uint16_t free_udp_port(void)
 {
@@ -106,29 +84,13 @@ static uint16_t free_udp_port(void)
         return ntohs(sa.sin_port);
 }
 
-static bool sock_accepts(const char *path)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return false;
-        strcpy(sa.sun_path, path);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        if (fd >= 0)
-                close(fd);
-        return ok;
-}
-
 /* Starts atomqd with --udp on a free port, `lease_ms` as the session
  * lease, in a fresh temporary directory; waits for its control socket. */
 static void daemon_start(const char *lease_ms)
 {
         const char *atomqd = env_path("ATOMQ_ATOMQD"), *dp = env_path("ATOMQ_DATAPLANE");
-        const char *tmp = getenv("TMPDIR");
         char udp[32];
-        snprintf(t.dir, sizeof(t.dir), "%s/atomq-udp-XXXXXX",
-                 tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
-        cr_assert_not_null(mkdtemp(t.dir), "mkdtemp %s: %s", t.dir, strerror(errno));
+        atomqd_tmpdir(t.dir, sizeof(t.dir), "atomq-udp");
         snprintf(t.sock, sizeof(t.sock), "%s/ctl.sock", t.dir);
         snprintf(t.log, sizeof(t.log), "%s/atomqd.log", t.dir);
         t.port = free_udp_port();
@@ -138,50 +100,14 @@ static void daemon_start(const char *lease_ms)
                                "--workers", "1", "--hugepages", "off", "--max-entities", "10000",
                                "--data-dir", t.dir, "--dataplane", dp, "--udp", udp,
                                "--udp-lease-ms", lease_ms, "--ack-wait-ms", ACK_WAIT_MS, NULL };
-        pid_t parent = getpid();
-        t.pid = fork();
-        cr_assert_geq(t.pid, 0, "fork: %s", strerror(errno));
-        if (t.pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                int fd = open(t.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-                if (getppid() != parent || fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-                        _exit(127);
-                execv(atomqd, (char *const *)argv);
-                _exit(127);
-        }
-        int64_t deadline = now_ms() + WAIT_MS;
-        while (!sock_accepts(t.sock)) {
-                int st;
-                if (waitpid(t.pid, &st, WNOHANG) == t.pid) {
-                        t.pid = 0;
-                        cr_assert_fail("atomqd exited at start (status 0x%x)", st);
-                }
-                cr_assert_lt(now_ms(), deadline, "atomqd was not up within %d ms", WAIT_MS);
-                nap_ms(5);
-        }
+        t.pid = atomqd_spawn(t.log, argv);
+        atomqd_wait_ready(&t.pid, t.sock, NULL, WAIT_MS);
 }
 
 static void daemon_stop(void)
 {
-        int st = 0;
-        cr_assert_eq(kill(t.pid, SIGTERM), 0);
-        int64_t deadline = now_ms() + WAIT_MS;
-        pid_t got;
-        while ((got = waitpid(t.pid, &st, WNOHANG)) == 0 && now_ms() < deadline)
-                nap_ms(5);
-        cr_assert_eq(got, t.pid, "atomqd did not stop within %d ms of SIGTERM", WAIT_MS);
-        t.pid = 0;
-        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "atomqd stopped with status 0x%x", st);
+        atomqd_stop(&t.pid, WAIT_MS);
         t.clean = true;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        remove(path);
-        return 0;
 }
 
 /* The suite's fini: atomqd is killed if a test left it, its log shown
@@ -193,18 +119,9 @@ static void teardown(void)
                 waitpid(t.pid, NULL, 0);
                 t.pid = 0;
         }
-        if (!t.clean && t.dir[0] != 0) {
-                char buf[4096];
-                size_t n;
-                FILE *f = fopen(t.log, "r");
-                fprintf(stderr, "---- %s ----\n", t.log);
-                while (f != NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-                        fwrite(buf, 1, n, stderr);
-                if (f != NULL)
-                        fclose(f);
-        }
-        if (t.dir[0] != 0)
-                nftw(t.dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        if (!t.clean && t.dir[0] != 0)
+                atomqd_log_dump(t.log);
+        atomqd_rm_tree(t.dir);
 }
 
 TestSuite(agents_udp, .fini = teardown, .timeout = 60);
