@@ -627,14 +627,21 @@ def nats_mbox_producer(port, box):
     n.close()
 
 
-def nats_mbox_consumer(port, box):
-    n = Nats(port, "cons-" + box.name)
+def until_drained(box):
+    """Yields once a consumer's round while box is not drained, for at most
+    the ack wait and 15 s more once its producer has finished."""
     deadline = None
     while not box.drained():
         if box.final is not None and deadline is None:
             deadline = time.monotonic() + ACK_WAIT_MS / 1000 + 15
         if deadline is not None and time.monotonic() > deadline:
-            break
+            return
+        yield
+
+
+def nats_mbox_consumer(port, box):
+    n = Nats(port, "cons-" + box.name)
+    for _ in until_drained(box):
         a = n.aq("$AQ.MAILBOX.FETCH." + box.name, {"batch": 16, "wait_ms": 200})
         if not check(a.get("ok"), f"fetch {box.name}: {a}"):
             continue
@@ -660,12 +667,7 @@ def udp_mbox_producer(uport, box):
 
 def udp_mbox_consumer(uport, box, handle):
     s = Udp(uport)
-    deadline = None
-    while not box.drained():
-        if box.final is not None and deadline is None:
-            deadline = time.monotonic() + ACK_WAIT_MS / 1000 + 15
-        if deadline is not None and time.monotonic() > deadline:
-            break
+    for _ in until_drained(box):
         msgs = s.fetch(handle, 16)
         for seq, payload in msgs:
             box.mark(int(payload))
